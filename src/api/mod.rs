@@ -1,0 +1,170 @@
+//! The HTTP API (axum): health, metrics, version, conversations, messages, the event stream
+//! and the OpenAPI document generated from the handlers.
+//!
+//! Architecture Invariant: only `api` knows HTTP status codes and JSON DTOs; handlers call
+//! `messaging` and `store` and translate their errors in `error.rs`.
+
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod messages;
+pub mod system;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::{EventsConfig, Secret};
+use crate::events::EventBus;
+use crate::messaging::inbox::Inbox;
+use crate::messaging::outbox::Outbox;
+use crate::platform::health::Health;
+use crate::platform::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::store::Store;
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The store (reads).
+    pub store: Store,
+    /// The inbox (inbound writes).
+    pub inbox: Inbox,
+    /// The outbox (outbound writes).
+    pub outbox: Outbox,
+    /// The event bus.
+    pub events: Arc<EventBus>,
+    /// Component health.
+    pub health: Health,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The API token.
+    pub token: Secret,
+    /// Event stream settings.
+    pub events_cfg: EventsConfig,
+    /// Cancelled at shutdown (closes event streams).
+    pub shutdown: CancellationToken,
+    /// The OpenAPI document, rendered once.
+    pub openapi: Arc<OnceLock<String>>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "local-assistant",
+        description = "The local API of the local-assistant home appliance. Every route except /healthz and /readyz needs `Authorization: Bearer <token>`."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "system", description = "Health, readiness, metrics, version"),
+        (name = "messages", description = "Conversations and messages"),
+        (name = "events", description = "The live event stream"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The routes and their OpenAPI description (without state).
+fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::version))
+        .routes(routes!(system::openapi_json))
+        .routes(routes!(messages::list_conversations))
+        .routes(routes!(messages::list_messages))
+        .routes(routes!(messages::post_inbound))
+        .routes(routes!(messages::post_outbound))
+        .routes(routes!(events::stream))
+}
+
+/// The OpenAPI document as a value (used by tests and `openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The complete router: routes, auth, body limit, JSON 404/405, request metrics.
+pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+    let (router, doc) = routes().split_for_parts();
+    let json = doc.to_pretty_json().unwrap_or_else(|_| "{}".into());
+    let _ = state.openapi.set(json);
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_request,
+        ))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+/// Count every request and time it, by matched route (not raw path: ids would explode the
+/// label set).
+async fn record_request(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await.into_response();
+    state
+        .metrics
+        .http_duration
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+            method: method.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&RequestLabels {
+            route,
+            method,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}

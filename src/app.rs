@@ -1,0 +1,289 @@
+//! Wiring and lifecycle: build every component from the config, serve, and shut down in order.
+//!
+//! Start: open and migrate the store → set up the API token → resume the outbox → bind the
+//! listener → serve → `READY=1`. Stop (on [`RunningApp::shutdown_token`] being cancelled, which
+//! `main` does on SIGTERM/SIGINT): stop accepting, drain in-flight requests for at most
+//! `server.shutdown_grace_secs`, stop the outbox after its current round, then close the store
+//! (it commits what is queued and checkpoints the WAL) last.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use axum::serve::ListenerExt;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState};
+use crate::config::{Config, Secret};
+use crate::events::EventBus;
+use crate::messaging::inbox::Inbox;
+use crate::messaging::outbox::{DeliveryHandler, Outbox};
+use crate::platform::health::{ComponentState, Health};
+use crate::platform::metrics::Metrics;
+use crate::platform::systemd;
+use crate::store::{Store, StoreError, StoreMetrics, StoreOptions};
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The store failed to open.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The API token could not be read or created.
+    #[error(transparent)]
+    Token(#[from] api::auth::TokenError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source} (choose another with --listen or server.listen)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    /// A background task panicked.
+    #[error("internal task failed: {0}")]
+    Join(String),
+}
+
+/// Builds the daemon; channels register their delivery handlers here.
+pub struct AppBuilder {
+    config: Config,
+    handlers: BTreeMap<String, Arc<dyn DeliveryHandler>>,
+}
+
+impl AppBuilder {
+    /// Register the delivery handler of a channel.
+    #[must_use]
+    pub fn channel(mut self, name: &str, handler: Arc<dyn DeliveryHandler>) -> Self {
+        self.handlers.insert(name.to_owned(), handler);
+        self
+    }
+
+    /// Open everything, bind, start serving. Returns once the daemon is ready.
+    pub async fn start(self) -> Result<RunningApp, AppError> {
+        let cfg = self.config;
+        let events = Arc::new(EventBus::new(cfg.events.buffer));
+        let health = Health::new(events.clone());
+        health.set("store", ComponentState::Starting, "opening");
+        health.set("http", ComponentState::Starting, "binding");
+        health.set("outbox", ComponentState::Starting, "resuming");
+
+        systemd::status("opening the database");
+        let store_metrics = StoreMetrics::default();
+        let metrics = Arc::new(Metrics::new(&store_metrics));
+        let db_path = cfg.db_path();
+        let opts = StoreOptions::from(&cfg.store);
+        let store = tokio::task::spawn_blocking(move || {
+            Store::open_with_metrics(&db_path, &opts, store_metrics)
+        })
+        .await
+        .map_err(|e| AppError::Join(e.to_string()))??;
+        health.set(
+            "store",
+            ComponentState::Ready,
+            format!("{}", store.path().display()),
+        );
+
+        let data_dir = cfg.data_dir.clone();
+        let configured = cfg.api.token.clone();
+        let token = tokio::task::spawn_blocking(move || {
+            api::auth::ensure_token(&data_dir, configured.as_ref())
+        })
+        .await
+        .map_err(|e| AppError::Join(e.to_string()))??;
+
+        let outbox = Outbox::new(
+            store.clone(),
+            events.clone(),
+            metrics.clone(),
+            cfg.outbox.clone(),
+            self.handlers,
+        );
+        outbox.recover().await?;
+        let inbox = Inbox::new(store.clone(), events.clone(), cfg.inbox.max_text_chars);
+
+        let shutdown = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: cfg.server.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| AppError::Bind {
+            addr: cfg.server.listen,
+            source,
+        })?;
+        let state = ApiState {
+            store: store.clone(),
+            inbox,
+            outbox: outbox.clone(),
+            events: events.clone(),
+            health: health.clone(),
+            metrics,
+            token: token.clone(),
+            events_cfg: cfg.events.clone(),
+            shutdown: shutdown.clone(),
+            openapi: Arc::new(OnceLock::new()),
+        };
+        let router = api::router(state, cfg.server.max_body_bytes);
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let server = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = tokio::spawn(async move { server.await });
+        health.set(
+            "http",
+            ComponentState::Ready,
+            format!("listening on {addr}"),
+        );
+
+        let channels = outbox.channels();
+        let outbox_task = tokio::spawn(outbox.run(shutdown.child_token()));
+        health.set(
+            "outbox",
+            ComponentState::Ready,
+            if channels.is_empty() {
+                "no delivery channels registered".to_owned()
+            } else {
+                format!("delivering for {}", channels.join(", "))
+            },
+        );
+
+        tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "local-assistant ready");
+        if health.is_ready() {
+            systemd::ready(&format!("ready: listening on {addr}"));
+        }
+        let watchdog = systemd::spawn_watchdog(
+            tokio::runtime::Handle::current(),
+            store.clone(),
+            shutdown.clone(),
+        );
+
+        let lifecycle = tokio::spawn(lifecycle(
+            shutdown.clone(),
+            server,
+            outbox_task,
+            store.clone(),
+            health,
+            cfg.server.shutdown_grace,
+            watchdog,
+        ));
+        Ok(RunningApp {
+            addr,
+            token,
+            events,
+            store,
+            shutdown,
+            lifecycle,
+        })
+    }
+}
+
+async fn lifecycle(
+    shutdown: CancellationToken,
+    mut server: JoinHandle<std::io::Result<()>>,
+    outbox_task: JoinHandle<()>,
+    store: Store,
+    health: Health,
+    grace: std::time::Duration,
+    watchdog: Option<std::thread::JoinHandle<()>>,
+) -> Result<(), AppError> {
+    let early = tokio::select! {
+        () = shutdown.cancelled() => None,
+        r = &mut server => Some(r),
+    };
+    shutdown.cancel();
+    systemd::stopping("stopping: draining in-flight requests");
+    health.set("http", ComponentState::Stopping, "draining");
+    let served = match early {
+        Some(r) => r,
+        None => match tokio::time::timeout(grace, &mut server).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(
+                    grace_s = grace.as_secs(),
+                    "requests still running after the shutdown grace period; closing them"
+                );
+                server.abort();
+                Ok(Ok(()))
+            }
+        },
+    };
+    systemd::status("stopping: finishing deliveries");
+    let _ = outbox_task.await;
+    systemd::status("stopping: closing the database");
+    store.close().await;
+    if let Some(w) = watchdog {
+        let _ = tokio::task::spawn_blocking(move || w.join()).await;
+    }
+    tracing::info!("stopped");
+    match served {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(AppError::Serve(e)),
+        Err(e) if e.is_cancelled() => Ok(()),
+        Err(e) => Err(AppError::Join(e.to_string())),
+    }
+}
+
+/// The daemon's composition root.
+pub struct App;
+
+impl App {
+    /// A builder for the daemon described by `config`.
+    pub fn builder(config: Config) -> AppBuilder {
+        AppBuilder {
+            config,
+            handlers: BTreeMap::new(),
+        }
+    }
+}
+
+/// A started daemon.
+pub struct RunningApp {
+    addr: SocketAddr,
+    token: Secret,
+    events: Arc<EventBus>,
+    store: Store,
+    shutdown: CancellationToken,
+    lifecycle: JoinHandle<Result<(), AppError>>,
+}
+
+impl RunningApp {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// The API token in effect.
+    pub fn token(&self) -> &Secret {
+        &self.token
+    }
+    /// The event bus.
+    pub fn events(&self) -> &Arc<EventBus> {
+        &self.events
+    }
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+    /// Cancel this token to begin a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+    /// Wait until the daemon has stopped.
+    pub async fn wait(self) -> Result<(), AppError> {
+        match self.lifecycle.await {
+            Ok(r) => r,
+            Err(e) => Err(AppError::Join(e.to_string())),
+        }
+    }
+    /// Shut down gracefully and wait.
+    pub async fn stop(self) -> Result<(), AppError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}

@@ -1,0 +1,13 @@
+//! local-assistant: an offline-first home assistant appliance.
+//!
+//! `main.rs` is the CLI; [`app`] wires the components; see `docs/ARCHITECTURE.md` for the map
+//! of modules and their invariants.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod messaging;
+pub mod platform;
+pub mod store;

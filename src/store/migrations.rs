@@ -1,0 +1,128 @@
+//! Versioned schema migrations, applied in order at start and by `local-assistant init-db`.
+//!
+//! The schema version is SQLite's `user_version`. Each migration runs in its own transaction
+//! together with the version bump, so a crash mid-migration leaves the previous version.
+//! Append new migrations; never edit one that has shipped.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// The migrations, in order; migration `i` brings the schema to version `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the core schema.
+    r#"
+    CREATE TABLE contacts (
+        id           INTEGER PRIMARY KEY,
+        display_name TEXT,
+        phone        TEXT UNIQUE,
+        trust        TEXT NOT NULL DEFAULT 'unknown'
+                     CHECK (trust IN ('owner', 'household', 'known', 'unknown')),
+        created_at   INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL
+    );
+    CREATE TABLE conversations (
+        id              INTEGER PRIMARY KEY,
+        channel         TEXT NOT NULL,
+        address         TEXT NOT NULL,
+        contact_id      INTEGER REFERENCES contacts(id) ON DELETE SET NULL,
+        created_at      INTEGER NOT NULL,
+        last_message_at INTEGER NOT NULL,
+        UNIQUE (channel, address)
+    );
+    CREATE INDEX conversations_recent ON conversations (last_message_at DESC, id DESC);
+    CREATE TABLE messages (
+        id              INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        channel         TEXT NOT NULL,
+        direction       TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+        body            TEXT NOT NULL,
+        media           TEXT NOT NULL DEFAULT '[]',
+        status          TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
+    CREATE TABLE inbox (
+        id              INTEGER PRIMARY KEY,
+        channel         TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        request_hash    TEXT NOT NULL,
+        message_id      INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        status          TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (status IN ('pending', 'processing', 'done', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        received_at     INTEGER NOT NULL,
+        processed_at    INTEGER,
+        UNIQUE (channel, idempotency_key)
+    );
+    CREATE INDEX inbox_by_status ON inbox (status, id);
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        channel         TEXT NOT NULL,
+        recipient       TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        message_id      INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+        status          TEXT NOT NULL
+                        CHECK (status IN ('pending', 'delivering', 'delivered', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        max_attempts    INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        delivered_at    INTEGER
+    );
+    CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+    CREATE TABLE audit_log (
+        id      INTEGER PRIMARY KEY,
+        at      INTEGER NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        subject TEXT,
+        detail  TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE heartbeat (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        at INTEGER NOT NULL
+    );
+    INSERT INTO heartbeat (id, at) VALUES (1, 0);
+    "#,
+];
+
+/// The schema version this binary writes.
+pub fn latest_version() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
+/// The database's current schema version.
+pub fn current_version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Apply every pending migration; returns how many ran. Re-running is a no-op.
+pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
+    let current = current_version(conn)?;
+    let latest = latest_version();
+    if current > latest {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported: latest,
+        });
+    }
+    let mut applied = 0;
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
+        let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Migration { version, source: e })?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        applied += 1;
+    }
+    Ok(applied)
+}
