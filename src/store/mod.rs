@@ -576,15 +576,17 @@ mod tests {
                 "missing table {t}: {tables:?}"
             );
         }
-        let (mode, fk): (String, i64) = store
+        let (mode, fk, sync): (String, i64, i64) = store
             .write(|c| {
                 Ok((
                     c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
                     c.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?,
+                    c.query_row("PRAGMA synchronous", [], |r| r.get(0))?,
                 ))
             })
             .await?;
-        assert_eq!((mode.as_str(), fk), ("wal", 1));
+        // synchronous=FULL is 2: every acknowledged commit is fsynced.
+        assert_eq!((mode.as_str(), fk, sync), ("wal", 1, 2));
         store.close().await;
         Ok(())
     }
