@@ -11,7 +11,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use local_assistant::app::App;
-use local_assistant::config::{Config, Overrides};
+use local_assistant::config::{Config, ConfigError, Overrides};
+
+/// sysexits.h: configuration error.
+const EX_CONFIG: u8 = 78;
 use local_assistant::platform::{doctor, logging};
 use local_assistant::store;
 
@@ -81,7 +84,13 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            // EX_CONFIG: systemd's RestartPreventExitStatus= keeps a bad config from
+            // turning into a restart (and, on an appliance, a reboot) loop.
+            if e.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(EX_CONFIG)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
@@ -131,7 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(e) => {
                     println!("{} {:<10} {e:#}", doctor::Level::Fail, "config");
-                    return Ok(ExitCode::from(1));
+                    return Ok(ExitCode::from(EX_CONFIG));
                 }
             };
             let report = doctor::run(&cfg, &doctor::DeviceRoots::default());

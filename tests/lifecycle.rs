@@ -286,14 +286,17 @@ fn config_check_names_the_bad_key_or_variable() -> TestResult {
         ],
         &[],
     )?;
-    assert_eq!(code, 1);
+    assert_eq!(
+        code, 78,
+        "config errors exit with EX_CONFIG so systemd does not restart-loop"
+    );
     assert!(err.contains("`outbox.max_attempts`"), "{err}");
 
     let (code, _, err) = run(
         &["config", "check"],
         &[("LOCAL_ASSISTANT_STORE__READERS", "0")],
     )?;
-    assert_eq!(code, 1);
+    assert_eq!(code, 78);
     assert!(
         err.contains("`store.readers`") && err.contains("from 1 to 64"),
         "{err}"
@@ -303,14 +306,18 @@ fn config_check_names_the_bad_key_or_variable() -> TestResult {
         &["config", "check"],
         &[("LOCAL_ASSISTANT_SERVR__LISTEN", "x")],
     )?;
-    assert_eq!(code, 1);
+    assert_eq!(code, 78);
+    // serve refuses a bad config the same way, before binding anything.
+    let (code, _, err2) = run(&["serve"], &[("LOCAL_ASSISTANT_SERVER__LISTEN", "nope")])?;
+    assert_eq!(code, 78);
+    assert!(err2.contains("`server.listen`"), "{err2}");
     assert!(err.contains("LOCAL_ASSISTANT_SERVR__LISTEN"), "{err}");
 
     let (code, _, err) = run(
         &["config", "check", "--config", "/nonexistent/config.toml"],
         &[],
     )?;
-    assert_eq!(code, 1);
+    assert_eq!(code, 78);
     assert!(err.contains("/nonexistent/config.toml"), "{err}");
     Ok(())
 }
@@ -359,7 +366,7 @@ fn init_db_migrates_once_and_doctor_reports_per_line() -> TestResult {
     );
     // So is a bad config.
     let (code, out, _) = run(&["doctor"], &[("LOCAL_ASSISTANT_SERVER__LISTEN", "nope")])?;
-    assert_eq!(code, 1);
+    assert_eq!(code, 78);
     assert!(
         out.starts_with("FAIL") && out.contains("server.listen"),
         "{out}"
