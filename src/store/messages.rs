@@ -44,16 +44,14 @@ pub struct Accepted {
 
 /// Find or create the contact for a phone number; returns its id.
 fn contact_for_phone(conn: &Connection, phone: &str, now: UnixMillis) -> Result<i64, StoreError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO contacts (phone, created_at, updated_at) VALUES (?1, ?2, ?2)
          ON CONFLICT (phone) DO NOTHING",
-        params![phone, now.0],
-    )?;
-    Ok(
-        conn.query_row("SELECT id FROM contacts WHERE phone = ?1", [phone], |r| {
-            r.get(0)
-        })?,
-    )
+    )?
+    .execute(params![phone, now.0])?;
+    Ok(conn
+        .prepare_cached("SELECT id FROM contacts WHERE phone = ?1")?
+        .query_row([phone], |r| r.get(0))?)
 }
 
 /// Find or create the conversation with `address` on `channel`, touching its timestamp.
@@ -64,29 +62,30 @@ pub fn conversation_for(
     contact_id: Option<i64>,
     now: UnixMillis,
 ) -> Result<ConversationId, StoreError> {
-    let id: i64 = conn.query_row(
-        "INSERT INTO conversations (channel, address, contact_id, created_at, last_message_at)
-         VALUES (?1, ?2, ?3, ?4, ?4)
-         ON CONFLICT (channel, address) DO UPDATE
-           SET last_message_at = max(last_message_at, excluded.last_message_at),
-               contact_id = coalesce(conversations.contact_id, excluded.contact_id)
-         RETURNING id",
-        params![channel, address, contact_id, now.0],
-        |r| r.get(0),
-    )?;
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO conversations (channel, address, contact_id, created_at, last_message_at)
+             VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (channel, address) DO UPDATE
+               SET last_message_at = max(last_message_at, excluded.last_message_at),
+                   contact_id = coalesce(conversations.contact_id, excluded.contact_id)
+             RETURNING id",
+        )?
+        .query_row(params![channel, address, contact_id, now.0], |r| r.get(0))?;
     Ok(ConversationId(id))
 }
 
 /// Store an inbound message through the inbox (idempotent on channel + key).
 pub fn accept_inbound(conn: &Connection, m: &NewInbound) -> Result<Accepted, StoreError> {
     let existing: Option<(i64, String, i64)> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT i.message_id, i.request_hash, m.conversation_id
                FROM inbox i JOIN messages m ON m.id = i.message_id
               WHERE i.channel = ?1 AND i.idempotency_key = ?2",
-            params![m.channel, m.idempotency_key],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        )?
+        .query_row(params![m.channel, m.idempotency_key], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
     if let Some((message_id, hash, conversation_id)) = existing {
         if hash != m.request_hash {
@@ -109,23 +108,23 @@ pub fn accept_inbound(conn: &Connection, m: &NewInbound) -> Result<Accepted, Sto
     };
     let conversation_id = conversation_for(conn, &m.channel, &m.from, contact_id, now)?;
     let media = serde_json::to_string(&m.media).unwrap_or_else(|_| "[]".into());
-    let message_id: i64 = conn.query_row(
-        "INSERT INTO messages (conversation_id, channel, direction, body, media, status, created_at, updated_at)
-         VALUES (?1, ?2, 'inbound', ?3, ?4, 'received', ?5, ?5) RETURNING id",
-        params![conversation_id.0, m.channel, m.text, media, now.0],
-        |r| r.get(0),
-    )?;
-    conn.execute(
+    let message_id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO messages (conversation_id, channel, direction, body, media, status, created_at, updated_at)
+             VALUES (?1, ?2, 'inbound', ?3, ?4, 'received', ?5, ?5) RETURNING id",
+        )?
+        .query_row(params![conversation_id.0, m.channel, m.text, media, now.0], |r| r.get(0))?;
+    conn.prepare_cached(
         "INSERT INTO inbox (channel, idempotency_key, request_hash, message_id, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            m.channel,
-            m.idempotency_key,
-            m.request_hash,
-            message_id,
-            now.0
-        ],
-    )?;
+    )?
+    .execute(params![
+        m.channel,
+        m.idempotency_key,
+        m.request_hash,
+        message_id,
+        now.0
+    ])?;
     Ok(Accepted {
         message_id: MessageId(message_id),
         conversation_id,

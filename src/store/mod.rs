@@ -486,6 +486,12 @@ fn writer_loop(
     }
 }
 
+/// Run a parameterless statement through the statement cache (the writer runs the savepoint
+/// statements thousands of times a second; re-parsing them showed up in profiles).
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn WriteOp>>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = StoreError::from(e);
@@ -501,15 +507,15 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn WriteOp>>) {
     }
     let mut finished: Vec<Box<dyn Finish>> = Vec::with_capacity(batch.len());
     for op in batch.drain(..) {
-        if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+        if let Err(e) = exec_cached(conn, "SAVEPOINT op") {
             op.fail(StoreError::from(e));
             continue;
         }
         let done = op.run(conn);
         let end = if done.ok() {
-            conn.execute_batch("RELEASE op")
+            exec_cached(conn, "RELEASE op")
         } else {
-            conn.execute_batch("ROLLBACK TO op; RELEASE op")
+            exec_cached(conn, "ROLLBACK TO op").and_then(|()| exec_cached(conn, "RELEASE op"))
         };
         if let Err(e) = end {
             tracing::error!(error = %e, "closing a savepoint failed");
