@@ -34,6 +34,9 @@ fn every_rust_file_starts_with_a_module_doc_line() -> std::io::Result<()> {
         })
         .map(|f| f.strip_prefix(root).unwrap_or(f).display().to_string())
         .collect();
-    assert!(undocumented.is_empty(), "files without a //! line: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "files without a //! line: {undocumented:?}"
+    );
     Ok(())
 }
