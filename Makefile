@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # the unit's security test; curl/ca-certificates: rustup on a machine without Rust.
 APT_PACKAGES := build-essential pkg-config systemd curl ca-certificates
 
-.PHONY: run test bench deps toolchain build lint clean
+.PHONY: run test bench deps toolchain build lint cross cross-deps clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -48,6 +48,31 @@ test: lint
 
 bench: toolchain
 	$(CARGO) bench --locked --bench inbound
+
+# --- aarch64 cross build (Raspberry Pi 5 by default; CROSS_PROFILE=jetson for Orin) -------
+CROSS_TARGET := aarch64-unknown-linux-gnu
+CROSS_PROFILE ?= rpi5
+CROSS_CPU_rpi5 := cortex-a76
+CROSS_CPU_jetson := cortex-a78ae
+CROSS_APT := gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static binutils
+CROSS_BIN := target/$(CROSS_TARGET)/release/local-assistant
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+
+cross-deps: toolchain
+	@dpkg --print-foreign-architectures | grep -qx arm64 || $(SUDO) dpkg --add-architecture arm64
+	@missing=""; for p in $(CROSS_APT); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing cross packages:$$missing"; \
+	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@rustup target list --installed | grep -qx $(CROSS_TARGET) || rustup target add $(CROSS_TARGET)
+
+cross: cross-deps
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-cpu=$(CROSS_CPU_$(CROSS_PROFILE))" \
+	  $(CARGO) --config cross/aarch64.toml build --release --locked --target $(CROSS_TARGET)
+	cross/check.sh $(CROSS_BIN) $(VERSION)
 
 clean:
 	$(CARGO) clean
