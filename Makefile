@@ -8,10 +8,11 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # build-essential: the C compiler for SQLite (rusqlite bundled); systemd: systemd-analyze for
-# the unit's security test; curl/ca-certificates: rustup on a machine without Rust.
-APT_PACKAGES := build-essential pkg-config systemd curl ca-certificates
+# the unit's security test and systemd-sysusers for the .deb test; udev: udevadm for the rules
+# test; curl/ca-certificates: rustup on a machine without Rust.
+APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux curl ca-certificates
 
-.PHONY: run test bench deps toolchain build lint cross cross-deps clean
+.PHONY: run test bench deps toolchain build lint cross cross-deps deb clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -73,6 +74,13 @@ cross: cross-deps
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-cpu=$(CROSS_CPU_$(CROSS_PROFILE))" \
 	  $(CARGO) --config cross/aarch64.toml build --release --locked --target $(CROSS_TARGET)
 	cross/check.sh $(CROSS_BIN) $(VERSION)
+
+# --- Debian packages: amd64 from the native release build, arm64 from the cross build ---------
+DEB_OUT := target/deb
+
+deb: build cross
+	image/deb/build.sh amd64 target/release/local-assistant $(DEB_OUT)
+	image/deb/build.sh arm64 $(CROSS_BIN) $(DEB_OUT)
 
 clean:
 	$(CARGO) clean
