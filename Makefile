@@ -9,10 +9,10 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # build-essential: the C compiler for SQLite (rusqlite bundled); systemd: systemd-analyze for
 # the unit's security test and systemd-sysusers for the .deb test; udev: udevadm for the rules
-# test; curl/ca-certificates: rustup on a machine without Rust.
-APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux curl ca-certificates
+# test; shellcheck: the packaging scripts; curl/ca-certificates: rustup on a machine without Rust.
+APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux shellcheck curl ca-certificates
 
-.PHONY: run test bench deps toolchain build lint cross cross-deps deb clean
+.PHONY: run test bench deps toolchain build lint cross cross-deps deb deb-arm64 image image-deps image-test clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -81,6 +81,30 @@ DEB_OUT := target/deb
 deb: build cross
 	image/deb/build.sh amd64 target/release/local-assistant $(DEB_OUT)
 	image/deb/build.sh arm64 $(CROSS_BIN) $(DEB_OUT)
+
+deb-arm64: cross
+	image/deb/build.sh arm64 $(CROSS_BIN) $(DEB_OUT)
+
+# --- OS images: PROFILE=qemu-arm64 (default, testable here), rpi5, jetson ----------------------
+PROFILE ?= qemu-arm64
+IMAGE_APT := mmdebstrap dosfstools mtools fdisk e2fsprogs xz-utils qemu-user-static binfmt-support arch-test \
+	qemu-system-arm qemu-efi-aarch64 qemu-utils curl python3
+
+image-deps: deps
+	@missing=""; for p in $(IMAGE_APT); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing image packages:$$missing"; \
+	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+image: image-deps deb-arm64
+	$(SUDO) image/build.sh $(PROFILE) $(DEB_OUT)/local-assistant_$(VERSION)_arm64.deb image/out
+
+image-test: PROFILE = qemu-arm64
+image-test: image
+	image/boot-test.sh image/out/qemu-arm64.img.xz
 
 clean:
 	$(CARGO) clean

@@ -212,3 +212,87 @@ fn the_udev_rules_parse_without_complaints() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn every_shell_script_passes_shellcheck() -> TestResult {
+    let scripts = [
+        ".ci/run",
+        "cross/check.sh",
+        "image/build.sh",
+        "image/customize.sh",
+        "image/inspect.sh",
+        "image/boot-test.sh",
+        "image/firstboot/firstboot",
+        "image/deb/build.sh",
+        "image/deb/postinst",
+        "image/deb/prerm",
+        "image/deb/postrm",
+    ];
+    let mut cmd = Command::new("shellcheck");
+    cmd.args(["-S", "warning"]).current_dir(top());
+    for s in scripts {
+        assert!(top().join(s).exists(), "{s} is missing");
+        cmd.arg(s);
+    }
+    run(&mut cmd)?;
+    Ok(())
+}
+
+#[test]
+fn the_image_profiles_agree_on_labels_and_enable_the_watchdog() -> TestResult {
+    let read = |p: &str| std::fs::read_to_string(top().join(p));
+    let config = read("image/profiles/rpi5/config.txt")?;
+    for line in [
+        "arm_64bit=1",
+        "dtparam=watchdog=on",
+        "dtparam=i2s=on",
+        "dtparam=spi=on",
+    ] {
+        assert!(
+            config.lines().any(|l| l.trim() == line),
+            "config.txt lacks {line}"
+        );
+    }
+    let cmdline = read("image/profiles/rpi5/cmdline.txt")?;
+    assert_eq!(
+        cmdline.lines().count(),
+        1,
+        "cmdline.txt must be a single line"
+    );
+    assert!(
+        cmdline.contains("root=LABEL=la-root") && cmdline.contains("rootwait"),
+        "{cmdline}"
+    );
+    let grub = read("image/profiles/qemu-arm64/grub.cfg")?;
+    assert!(
+        grub.contains("root=LABEL=la-root") && grub.contains("console=ttyAMA0"),
+        "{grub}"
+    );
+    // The labels the boot configs and fstab use are the ones the build gives the filesystems.
+    let build = read("image/build.sh")?;
+    let customize = read("image/customize.sh")?;
+    for label in ["la-root", "la-data"] {
+        assert!(
+            build.contains(&format!("-L {label}")),
+            "build.sh does not label {label}"
+        );
+        assert!(
+            customize.contains(&format!("LABEL={label}")),
+            "fstab does not mount {label}"
+        );
+    }
+    for label in ["LA-EFI", "LA-BOOT"] {
+        assert!(
+            build.contains(&format!("boot_label={label}")),
+            "build.sh does not label {label}"
+        );
+        assert!(
+            customize.contains(&format!("LABEL={label}")),
+            "fstab does not mount {label}"
+        );
+    }
+    let firstboot = read("image/firstboot/local-assistant-firstboot.service")?;
+    assert!(firstboot.contains("Before=local-assistant.service"));
+    assert!(firstboot.contains("StandardOutput=journal+console"));
+    Ok(())
+}

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Build a flashable local-assistant OS image:
+#   image/build.sh PROFILE DEB [OUTDIR]      (PROFILE: qemu-arm64, rpi5 or jetson)
+# Needs root (chroot), qemu-user-static with binfmt_misc (mounted here when it is not), and
+# mmdebstrap, dosfstools, mtools, fdisk, e2fsprogs, xz-utils. No loop devices: every
+# filesystem is made from a directory (mke2fs -d, mkfs.vfat + mcopy) and written into the
+# image file at the offsets sfdisk gives.
+# Output: OUTDIR/PROFILE.img.xz and OUTDIR/PROFILE.img.xz.sha256 (jetson: a rootfs tarball).
+set -euo pipefail
+profile=${1:?usage: build.sh PROFILE DEB [OUTDIR]}
+deb=$(realpath "${2:?usage: build.sh PROFILE DEB [OUTDIR]}")
+here=$(cd "$(dirname "$0")" && pwd)
+out=$(realpath -m "${3:-$here/out}")
+work=$here/work/$profile
+mirror=${MIRROR:-http://deb.debian.org/debian}
+suite=bookworm
+fail() { echo "image/build.sh: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || fail "must run as root (it chroots into the arm64 tree)"
+[ -f "$deb" ] || fail "no package at $deb (make deb builds it)"
+case "$(dpkg-deb -f "$deb" Architecture)" in arm64) ;; *) fail "$deb is not an arm64 package" ;; esac
+
+# qemu-user through binfmt_misc, so that the arm64 tree's programs run here.
+if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+fi
+[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
+arch-test arm64 >/dev/null || fail "arm64 binaries do not run here (install qemu-user-static and binfmt-support)"
+
+common=systemd-sysv,udev,dbus,kmod,iproute2,e2fsprogs,fdisk,ca-certificates,systemd-timesyncd,netbase,initramfs-tools
+case "$profile" in
+    qemu-arm64) extra=linux-image-arm64,grub-efi-arm64-bin ;;
+    rpi5)
+        # Raspberry Pi's kernel and firmware come from their archive.
+        curl -fsS -o /dev/null --max-time 20 https://archive.raspberrypi.com/debian/dists/bookworm/InRelease \
+            || fail "archive.raspberrypi.com is not reachable from this machine; the rpi5 profile needs it"
+        extra=linux-image-rpi-2712,raspi-firmware ;;
+    jetson) extra="" ;;
+    *) fail "unknown profile '$profile' (qemu-arm64, rpi5, jetson)" ;;
+esac
+sources=("deb $mirror $suite main" "deb $mirror $suite-updates main" "deb ${SECURITY_MIRROR:-http://deb.debian.org/debian-security} $suite-security main")
+if [ "$profile" = rpi5 ]; then
+    sources+=("deb [trusted=yes] https://archive.raspberrypi.com/debian $suite main")
+fi
+
+# Before the kernel package runs mkinitramfs: a small initramfs with the modules the profile's
+# hardware needs (MODULES=most copies every driver, one qemu-user process each: very slow).
+hooks=()
+if [ -f "$here/profiles/$profile/initramfs-modules" ]; then
+    hooks+=(--essential-hook="mkdir -p \"\$1/etc/initramfs-tools/conf.d\" && echo MODULES=list > \"\$1/etc/initramfs-tools/conf.d/local-assistant.conf\" && cp '$here/profiles/$profile/initramfs-modules' \"\$1/etc/initramfs-tools/modules\"")
+fi
+
+rm -rf "$work"
+mkdir -p "$work" "$out"
+rootfs=$work/rootfs
+echo "image: bootstrapping Debian $suite arm64 for $profile"
+mmdebstrap --arch=arm64 --variant=minbase --include="$common${extra:+,$extra}" "${hooks[@]}" \
+    --customize-hook="copy-in '$deb' /tmp" \
+    --customize-hook="chroot \"\$1\" dpkg -i /tmp/$(basename "$deb") && rm \"\$1/tmp/$(basename "$deb")\"" \
+    --customize-hook="'$here/customize.sh' '$profile' \"\$1\"" \
+    "$suite" "$rootfs" "${sources[@]}"
+
+if [ "$profile" = jetson ]; then
+    # NVIDIA's L4T flashing tools take a root filesystem tree (see image/profiles/jetson/README.md).
+    tar -C "$rootfs" --numeric-owner -cJf "$out/jetson-rootfs.tar.xz" .
+    (cd "$out" && sha256sum jetson-rootfs.tar.xz > jetson-rootfs.tar.xz.sha256)
+    echo "$out/jetson-rootfs.tar.xz"
+    exit 0
+fi
+
+# --- the boot partition ------------------------------------------------------------------------
+boot=$work/boot
+mkdir -p "$boot"
+if [ "$profile" = qemu-arm64 ]; then
+    # A standalone GRUB (no device probing) with its config embedded; kernel + initrd beside it.
+    cp "$here/profiles/qemu-arm64/grub.cfg" "$rootfs/tmp/grub.cfg"
+    chroot "$rootfs" grub-mkstandalone -O arm64-efi -o /tmp/BOOTAA64.EFI "boot/grub/grub.cfg=/tmp/grub.cfg"
+    install -Dm0644 "$rootfs/tmp/BOOTAA64.EFI" "$boot/EFI/BOOT/BOOTAA64.EFI"
+    rm -f "$rootfs/tmp/BOOTAA64.EFI" "$rootfs/tmp/grub.cfg"
+    cp -L "$rootfs/vmlinuz" "$boot/vmlinuz"
+    cp -L "$rootfs/initrd.img" "$boot/initrd.img"
+    boot_label=LA-EFI
+    boot_type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B
+else
+    cp -a "$rootfs/boot/firmware/." "$boot/"
+    cp "$here/profiles/rpi5/config.txt" "$here/profiles/rpi5/cmdline.txt" "$boot/"
+    boot_label=LA-BOOT
+    boot_type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B
+fi
+
+# --- filesystem images from directories --------------------------------------------------------
+mib() { echo $(( ($1 + 1048575) / 1048576 )); }
+boot_mib=256
+rm -f "$work/boot.img"
+mkfs.vfat -n "$boot_label" -C "$work/boot.img" $((boot_mib * 1024)) >/dev/null
+mcopy -s -i "$work/boot.img" "$boot"/* ::/
+
+root_bytes=$(du -sb --exclude=./proc --exclude=./sys "$rootfs" | cut -f1)
+root_mib=$(( $(mib "$root_bytes") * 13 / 10 + 256 ))
+mke2fs -q -t ext4 -L la-root -d "$rootfs" "$work/root.img" "${root_mib}M"
+
+data=$work/data
+mkdir -p "$data"
+uid=$(awk -F: '$1 == "local-assistant" { print $3 }' "$rootfs/etc/passwd")
+gid=$(awk -F: '$1 == "local-assistant" { print $4 }' "$rootfs/etc/passwd")
+[ -n "$uid" ] || fail "the package did not create the local-assistant user"
+chown "$uid:$gid" "$data"
+chmod 0750 "$data"
+data_mib=256
+mke2fs -q -t ext4 -L la-data -d "$data" "$work/data.img" "${data_mib}M"
+
+# --- the partitioned image ---------------------------------------------------------------------
+img=$work/$profile.img
+total_mib=$((1 + boot_mib + root_mib + data_mib + 1))
+rm -f "$img"
+truncate -s "${total_mib}M" "$img"
+sfdisk --quiet "$img" <<SFDISK
+label: gpt
+unit: sectors
+start=2048, size=$((boot_mib * 2048)), type=$boot_type, name="la-boot"
+size=$((root_mib * 2048)), type=B921B045-1DF0-41C3-AF44-4C6F280D3FAE, name="la-root"
+size=$((data_mib * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="la-data"
+SFDISK
+i=0
+for part in boot root data; do
+    i=$((i + 1))
+    start=$(sfdisk -J "$img" | python3 -c "import json,sys; print(json.load(sys.stdin)['partitiontable']['partitions'][$((i - 1))]['start'])")
+    dd if="$work/$part.img" of="$img" bs=512 seek="$start" conv=notrunc,sparse status=none
+done
+rm -f "$work/boot.img" "$work/root.img" "$work/data.img"
+
+xz -T0 -3 -k -f "$img"
+mv -f "$img.xz" "$out/$profile.img.xz"
+(cd "$out" && sha256sum "$profile.img.xz" > "$profile.img.xz.sha256")
+echo "$out/$profile.img.xz"

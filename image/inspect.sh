@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Inspect a built image without mounting it: partition table, filesystem labels and the files
+# that must be there (mtools for the FAT boot partition, debugfs for the ext4 ones).
+#   image/inspect.sh DISK.img PROFILE
+set -euo pipefail
+img=${1:?usage: inspect.sh DISK.img PROFILE}
+profile=${2:?usage: inspect.sh DISK.img PROFILE}
+fail() { echo "image inspection FAILED: $*" >&2; exit 1; }
+
+table=$(sfdisk -J "$img")
+field() { python3 -c "import json,sys; p=json.loads(sys.argv[1])['partitiontable']['partitions'][int(sys.argv[2])]; print(p.get(sys.argv[3], ''))" "$table" "$1" "$2"; }
+[ "$(python3 -c "import json,sys; print(len(json.loads(sys.argv[1])['partitiontable']['partitions']))" "$table")" = 3 ] \
+    || fail "expected 3 partitions: $table"
+for i in 0 1 2; do
+    name=$(field $i name); want=(la-boot la-root la-data)
+    [ "$name" = "${want[$i]}" ] || fail "partition $((i + 1)) is named '$name', want ${want[$i]}"
+done
+[ "$(field 0 type)" = C12A7328-F81F-11D2-BA4B-00A0C93EC93B ] || fail "partition 1 is not an EFI system partition"
+
+boot_off=$(( $(field 0 start) * 512 ))
+root_off=$(( $(field 1 start) * 512 ))
+data_off=$(( $(field 2 start) * 512 ))
+mdir -i "$img@@$boot_off" -b ::/ >/dev/null || fail "the boot partition is not FAT"
+if [ "$profile" = qemu-arm64 ]; then
+    for f in ::/EFI/BOOT/BOOTAA64.EFI ::/vmlinuz ::/initrd.img; do
+        mdir -i "$img@@$boot_off" "$f" >/dev/null 2>&1 || fail "boot partition lacks $f"
+    done
+fi
+
+ext() { debugfs -R "$2" "$img?offset=$1" 2>/dev/null; }
+[ "$(ext "$root_off" stats | sed -n 's/^Filesystem volume name: *//p')" = la-root ] || fail "root filesystem label is not la-root"
+[ "$(ext "$data_off" stats | sed -n 's/^Filesystem volume name: *//p')" = la-data ] || fail "data filesystem label is not la-data"
+for f in /usr/bin/local-assistant /etc/local-assistant/config.toml /lib/systemd/system/local-assistant.service \
+         /etc/systemd/system/multi-user.target.wants/local-assistant.service \
+         /etc/systemd/system/multi-user.target.wants/local-assistant-firstboot.service \
+         /lib/udev/rules.d/60-local-assistant.rules /usr/lib/systemd/system.conf.d/local-assistant-watchdog.conf \
+         /usr/lib/local-assistant/firstboot; do
+    ext "$root_off" "stat $f" | grep -q '^Inode:' || fail "root filesystem lacks $f"
+done
+ext "$root_off" "cat /etc/local-assistant/config.toml" | grep -q '^listen = "0.0.0.0:8080"' || fail "the image's daemon does not listen on the LAN"
+ext "$root_off" "cat /etc/fstab" | grep -q 'LABEL=la-data  /var/lib/local-assistant' || fail "fstab does not mount the data partition"
+echo "image inspection OK: 3 partitions (la-boot FAT, la-root, la-data ext4) with the daemon, its unit, rules and first-boot service"
