@@ -12,16 +12,21 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # test; shellcheck: the packaging scripts; curl/ca-certificates: rustup on a machine without Rust.
 APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux shellcheck curl ca-certificates
 
+# Install the Debian packages in $(1) that are missing (one apt run; sudo when not root).
+define apt_install
+missing=""; for p in $(1); do \
+  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+done; \
+if [ -n "$$missing" ]; then \
+  echo "make: installing:$$missing"; \
+  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+fi
+endef
+
 .PHONY: run test bench deps toolchain build lint cross cross-deps deb deb-arm64 image image-deps image-test clean
 
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "make: installing system packages:$$missing"; \
-	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	fi
+	@$(call apt_install,$(APT_PACKAGES))
 
 toolchain: deps
 	@command -v $(CARGO) >/dev/null || { \
@@ -61,13 +66,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
 cross-deps: toolchain
 	@dpkg --print-foreign-architectures | grep -qx arm64 || $(SUDO) dpkg --add-architecture arm64
-	@missing=""; for p in $(CROSS_APT); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "make: installing cross packages:$$missing"; \
-	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	fi
+	@$(call apt_install,$(CROSS_APT))
 	@rustup target list --installed | grep -qx $(CROSS_TARGET) || rustup target add $(CROSS_TARGET)
 
 cross: cross-deps
@@ -91,13 +90,7 @@ IMAGE_APT := mmdebstrap dosfstools mtools fdisk e2fsprogs xz-utils qemu-user-sta
 	qemu-system-arm qemu-efi-aarch64 qemu-utils curl python3
 
 image-deps: deps
-	@missing=""; for p in $(IMAGE_APT); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "make: installing image packages:$$missing"; \
-	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	fi
+	@$(call apt_install,$(IMAGE_APT))
 
 image: image-deps deb-arm64
 	$(SUDO) image/build.sh $(PROFILE) $(DEB_OUT)/local-assistant_$(VERSION)_arm64.deb image/out
