@@ -89,7 +89,7 @@ async fn a_stalled_client_is_dropped_and_does_not_stall_others() -> TestResult {
     let d = TestDaemon::start_with(
         |c| {
             c.events.buffer = 100_000;
-            c.events.send_timeout = Duration::from_millis(300);
+            c.events.send_timeout = Duration::from_millis(1000);
         },
         Vec::new(),
     )
