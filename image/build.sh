@@ -39,8 +39,14 @@ case "$profile" in
     *) fail "unknown profile '$profile' (qemu-arm64, rpi5, jetson)" ;;
 esac
 sources=("deb $mirror $suite main" "deb $mirror $suite-updates main" "deb ${SECURITY_MIRROR:-http://deb.debian.org/debian-security} $suite-security main")
+
+rm -rf "$work"
+mkdir -p "$work" "$out"
 if [ "$profile" = rpi5 ]; then
-    sources+=("deb [trusted=yes] https://archive.raspberrypi.com/debian $suite main")
+    # Raspberry Pi's archive, verified with its own signing key.
+    curl -fsS --max-time 60 https://archive.raspberrypi.com/debian/raspberrypi.gpg.key \
+        | gpg --dearmor > "$work/raspberrypi.gpg" || fail "cannot fetch Raspberry Pi's archive key"
+    sources+=("deb [signed-by=$work/raspberrypi.gpg] https://archive.raspberrypi.com/debian $suite main")
 fi
 
 # Before the kernel package runs mkinitramfs: a small initramfs with the modules the profile's
@@ -50,8 +56,6 @@ if [ -f "$here/profiles/$profile/initramfs-modules" ]; then
     hooks+=(--essential-hook="mkdir -p \"\$1/etc/initramfs-tools/conf.d\" && echo MODULES=list > \"\$1/etc/initramfs-tools/conf.d/local-assistant.conf\" && cp '$here/profiles/$profile/initramfs-modules' \"\$1/etc/initramfs-tools/modules\"")
 fi
 
-rm -rf "$work"
-mkdir -p "$work" "$out"
 rootfs=$work/rootfs
 echo "image: bootstrapping Debian $suite arm64 for $profile"
 mmdebstrap --arch=arm64 --variant=minbase --include="$common${extra:+,$extra}" "${hooks[@]}" \
@@ -85,7 +89,8 @@ else
     cp -a "$rootfs/boot/firmware/." "$boot/"
     cp "$here/profiles/rpi5/config.txt" "$here/profiles/rpi5/cmdline.txt" "$boot/"
     boot_label=LA-BOOT
-    boot_type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B
+    # The Pi firmware reads a FAT "basic data" partition (not an EFI system partition).
+    boot_type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7
 fi
 
 # --- filesystem images from directories --------------------------------------------------------

@@ -15,7 +15,11 @@ for i in 0 1 2; do
     name=$(field $i name); want=(la-boot la-root la-data)
     [ "$name" = "${want[$i]}" ] || fail "partition $((i + 1)) is named '$name', want ${want[$i]}"
 done
-[ "$(field 0 type)" = C12A7328-F81F-11D2-BA4B-00A0C93EC93B ] || fail "partition 1 is not an EFI system partition"
+case "$profile" in
+    qemu-arm64) want_type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B ;;
+    *) want_type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7 ;;
+esac
+[ "$(field 0 type)" = "$want_type" ] || fail "partition 1 has type $(field 0 type), want $want_type"
 
 boot_off=$(( $(field 0 start) * 512 ))
 root_off=$(( $(field 1 start) * 512 ))
