@@ -14,10 +14,14 @@ printf '127.0.0.1\tlocalhost\n127.0.1.1\tlocal-assistant\n::1\tlocalhost ip6-loc
 
 # Filesystems: the data partition holds all state and is grown at first boot.
 mkdir -p "$root/var/lib/local-assistant"
-cat > "$root/etc/fstab" <<'FSTAB'
-LABEL=la-root  /                        ext4  defaults,noatime,errors=remount-ro  0 1
-LABEL=la-data  /var/lib/local-assistant ext4  defaults,noatime,nofail            0 2
-FSTAB
+if [ "$profile" = jetson ]; then
+    # NVIDIA's flash layout names the root partition itself (APP); L4T mounts it as /dev/root.
+    # Without an la-data partition in the flash layout, state stays on the root filesystem.
+    echo '/dev/root      /                        ext4  defaults,noatime,errors=remount-ro  0 1' > "$root/etc/fstab"
+else
+    echo 'LABEL=la-root  /                        ext4  defaults,noatime,errors=remount-ro  0 1' > "$root/etc/fstab"
+fi
+echo 'LABEL=la-data  /var/lib/local-assistant ext4  defaults,noatime,nofail            0 2' >> "$root/etc/fstab"
 if [ "$profile" = qemu-arm64 ]; then
     echo 'LABEL=LA-EFI   /boot/efi                vfat  umask=0077,nofail                 0 2' >> "$root/etc/fstab"
     mkdir -p "$root/boot/efi"
