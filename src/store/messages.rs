@@ -44,14 +44,19 @@ pub struct Accepted {
 
 /// Find or create the contact for a phone number; returns its id.
 fn contact_for_phone(conn: &Connection, phone: &str, now: UnixMillis) -> Result<i64, StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO contacts (phone, created_at, updated_at) VALUES (?1, ?2, ?2)
-         ON CONFLICT (phone) DO NOTHING",
-    )?
-    .execute(params![phone, now.0])?;
-    Ok(conn
+    // Look up first: the sender is usually known, and then one indexed read is all it takes.
+    let known: Option<i64> = conn
         .prepare_cached("SELECT id FROM contacts WHERE phone = ?1")?
-        .query_row([phone], |r| r.get(0))?)
+        .query_row([phone], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = known {
+        return Ok(id);
+    }
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO contacts (phone, created_at, updated_at) VALUES (?1, ?2, ?2) RETURNING id",
+        )?
+        .query_row(params![phone, now.0], |r| r.get(0))?)
 }
 
 /// Find or create the conversation with `address` on `channel`, touching its timestamp.
