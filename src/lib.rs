@@ -9,5 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod events;
 pub mod messaging;
+pub mod models;
+pub mod nlu;
 pub mod platform;
 pub mod store;

@@ -1,0 +1,1 @@
+//! Placeholder: constrain (being written).

@@ -1,0 +1,1 @@
+//! Placeholder: ollama (being written).
