@@ -17,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiState};
 use crate::config::{Config, Secret};
 use crate::events::EventBus;
+use crate::home::reminders::Reminders;
 use crate::messaging::inbox::Inbox;
 use crate::messaging::outbox::{DeliveryHandler, Outbox};
+use crate::orchestrator::{Deps, Orchestrator};
 use crate::platform::health::{ComponentState, Health};
 use crate::platform::metrics::Metrics;
 use crate::platform::systemd;
@@ -105,6 +107,41 @@ impl AppBuilder {
         );
         outbox.recover().await?;
         let inbox = Inbox::new(store.clone(), events.clone(), cfg.inbox.max_text_chars);
+        let reminders = Reminders::new(
+            store.clone(),
+            events.clone(),
+            outbox.clone(),
+            cfg.assistant.missed_grace,
+        );
+        health.set("llm", ComponentState::Starting, "loading");
+        let llm = crate::orchestrator::llm::start(&cfg).await;
+        match &llm {
+            Ok(Some(g)) => health.set("llm", ComponentState::Ready, g.describe()),
+            Ok(None) => health.set(
+                "llm",
+                ComponentState::Ready,
+                "disabled (llm.backend = \"none\")",
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "language model unavailable; answering commands only");
+                health.set("llm", ComponentState::Degraded, e.to_string());
+            }
+        }
+        let llm_service = llm.ok().flatten();
+        let orchestrator = Orchestrator::new(Deps {
+            store: store.clone(),
+            events: events.clone(),
+            outbox: outbox.clone(),
+            reminders: reminders.clone(),
+            metrics: metrics.clone(),
+            assistant: cfg.assistant.clone(),
+            llm_config: cfg.llm.clone(),
+            routing: cfg.routing.clone(),
+            llm: llm_service
+                .clone()
+                .map(|g| g as Arc<dyn crate::orchestrator::LlmGateway>),
+        });
+        orchestrator.recover().await?;
 
         let shutdown = CancellationToken::new();
         let listener = tokio::net::TcpListener::bind(cfg.server.listen)
@@ -124,6 +161,8 @@ impl AppBuilder {
             events: events.clone(),
             health: health.clone(),
             metrics,
+            orchestrator: orchestrator.clone(),
+            max_text_chars: cfg.inbox.max_text_chars,
             token: token.clone(),
             events_cfg: cfg.events.clone(),
             shutdown: shutdown.clone(),
@@ -144,6 +183,10 @@ impl AppBuilder {
 
         let channels = outbox.channels();
         let outbox_task = tokio::spawn(outbox.run(shutdown.child_token()));
+        let brain_tasks = vec![
+            tokio::spawn(orchestrator.clone().run_inbox(shutdown.child_token())),
+            tokio::spawn(reminders.run(shutdown.child_token())),
+        ];
         health.set(
             "outbox",
             ComponentState::Ready,
@@ -168,6 +211,8 @@ impl AppBuilder {
             shutdown.clone(),
             server,
             outbox_task,
+            brain_tasks,
+            llm_service,
             store.clone(),
             health,
             cfg.server.shutdown_grace,
@@ -184,10 +229,13 @@ impl AppBuilder {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the components it stops, in order
 async fn lifecycle(
     shutdown: CancellationToken,
     mut server: JoinHandle<std::io::Result<()>>,
     outbox_task: JoinHandle<()>,
+    brain_tasks: Vec<JoinHandle<()>>,
+    llm: Option<Arc<crate::orchestrator::llm::LlmHandle>>,
     store: Store,
     health: Health,
     grace: std::time::Duration,
@@ -216,6 +264,13 @@ async fn lifecycle(
     };
     systemd::status("stopping: finishing deliveries");
     let _ = outbox_task.await;
+    for t in brain_tasks {
+        let _ = t.await;
+    }
+    if let Some(llm) = llm {
+        // Joins the inference threads after cancelling what is queued.
+        let _ = tokio::task::spawn_blocking(move || llm.shutdown()).await;
+    }
     systemd::status("stopping: closing the database");
     store.close().await;
     if let Some(w) = watchdog {

@@ -14,6 +14,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod brain;
+
+pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
+
 /// The system-wide config file, used when `--config` is not given and the file exists.
 pub const SYSTEM_CONFIG_PATH: &str = "/etc/local-assistant/config.toml";
 /// Prefix of every environment override.
@@ -112,6 +116,12 @@ pub struct RawConfig {
     pub events: RawEvents,
     /// `[log]`.
     pub log: RawLog,
+    /// `[assistant]`.
+    pub assistant: brain::RawAssistant,
+    /// `[llm]`.
+    pub llm: brain::RawLlm,
+    /// `[routing]`.
+    pub routing: brain::RawRouting,
 }
 
 /// `[server]`: the HTTP listener.
@@ -276,6 +286,12 @@ pub struct Config {
     pub events: EventsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The conversation engine.
+    pub assistant: brain::AssistantConfig,
+    /// The language model.
+    pub llm: brain::LlmConfig,
+    /// Who may use which tools.
+    pub routing: brain::RoutingConfig,
 }
 
 /// HTTP listener.
@@ -585,6 +601,9 @@ impl Config {
                 level: raw.log.level,
                 format,
             },
+            assistant: brain::resolve_assistant(raw.assistant)?,
+            llm: brain::resolve_llm(raw.llm)?,
+            routing: brain::resolve_routing(raw.routing)?,
         })
     }
 

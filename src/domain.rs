@@ -224,3 +224,53 @@ mod tests {
         );
     }
 }
+
+/// How much a sender is trusted; routing rules compare these (`Unknown` < `Known` <
+/// `Household` < `Owner`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Trust {
+    /// Nobody the box knows.
+    Unknown,
+    /// A known contact.
+    Known,
+    /// A member of the household.
+    Household,
+    /// The owner.
+    Owner,
+}
+
+impl Trust {
+    /// Parse `owner`, `household`, `known` or `unknown`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "owner" => Some(Self::Owner),
+            "household" => Some(Self::Household),
+            "known" => Some(Self::Known),
+            "unknown" => Some(Self::Unknown),
+            _ => None,
+        }
+    }
+
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Household => "household",
+            Self::Known => "known",
+            Self::Unknown => "unknown",
+        }
+    }
+}

@@ -64,6 +64,46 @@ pub enum EventKind {
         /// The last error.
         error: String,
     },
+    /// A conversation session changed state.
+    #[serde(rename = "session.state_changed")]
+    SessionStateChanged {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// State before.
+        from: String,
+        /// State after.
+        to: String,
+        /// The event that caused it.
+        cause: String,
+    },
+    /// A turn finished (answered, asked, refused, cancelled or failed).
+    #[serde(rename = "turn.completed")]
+    TurnCompleted {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// The stored reply, if any.
+        reply_message_id: Option<MessageId>,
+        /// The fast-path intent, if one was recognised.
+        intent: Option<String>,
+        /// `answered`, `asked`, `refused`, `cancelled`, `busy` or `failed`.
+        outcome: String,
+        /// Whole turn in milliseconds.
+        total_ms: u64,
+    },
+    /// A reminder or timer fired.
+    #[serde(rename = "reminder.fired")]
+    ReminderFired {
+        /// The reminder.
+        reminder_id: i64,
+        /// Its conversation.
+        conversation_id: ConversationId,
+        /// `reminder` or `timer`.
+        kind: String,
+        /// What was said.
+        text: String,
+        /// Delivered late because the device was off.
+        missed: bool,
+    },
     /// A component changed state.
     #[serde(rename = "component.state_changed")]
     ComponentStateChanged {

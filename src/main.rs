@@ -60,6 +60,18 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Talk to the assistant: one turn with -m, else an interactive session (one line, one turn).
+    Chat {
+        /// One message; the reply is printed on stdout.
+        #[arg(short = 'm', long = "message", value_name = "TEXT")]
+        message: Option<String>,
+        /// Continue this conversation (its id is printed on stderr after each reply).
+        #[arg(long, value_name = "ID")]
+        conversation: Option<i64>,
+        /// State directory (overrides data_dir).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Print the version.
     Version,
 }
@@ -154,6 +166,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Chat {
+            message,
+            conversation,
+            data_dir,
+        } => {
+            let cfg = load(
+                cli.config.as_ref(),
+                &Overrides {
+                    listen: None,
+                    data_dir,
+                },
+            )?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(chat(cfg, message, conversation))
+        }
         Command::Serve { listen, data_dir } => {
             let cfg = load(cli.config.as_ref(), &Overrides { listen, data_dir })?;
             logging::init(&cfg.log);
@@ -184,4 +214,81 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     });
     app.wait().await?;
     Ok(())
+}
+
+async fn chat(
+    cfg: Config,
+    message: Option<String>,
+    conversation: Option<i64>,
+) -> anyhow::Result<ExitCode> {
+    use local_assistant::domain::ConversationId;
+    use local_assistant::nlu::llm::Priority;
+    use local_assistant::orchestrator::standalone::Engine;
+    use local_assistant::orchestrator::TurnEvent;
+    use std::io::{BufRead, IsTerminal, Write};
+
+    let engine = Engine::open(&cfg).await?;
+    let mut conv = conversation.map(ConversationId);
+    let interactive = message.is_none();
+    let mut lines: Box<dyn Iterator<Item = std::io::Result<String>>> = match message {
+        Some(m) => Box::new(std::iter::once(Ok(m))),
+        None => Box::new(std::io::stdin().lock().lines()),
+    };
+    let prompt = interactive && std::io::stdin().is_terminal();
+    let mut status = ExitCode::SUCCESS;
+    loop {
+        if prompt {
+            eprint!("> ");
+            let _ = std::io::stderr().flush();
+        }
+        let Some(line) = lines.next() else { break };
+        let line = line.context("reading stdin")?;
+        let text = line.trim().to_owned();
+        if text.is_empty() {
+            continue;
+        }
+        if interactive && matches!(text.as_str(), "/quit" | "/exit") {
+            break;
+        }
+        let mut handle = match engine
+            .orchestrator
+            .chat(conv, None, text, Priority::Message)
+            .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                engine.close().await;
+                return Err(e.into());
+            }
+        };
+        let mut first = true;
+        let mut done = false;
+        while let Some(ev) = handle.events.recv().await {
+            match ev {
+                TurnEvent::Chunk(s) => {
+                    print!("{}{s}", if first { "" } else { " " });
+                    first = false;
+                    let _ = std::io::stdout().flush();
+                }
+                TurnEvent::Done(summary) => {
+                    println!();
+                    conv = Some(summary.conversation_id);
+                    eprintln!(
+                        "[conversation {} · {} · {} · {:.0} ms]",
+                        summary.conversation_id,
+                        summary.intent.as_deref().unwrap_or("llm"),
+                        summary.outcome,
+                        summary.timings.total_ms
+                    );
+                    done = true;
+                }
+            }
+        }
+        if !done {
+            eprintln!("error: the turn failed before it could be stored");
+            status = ExitCode::from(1);
+        }
+    }
+    engine.close().await;
+    Ok(status)
 }

@@ -5,6 +5,7 @@
 //! `messaging` and `store` and translate their errors in `error.rs`.
 
 pub mod auth;
+pub mod chat;
 pub mod error;
 pub mod events;
 pub mod messages;
@@ -54,6 +55,10 @@ pub struct ApiState {
     pub events_cfg: EventsConfig,
     /// Cancelled at shutdown (closes event streams).
     pub shutdown: CancellationToken,
+    /// The conversation engine.
+    pub orchestrator: crate::orchestrator::Orchestrator,
+    /// Longest accepted chat text, in characters.
+    pub max_text_chars: usize,
     /// The OpenAPI document, rendered once.
     pub openapi: Arc<OnceLock<String>>,
 }
@@ -98,6 +103,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(messages::post_inbound))
         .routes(routes!(messages::post_outbound))
         .routes(routes!(events::stream))
+        .routes(routes!(chat::chat))
 }
 
 /// The OpenAPI document as a value (used by tests and `openapi.json`).

@@ -85,6 +85,38 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration, rng: &mut impl Rng) 
     half + Duration::from_millis(rng.random_range(0..=jitter_ms))
 }
 
+/// Store an outbound text message and its outbox entry in the caller's transaction (so that
+/// it commits together with whatever caused it); call [`Outbox::announce_queued`] after the commit.
+pub fn queue_text_in(
+    c: &rusqlite::Connection,
+    channel: &str,
+    to: &str,
+    to_is_phone: bool,
+    text: &str,
+    max_attempts: u32,
+) -> Result<Queued, StoreError> {
+    let now = UnixMillis::now();
+    let (message_id, conversation_id) =
+        messages::insert_outbound(c, channel, to, to_is_phone, text, now)?;
+    let outbox_id = sql::enqueue(
+        c,
+        &NewDelivery {
+            channel: channel.to_owned(),
+            recipient: to.to_owned(),
+            payload: serde_json::json!({ "text": text }),
+            message_id: Some(message_id),
+            max_attempts,
+            not_before: now,
+        },
+        now,
+    )?;
+    Ok(Queued {
+        message_id,
+        conversation_id,
+        outbox_id,
+    })
+}
+
 /// Enqueues deliveries and runs the dispatcher.
 #[derive(Clone)]
 pub struct Outbox {
@@ -163,40 +195,34 @@ impl Outbox {
         }
         let (ch, to, text) = (channel.as_str().to_owned(), to.to_owned(), text.to_owned());
         let max_attempts = self.cfg.max_attempts;
-        let channel_name = ch.clone();
         let queued = self
             .store
-            .write(move |c| {
-                let now = UnixMillis::now();
-                let (message_id, conversation_id) =
-                    messages::insert_outbound(c, &ch, &to, to_is_phone, &text, now)?;
-                let outbox_id = sql::enqueue(
-                    c,
-                    &NewDelivery {
-                        channel: ch,
-                        recipient: to,
-                        payload: serde_json::json!({ "text": text }),
-                        message_id: Some(message_id),
-                        max_attempts,
-                        not_before: now,
-                    },
-                    now,
-                )?;
-                Ok(Queued {
-                    message_id,
-                    conversation_id,
-                    outbox_id,
-                })
-            })
+            .write(move |c| queue_text_in(c, &ch, &to, to_is_phone, &text, max_attempts))
             .await?;
+        self.announce_queued(&queued, channel.as_str());
+        Ok(queued)
+    }
+
+    /// Whether a delivery handler is registered for `channel`.
+    pub fn has_channel(&self, channel: &str) -> bool {
+        self.handlers.contains_key(channel)
+    }
+
+    /// Attempt limit given to new entries.
+    pub fn max_attempts(&self) -> u32 {
+        self.cfg.max_attempts
+    }
+
+    /// After a transaction that called [`queue_text_in`] committed: announce the stored
+    /// message and wake the dispatcher.
+    pub fn announce_queued(&self, queued: &Queued, channel: &str) {
         self.events.publish(EventKind::MessageStored {
             message_id: queued.message_id,
             conversation_id: queued.conversation_id,
-            channel: channel_name,
+            channel: channel.to_owned(),
             direction: "outbound".into(),
         });
         self.wake.notify_one();
-        Ok(queued)
     }
 
     /// Queue a raw delivery (payload defined by the channel).

@@ -55,6 +55,30 @@ pub struct DeliveryLabels {
     pub outcome: String,
 }
 
+/// Labels of a turn-stage timing.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    /// `nlu`, `first_chunk` or `total`.
+    pub stage: String,
+    /// `fast_path` or the LLM backend name.
+    pub engine: String,
+}
+
+/// Labels of a finished turn.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TurnLabels {
+    /// Intent name or `llm`.
+    pub intent: String,
+    /// `answered`, `asked`, `refused`, `cancelled`, `busy`, `failed`.
+    pub outcome: String,
+}
+
+fn turn_histogram() -> Histogram {
+    Histogram::new([
+        0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn http_histogram() -> Histogram {
@@ -82,6 +106,14 @@ pub struct Metrics {
     pub event_clients_dropped: Counter,
     /// Store operations waiting for the writer.
     pub store_write_queue: Gauge,
+    /// Turn timings per stage.
+    pub turn_stage: HistogramFamily<StageLabels>,
+    /// Finished turns.
+    pub turns: Family<TurnLabels, Counter>,
+    /// Requests waiting for the language model.
+    pub llm_queue_depth: Gauge,
+    /// Requests refused because the language model's queue was full.
+    pub llm_busy: Counter,
 }
 
 impl Metrics {
@@ -97,6 +129,30 @@ impl Metrics {
         let event_subscribers = Gauge::default();
         let event_clients_dropped = Counter::default();
         let store_write_queue = Gauge::default();
+        let turn_stage: HistogramFamily<StageLabels> = Family::new_with_constructor(turn_histogram);
+        let turns = Family::<TurnLabels, Counter>::default();
+        let llm_queue_depth = Gauge::default();
+        let llm_busy = Counter::default();
+        registry.register(
+            "turn_stage_duration_seconds",
+            "Conversation turn timings: NLU, first reply chunk, total",
+            turn_stage.clone(),
+        );
+        registry.register(
+            "turns",
+            "Finished conversation turns by intent and outcome",
+            turns.clone(),
+        );
+        registry.register(
+            "llm_queue_depth",
+            "Requests waiting for the language model",
+            llm_queue_depth.clone(),
+        );
+        registry.register(
+            "llm_busy",
+            "Requests answered busy because the language model queue was full",
+            llm_busy.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -162,6 +218,10 @@ impl Metrics {
             event_subscribers,
             event_clients_dropped,
             store_write_queue,
+            turn_stage,
+            turns,
+            llm_queue_depth,
+            llm_busy,
         }
     }
 

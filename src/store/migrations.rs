@@ -88,6 +88,47 @@ pub const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO heartbeat (id, at) VALUES (1, 0);
     "#,
+    // 2: the Brain: conversation sessions, turns, reminders and timers.
+    r#"
+    CREATE TABLE sessions (
+        conversation_id INTEGER PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
+        kind            TEXT NOT NULL DEFAULT 'text' CHECK (kind IN ('text', 'voice', 'call')),
+        state           TEXT NOT NULL,
+        pending         TEXT,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE TABLE turns (
+        id                  INTEGER PRIMARY KEY,
+        conversation_id     INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        inbound_message_id  INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+        reply_message_id    INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+        intent              TEXT,
+        tool_calls          TEXT NOT NULL DEFAULT '[]',
+        outcome             TEXT NOT NULL,
+        engine              TEXT NOT NULL,
+        nlu_us              INTEGER NOT NULL,
+        first_chunk_us      INTEGER,
+        total_us            INTEGER NOT NULL,
+        created_at          INTEGER NOT NULL
+    );
+    CREATE INDEX turns_by_conversation ON turns (conversation_id, id);
+    CREATE TABLE reminders (
+        id                INTEGER PRIMARY KEY,
+        kind              TEXT NOT NULL CHECK (kind IN ('reminder', 'timer')),
+        conversation_id   INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        text              TEXT NOT NULL,
+        due_at            INTEGER NOT NULL,
+        timezone          TEXT NOT NULL,
+        rule              TEXT,
+        status            TEXT NOT NULL DEFAULT 'active'
+                          CHECK (status IN ('active', 'done', 'cancelled')),
+        fire_count        INTEGER NOT NULL DEFAULT 0,
+        source_message_id INTEGER UNIQUE REFERENCES messages(id) ON DELETE SET NULL,
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL
+    );
+    CREATE INDEX reminders_due ON reminders (status, due_at);
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -27,6 +27,10 @@ pub fn test_config(data_dir: &Path) -> Config {
     cfg.outbox.backoff_max = Duration::from_millis(400);
     cfg.outbox.poll_interval = Duration::from_millis(50);
     cfg.server.shutdown_grace = Duration::from_secs(5);
+    // Most tests exercise the fast path; LLM tests switch the backend back on.
+    cfg.llm.backend = local_assistant::config::LlmBackendKind::None;
+    cfg.assistant.timezone =
+        jiff::tz::TimeZone::get("Europe/Berlin").unwrap_or(jiff::tz::TimeZone::UTC);
     cfg
 }
 
@@ -149,6 +153,7 @@ impl ChildDaemon {
             .arg(data_dir)
             .env("LOCAL_ASSISTANT_API_TOKEN", TOKEN)
             .env("LOCAL_ASSISTANT_LOG__FORMAT", "stderr")
+            .env("LOCAL_ASSISTANT_LLM__BACKEND", "none")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env_remove("LOCAL_ASSISTANT_CONFIG")

@@ -1,0 +1,544 @@
+//! Reminders and timers: durable (SQLite), fired by one scheduler task, delivered through the
+//! outbox of the channel they were asked on.
+//!
+//! Invariants: firing a reminder (its outbound message, its outbox entry and its next
+//! occurrence or `done` status) commits in one transaction, so a crash never loses nor
+//! doubles a delivery. A reminder found overdue at start is delivered once with a "missed
+//! while offline" note; a recurring one then moves to its next future occurrence.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::civil::Weekday;
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp, Zoned};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{ConversationId, MessageId, PhoneNumber, UnixMillis};
+use crate::events::{EventBus, EventKind};
+use crate::messaging::outbox::{queue_text_in, Outbox};
+use crate::nlu::intents::Recurrence;
+use crate::store::{Store, StoreError};
+
+/// Reminder or timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// "Remind me to …".
+    Reminder,
+    /// "Set a timer for …".
+    Timer,
+}
+
+impl Kind {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reminder => "reminder",
+            Self::Timer => "timer",
+        }
+    }
+}
+
+/// A stored reminder or timer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reminder {
+    /// Id.
+    pub id: i64,
+    /// Kind.
+    pub kind: Kind,
+    /// Conversation it belongs to (and is delivered to).
+    pub conversation_id: ConversationId,
+    /// What to remind of / the timer's label (may be empty for an unnamed timer).
+    pub text: String,
+    /// Next due time.
+    pub due: Zoned,
+    /// Recurrence, if any.
+    pub rule: Option<Recurrence>,
+    /// How often it fired.
+    pub fire_count: i64,
+}
+
+/// A new reminder.
+#[derive(Debug, Clone)]
+pub struct NewReminder {
+    /// Kind.
+    pub kind: Kind,
+    /// Conversation.
+    pub conversation_id: ConversationId,
+    /// Text / label.
+    pub text: String,
+    /// First due time.
+    pub due: Zoned,
+    /// Recurrence.
+    pub rule: Option<Recurrence>,
+    /// The message that asked for it (makes a re-processed message idempotent).
+    pub source_message_id: Option<MessageId>,
+}
+
+fn rule_to_json(rule: &Recurrence) -> String {
+    match rule {
+        Recurrence::Daily => r#"{"freq":"daily"}"#.to_owned(),
+        Recurrence::Weekly { days } => {
+            let days: Vec<i8> = days.iter().map(|d| d.to_monday_one_offset()).collect();
+            serde_json::json!({ "freq": "weekly", "days": days }).to_string()
+        }
+        Recurrence::Monthly { day } => {
+            serde_json::json!({ "freq": "monthly", "day": day }).to_string()
+        }
+        Recurrence::Every { interval } => {
+            serde_json::json!({ "freq": "every", "seconds": interval.as_secs() }).to_string()
+        }
+    }
+}
+
+fn rule_from_json(s: &str) -> Option<Recurrence> {
+    let v: serde_json::Value = serde_json::from_str(s).ok()?;
+    Some(match v.get("freq")?.as_str()? {
+        "daily" => Recurrence::Daily,
+        "weekly" => Recurrence::Weekly {
+            days: v
+                .get("days")?
+                .as_array()?
+                .iter()
+                .filter_map(|d| d.as_i64())
+                .filter_map(|d| Weekday::from_monday_one_offset(i8::try_from(d).ok()?).ok())
+                .collect(),
+        },
+        "monthly" => Recurrence::Monthly {
+            day: i8::try_from(v.get("day")?.as_i64()?).ok()?,
+        },
+        "every" => Recurrence::Every {
+            interval: SignedDuration::from_secs(v.get("seconds")?.as_i64()?),
+        },
+        _ => return None,
+    })
+}
+
+/// The occurrence of `rule` after `after`, keeping the wall-clock time of `prev` (DST-safe).
+pub fn next_occurrence(rule: &Recurrence, prev: &Zoned, after: &Zoned) -> Option<Zoned> {
+    let mut cur = prev.clone();
+    for _ in 0..5000 {
+        cur = match rule {
+            Recurrence::Daily => cur.checked_add(jiff::Span::new().days(1)).ok()?,
+            Recurrence::Weekly { days } => {
+                if days.is_empty() {
+                    return None;
+                }
+                let mut d = cur.checked_add(jiff::Span::new().days(1)).ok()?;
+                while !days.contains(&d.weekday()) {
+                    d = d.checked_add(jiff::Span::new().days(1)).ok()?;
+                }
+                d
+            }
+            Recurrence::Monthly { day } => {
+                let next_month = cur
+                    .date()
+                    .first_of_month()
+                    .checked_add(jiff::Span::new().months(1))
+                    .ok()?;
+                let d = (*day).min(next_month.days_in_month());
+                next_month
+                    .with()
+                    .day(d)
+                    .build()
+                    .ok()?
+                    .to_datetime(cur.time())
+                    .to_zoned(cur.time_zone().clone())
+                    .ok()?
+            }
+            Recurrence::Every { interval } => {
+                if interval.as_secs() < 1 {
+                    return None;
+                }
+                cur.checked_add(*interval).ok()?
+            }
+        };
+        if cur > *after {
+            return Some(cur);
+        }
+    }
+    None
+}
+
+fn zoned_of(ms: i64, tz: &str) -> Zoned {
+    let ts = Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH);
+    let tz = TimeZone::get(tz).unwrap_or(TimeZone::UTC);
+    ts.to_zoned(tz)
+}
+
+fn row_to_reminder(r: &rusqlite::Row<'_>) -> rusqlite::Result<Reminder> {
+    let kind: String = r.get(1)?;
+    let due: i64 = r.get(4)?;
+    let tz: String = r.get(5)?;
+    let rule: Option<String> = r.get(6)?;
+    Ok(Reminder {
+        id: r.get(0)?,
+        kind: if kind == "timer" {
+            Kind::Timer
+        } else {
+            Kind::Reminder
+        },
+        conversation_id: ConversationId(r.get(2)?),
+        text: r.get(3)?,
+        due: zoned_of(due, &tz),
+        rule: rule.as_deref().and_then(rule_from_json),
+        fire_count: r.get(7)?,
+    })
+}
+
+const COLS: &str = "id, kind, conversation_id, text, due_at, timezone, rule, fire_count";
+
+fn tz_name(z: &Zoned) -> String {
+    z.time_zone().iana_name().unwrap_or("UTC").to_owned()
+}
+
+/// Insert (idempotent on the source message).
+pub fn insert(conn: &Connection, r: &NewReminder) -> Result<Reminder, StoreError> {
+    if let Some(src) = r.source_message_id {
+        let existing = conn
+            .prepare_cached(&format!(
+                "SELECT {COLS} FROM reminders WHERE source_message_id = ?1"
+            ))?
+            .query_row([src.0], row_to_reminder)
+            .optional()?;
+        if let Some(e) = existing {
+            return Ok(e);
+        }
+    }
+    let now = UnixMillis::now();
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO reminders (kind, conversation_id, text, due_at, timezone, rule,
+                                    source_message_id, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) RETURNING id",
+        )?
+        .query_row(
+            params![
+                r.kind.as_str(),
+                r.conversation_id.0,
+                r.text,
+                r.due.timestamp().as_millisecond(),
+                tz_name(&r.due),
+                r.rule.as_ref().map(rule_to_json),
+                r.source_message_id.map(|m| m.0),
+                now.0
+            ],
+            |row| row.get(0),
+        )?;
+    Ok(Reminder {
+        id,
+        kind: r.kind,
+        conversation_id: r.conversation_id,
+        text: r.text.clone(),
+        due: r.due.clone(),
+        rule: r.rule.clone(),
+        fire_count: 0,
+    })
+}
+
+/// Active reminders/timers of a conversation, soonest first.
+pub fn list_active(
+    conn: &Connection,
+    conversation_id: ConversationId,
+    kind: Kind,
+) -> Result<Vec<Reminder>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLS} FROM reminders WHERE conversation_id = ?1 AND kind = ?2 AND status = 'active'
+             ORDER BY due_at, id"
+        ))?
+        .query_map(params![conversation_id.0, kind.as_str()], row_to_reminder)?
+        .collect::<Result<_, _>>()?)
+}
+
+/// Cancel these ids (only if still active); returns how many.
+pub fn cancel(conn: &Connection, ids: &[i64]) -> Result<usize, StoreError> {
+    let now = UnixMillis::now();
+    let mut n = 0;
+    for id in ids {
+        n += conn
+            .prepare_cached(
+                "UPDATE reminders SET status = 'cancelled', updated_at = ?2 WHERE id = ?1 AND status = 'active'",
+            )?
+            .execute(params![id, now.0])?;
+    }
+    Ok(n)
+}
+
+/// What firing one reminder did.
+#[derive(Debug, Clone)]
+struct Fired {
+    reminder: Reminder,
+    text: String,
+    missed: bool,
+    queued: Option<(crate::messaging::outbox::Queued, String)>,
+    stored: Option<(MessageId, ConversationId, String)>,
+}
+
+/// The reminders service and its scheduler.
+#[derive(Clone)]
+pub struct Reminders {
+    store: Store,
+    events: Arc<EventBus>,
+    outbox: Outbox,
+    wake: Arc<Notify>,
+    missed_grace: Duration,
+}
+
+impl Reminders {
+    /// A service over `store`, delivering through `outbox`.
+    pub fn new(
+        store: Store,
+        events: Arc<EventBus>,
+        outbox: Outbox,
+        missed_grace: Duration,
+    ) -> Self {
+        Self {
+            store,
+            events,
+            outbox,
+            wake: Arc::new(Notify::new()),
+            missed_grace,
+        }
+    }
+
+    /// Store a new reminder or timer and reschedule.
+    pub async fn create(&self, r: NewReminder) -> Result<Reminder, StoreError> {
+        let out = self.store.write(move |c| insert(c, &r)).await?;
+        self.wake.notify_one();
+        Ok(out)
+    }
+
+    /// Active ones of a conversation.
+    pub async fn list(
+        &self,
+        conversation_id: ConversationId,
+        kind: Kind,
+    ) -> Result<Vec<Reminder>, StoreError> {
+        self.store
+            .read(move |c| list_active(c, conversation_id, kind))
+            .await
+    }
+
+    /// Cancel by ids.
+    pub async fn cancel(&self, ids: Vec<i64>) -> Result<usize, StoreError> {
+        let n = self.store.write(move |c| cancel(c, &ids)).await?;
+        self.wake.notify_one();
+        Ok(n)
+    }
+
+    /// The scheduler: fires due reminders until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let wait = match self.fire_due().await {
+                Ok(next) => next.map_or(Duration::from_secs(30), |at| {
+                    let ms = at.0.saturating_sub(UnixMillis::now().0).max(0);
+                    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+                        .min(Duration::from_secs(30))
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reminders: cannot fire due reminders; retrying");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Fire everything due now; returns when the next one is due.
+    pub async fn fire_due(&self) -> Result<Option<UnixMillis>, StoreError> {
+        let outbox = self.outbox.clone();
+        let grace_ms = i64::try_from(self.missed_grace.as_millis()).unwrap_or(i64::MAX);
+        let (fired, next) = self
+            .store
+            .write(move |c| fire_due_in(c, &outbox, UnixMillis::now(), grace_ms))
+            .await?;
+        for f in fired {
+            if let Some((q, channel)) = &f.queued {
+                self.outbox.announce_queued(q, channel);
+            }
+            if let Some((message_id, conversation_id, channel)) = &f.stored {
+                self.events.publish(EventKind::MessageStored {
+                    message_id: *message_id,
+                    conversation_id: *conversation_id,
+                    channel: channel.clone(),
+                    direction: "outbound".into(),
+                });
+            }
+            tracing::info!(
+                reminder = f.reminder.id,
+                kind = f.reminder.kind.as_str(),
+                missed = f.missed,
+                "reminder fired"
+            );
+            self.events.publish(EventKind::ReminderFired {
+                reminder_id: f.reminder.id,
+                conversation_id: f.reminder.conversation_id,
+                kind: f.reminder.kind.as_str().to_owned(),
+                text: f.text.clone(),
+                missed: f.missed,
+            });
+        }
+        Ok(next)
+    }
+}
+
+/// The sentence delivered when `r` fires.
+pub fn fire_text(r: &Reminder, missed: bool) -> String {
+    let base = match r.kind {
+        Kind::Reminder => format!("Reminder: {}.", r.text.trim_end_matches('.')),
+        Kind::Timer if r.text.is_empty() => "Your timer is done.".to_owned(),
+        Kind::Timer => format!("Your {} timer is done.", r.text),
+    };
+    if missed {
+        format!(
+            "Missed while I was offline (due {}): {base}",
+            crate::orchestrator::speak::day_and_time(&r.due, &r.due)
+        )
+    } else {
+        base
+    }
+}
+
+fn fire_due_in(
+    c: &Connection,
+    outbox: &Outbox,
+    now: UnixMillis,
+    grace_ms: i64,
+) -> Result<(Vec<Fired>, Option<UnixMillis>), StoreError> {
+    let due: Vec<Reminder> = c
+        .prepare_cached(&format!(
+            "SELECT {COLS} FROM reminders WHERE status = 'active' AND due_at <= ?1 ORDER BY due_at, id LIMIT 64"
+        ))?
+        .query_map([now.0], row_to_reminder)?
+        .collect::<Result<_, _>>()?;
+    let mut fired = Vec::new();
+    for r in due {
+        let missed = now.0 - r.due.timestamp().as_millisecond() > grace_ms;
+        let text = fire_text(&r, missed);
+        let (channel, address): (String, String) = c
+            .prepare_cached("SELECT channel, address FROM conversations WHERE id = ?1")?
+            .query_row([r.conversation_id.0], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let is_phone = PhoneNumber::parse(&address).is_ok();
+        let mut f = Fired {
+            reminder: r.clone(),
+            text: text.clone(),
+            missed,
+            queued: None,
+            stored: None,
+        };
+        if outbox.has_channel(&channel) {
+            let q = queue_text_in(
+                c,
+                &channel,
+                &address,
+                is_phone,
+                &text,
+                outbox.max_attempts(),
+            )?;
+            f.queued = Some((q, channel.clone()));
+        } else {
+            // No delivery handler (the API, or a channel not running): the reply is kept in the
+            // conversation and announced on the event stream.
+            let (id, conv) = crate::store::messages::insert_outbound(
+                c, &channel, &address, is_phone, &text, now,
+            )?;
+            c.prepare_cached("UPDATE messages SET status = 'stored' WHERE id = ?1")?
+                .execute([id.0])?;
+            f.stored = Some((id, conv, channel.clone()));
+        }
+        let now_z = Timestamp::from_millisecond(now.0)
+            .unwrap_or(Timestamp::UNIX_EPOCH)
+            .to_zoned(r.due.time_zone().clone());
+        let next = r
+            .rule
+            .as_ref()
+            .and_then(|rule| next_occurrence(rule, &r.due, &now_z));
+        match next {
+            Some(n) => {
+                c.prepare_cached(
+                    "UPDATE reminders SET due_at = ?2, fire_count = fire_count + 1, updated_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![r.id, n.timestamp().as_millisecond(), now.0])?;
+            }
+            None => {
+                c.prepare_cached(
+                    "UPDATE reminders SET status = 'done', fire_count = fire_count + 1, updated_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![r.id, now.0])?;
+            }
+        }
+        fired.push(f);
+    }
+    let next: Option<i64> = c
+        .prepare_cached("SELECT min(due_at) FROM reminders WHERE status = 'active'")?
+        .query_row([], |r| r.get(0))?;
+    Ok((fired, next.map(UnixMillis)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn z(s: &str) -> Zoned {
+        s.parse().expect("zoned")
+    }
+
+    #[test]
+    fn daily_keeps_wall_clock_across_dst() {
+        let prev = z("2026-03-28T08:00[Europe/Berlin]");
+        let next = next_occurrence(&Recurrence::Daily, &prev, &prev).expect("next");
+        assert_eq!(next.to_string(), "2026-03-29T08:00:00+02:00[Europe/Berlin]");
+    }
+
+    #[test]
+    fn weekly_finds_the_next_listed_day_after_now() {
+        let prev = z("2026-11-23T07:30[Europe/Berlin]"); // a Monday
+        let after = z("2026-11-26T12:00[Europe/Berlin]"); // Thursday
+        let rule = Recurrence::Weekly {
+            days: vec![Weekday::Monday, Weekday::Friday],
+        };
+        let next = next_occurrence(&rule, &prev, &after).expect("next");
+        assert_eq!(next.to_string(), "2026-11-27T07:30:00+01:00[Europe/Berlin]");
+    }
+
+    #[test]
+    fn monthly_clamps_to_short_months_and_every_skips_missed_runs() {
+        let prev = z("2026-01-31T09:00[UTC]");
+        let next = next_occurrence(&Recurrence::Monthly { day: 31 }, &prev, &prev).expect("next");
+        assert_eq!(next.date().to_string(), "2026-02-28");
+        let every = Recurrence::Every {
+            interval: SignedDuration::from_hours(2),
+        };
+        let after = z("2026-01-31T14:30[UTC]");
+        let next = next_occurrence(&every, &prev, &after).expect("next");
+        assert_eq!(next.to_string(), "2026-01-31T15:00:00+00:00[UTC]");
+    }
+
+    #[test]
+    fn rules_round_trip_through_json() {
+        for rule in [
+            Recurrence::Daily,
+            Recurrence::Weekly {
+                days: vec![Weekday::Monday, Weekday::Thursday],
+            },
+            Recurrence::Monthly { day: 4 },
+            Recurrence::Every {
+                interval: SignedDuration::from_mins(90),
+            },
+        ] {
+            assert_eq!(rule_from_json(&rule_to_json(&rule)), Some(rule));
+        }
+    }
+}

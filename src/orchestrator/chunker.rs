@@ -1,0 +1,128 @@
+//! Splits streamed reply text into sentences, so that a voice channel can speak the first
+//! sentence while the rest is still being generated.
+
+/// Words that end with a period without ending a sentence.
+const ABBREVIATIONS: &[&str] = &[
+    "mr", "mrs", "ms", "dr", "st", "prof", "sr", "jr", "vs", "etc", "e.g", "i.e", "approx", "no",
+];
+
+/// Accumulates text pieces and yields complete sentences.
+#[derive(Debug, Default)]
+pub struct SentenceChunker {
+    buf: String,
+}
+
+impl SentenceChunker {
+    /// An empty chunker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a piece; returns the sentences it completed (with their trailing punctuation,
+    /// without surrounding whitespace).
+    pub fn push(&mut self, piece: &str) -> Vec<String> {
+        self.buf.push_str(piece);
+        let mut out = Vec::new();
+        while let Some(end) = self.boundary() {
+            let sentence: String = self.buf[..end].trim().to_owned();
+            self.buf.drain(..end);
+            if !sentence.is_empty() {
+                out.push(sentence);
+            }
+        }
+        out
+    }
+
+    /// The rest, at the end of the stream.
+    pub fn finish(&mut self) -> Option<String> {
+        let rest = self.buf.trim().to_owned();
+        self.buf.clear();
+        (!rest.is_empty()).then_some(rest)
+    }
+
+    /// Byte offset just after the first sentence end that is followed by whitespace.
+    fn boundary(&self) -> Option<usize> {
+        let b = self.buf.as_bytes();
+        for (i, c) in self.buf.char_indices() {
+            if c == '\n' && !self.buf[..i].trim().is_empty() {
+                return Some(i + 1);
+            }
+            if !matches!(c, '.' | '!' | '?' | '…') {
+                continue;
+            }
+            let after = i + c.len_utf8();
+            // Closing quotes/brackets belong to the sentence.
+            let mut end = after;
+            while end < b.len() && matches!(b[end], b'"' | b'\'' | b')') {
+                end += 1;
+            }
+            // Need to see what follows: whitespace ends the sentence; nothing yet = wait.
+            let next = self.buf[end..].chars().next()?;
+            if !next.is_whitespace() {
+                continue;
+            }
+            if c == '.' {
+                let word = self.buf[..i]
+                    .rsplit(|ch: char| ch.is_whitespace())
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if ABBREVIATIONS.contains(&word.as_str())
+                    || (word.len() == 1 && word.chars().all(|ch| ch.is_ascii_alphabetic()))
+                {
+                    continue;
+                }
+            }
+            return Some(end);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(pieces: &[&str]) -> Vec<String> {
+        let mut c = SentenceChunker::new();
+        let mut out = Vec::new();
+        for p in pieces {
+            out.extend(c.push(p));
+        }
+        out.extend(c.finish());
+        out
+    }
+
+    #[test]
+    fn splits_at_sentence_ends_across_pieces() {
+        assert_eq!(
+            chunk(&["Hello", " there. How", " are you? I'm", " fine!", " Bye"]),
+            vec!["Hello there.", "How are you?", "I'm fine!", "Bye"]
+        );
+    }
+
+    #[test]
+    fn keeps_abbreviations_decimals_and_initials_together() {
+        assert_eq!(
+            chunk(&["Dr. Smith paid 3.50 euros to J. Doe. Then left."]),
+            vec!["Dr. Smith paid 3.50 euros to J. Doe.", "Then left."]
+        );
+    }
+
+    #[test]
+    fn emits_a_sentence_only_once_whitespace_follows() {
+        let mut c = SentenceChunker::new();
+        assert!(c.push("It is 3.").is_empty());
+        assert_eq!(c.push(" Next"), vec!["It is 3."]);
+        assert_eq!(c.finish().as_deref(), Some("Next"));
+        assert_eq!(c.finish(), None);
+    }
+
+    #[test]
+    fn newlines_end_sentences_and_quotes_stay_attached() {
+        assert_eq!(
+            chunk(&["He said \"stop!\" and left\nNew line"]),
+            vec!["He said \"stop!\"", "and left", "New line"]
+        );
+    }
+}

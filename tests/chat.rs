@@ -1,0 +1,364 @@
+//! Scripted conversations through the real API (`POST /api/v1/chat`) on the fast path: slot
+//! filling, confirmations, refusals by trust, open questions surviving a restart, timers that
+//! fire, reminders missed while the device was off, SSE streaming, and the turn records.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestDaemon, TestResult};
+use serde_json::{json, Value};
+
+async fn say(d: &TestDaemon, conv: Option<i64>, text: &str) -> TestResult<Value> {
+    let mut body = json!({ "text": text });
+    if let Some(c) = conv {
+        body["conversation_id"] = json!(c);
+    }
+    let resp = d.post("/api/v1/chat").json(&body).send().await?;
+    assert_eq!(resp.status(), 200, "{text}");
+    let v: Value = resp.json().await?;
+    eprintln!(
+        "> {text}\n< {} [{} {}]",
+        v["reply"], v["intent"], v["outcome"]
+    );
+    Ok(v)
+}
+
+async fn say_from(d: &TestDaemon, from: &str, text: &str) -> TestResult<Value> {
+    let resp = d
+        .post("/api/v1/chat")
+        .json(&json!({ "text": text, "from": from }))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    Ok(resp.json().await?)
+}
+
+fn conv(v: &Value) -> Option<i64> {
+    v["conversation_id"].as_i64()
+}
+
+#[tokio::test]
+async fn reminder_slot_filling_over_three_turns() -> TestResult {
+    let d = TestDaemon::start().await?;
+    let a = say(&d, None, "remind me").await?;
+    assert_eq!(a["reply"], "What should I remind you of?");
+    assert_eq!(a["state"], "awaiting_slot");
+    assert_eq!(a["outcome"], "asked");
+    let c = conv(&a);
+    let b = say(&d, c, "to call mom").await?;
+    assert_eq!(b["reply"], "When should I remind you to call mom?");
+    assert_eq!(b["state"], "awaiting_slot");
+    let r = say(&d, c, "tomorrow at 5pm").await?;
+    assert_eq!(r["state"], "idle");
+    assert_eq!(r["tool_calls"][0]["name"], "reminder_set");
+    assert_eq!(r["tool_calls"][0]["arguments"]["text"], "call mom");
+    let at = r["tool_calls"][0]["arguments"]["at"].as_str().unwrap_or("");
+    assert!(at.contains("T17:00:00"), "{at}");
+    assert!(
+        r["reply"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Okay, I'll remind you to call mom tomorrow at 5 PM"),
+        "{}",
+        r["reply"]
+    );
+    let l = say(&d, c, "what are my reminders").await?;
+    assert!(
+        l["reply"]
+            .as_str()
+            .unwrap_or("")
+            .contains("call mom tomorrow at 5 PM"),
+        "{}",
+        l["reply"]
+    );
+    // Both details in one answer.
+    let a = say(&d, c, "remind me").await?;
+    assert_eq!(a["state"], "awaiting_slot");
+    let r = say(&d, c, "to water the plants in 20 minutes").await?;
+    assert_eq!(
+        r["tool_calls"][0]["arguments"]["text"], "water the plants",
+        "{r}"
+    );
+    // "never mind" drops an open question.
+    say(&d, c, "remind me").await?;
+    let n = say(&d, c, "cancel").await?;
+    assert_eq!(n["reply"], "Okay, never mind.");
+    assert_eq!(n["state"], "idle");
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancel_all_asks_for_confirmation_first() -> TestResult {
+    let d = TestDaemon::start().await?;
+    let t = say(&d, None, "set a timer for 10 minutes").await?;
+    assert_eq!(t["reply"], "Timer set for 10 minutes.");
+    let c = conv(&t);
+    let p = say(&d, c, "set a pasta timer for 8 minutes").await?;
+    assert_eq!(p["reply"], "Pasta timer set for 8 minutes.");
+    let q = say(&d, c, "cancel all timers").await?;
+    assert_eq!(q["reply"], "Cancel all 2 timers?");
+    assert_eq!(q["state"], "awaiting_confirmation");
+    let no = say(&d, c, "no").await?;
+    assert_eq!(no["reply"], "Okay, I'll keep your timers.");
+    let l = say(&d, c, "list my timers").await?;
+    assert!(
+        l["reply"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("You have 2 timers"),
+        "{}",
+        l["reply"]
+    );
+    say(&d, c, "cancel all timers").await?;
+    let huh = say(&d, c, "maybe").await?;
+    assert_eq!(huh["state"], "awaiting_confirmation", "{huh}");
+    let yes = say(&d, c, "yes").await?;
+    assert_eq!(yes["reply"], "Cancelled 2 timers.");
+    assert_eq!(yes["tool_calls"][0]["name"], "timer_cancel");
+    let l = say(&d, c, "list my timers").await?;
+    assert_eq!(l["reply"], "You have no timers running.");
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_numbers_are_refused_politely_and_the_owner_is_not() -> TestResult {
+    let d = TestDaemon::start_with(
+        |c| {
+            c.routing.owner_numbers =
+                vec![local_assistant::domain::PhoneNumber::parse("+15550001111").expect("number")];
+        },
+        Vec::new(),
+    )
+    .await?;
+    let r = say_from(&d, "+15559998888", "set a timer for 5 minutes").await?;
+    assert_eq!(r["outcome"], "refused");
+    assert!(
+        r["reply"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Sorry, I can't help with timers"),
+        "{}",
+        r["reply"]
+    );
+    let r = say_from(&d, "+15559998888", "what's on my calendar tomorrow").await?;
+    assert_eq!(r["outcome"], "refused");
+    let t = say_from(&d, "+15559998888", "what time is it").await?;
+    assert_eq!(t["outcome"], "answered");
+    assert!(t["reply"].as_str().unwrap_or("").starts_with("It's "));
+    let ok = say_from(&d, "+15550001111", "set a timer for 5 minutes").await?;
+    assert_eq!(ok["outcome"], "answered");
+    // Calendar is recognised but not available yet: said plainly.
+    let cal = say_from(&d, "+15550001111", "what's on my calendar tomorrow").await?;
+    assert!(
+        cal["reply"]
+            .as_str()
+            .unwrap_or("")
+            .contains("can't manage your calendar yet"),
+        "{}",
+        cal["reply"]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn inbound_messages_are_answered_through_the_inbox() -> TestResult {
+    let d = TestDaemon::start().await?;
+    let resp = d
+        .post("/api/v1/messages/inbound")
+        .json(&json!({ "from": "+15557776666", "text": "set a timer for 3 minutes", "idempotency_key": "k1" }))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 202);
+    let accepted: Value = resp.json().await?;
+    let c = accepted["conversation_id"].as_i64().unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page: Value = d
+            .get(&format!("/api/v1/conversations/{c}/messages"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if let Some(reply) = items.iter().find(|m| m["direction"] == "outbound") {
+            assert!(
+                reply["body"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("Sorry, I can't help with timers"),
+                "{reply}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reply in {items:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let db = common::open_db(&d.dir)?;
+    let status: String = db.query_row("SELECT status FROM inbox", [], |r| r.get(0))?;
+    assert_eq!(status, "done");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_open_question_survives_a_restart() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let mut d = TestDaemon::start_in(tmp.path(), |_| {}, Vec::new()).await?;
+    let a = say(&d, None, "remind me to feed the cat").await?;
+    assert_eq!(a["reply"], "When should I remind you to feed the cat?");
+    let c = conv(&a);
+    d.stop().await?;
+    let d = TestDaemon::start_in(tmp.path(), |_| {}, Vec::new()).await?;
+    let r = say(&d, c, "at 8pm").await?;
+    assert_eq!(
+        r["tool_calls"][0]["arguments"]["text"], "feed the cat",
+        "{r}"
+    );
+    assert_eq!(r["state"], "idle");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_timer_fires_into_its_conversation() -> TestResult {
+    let d = TestDaemon::start().await?;
+    let mut events = d.app().events().subscribe();
+    let t = say(&d, None, "set a timer for 1 second").await?;
+    assert_eq!(t["reply"], "Timer set for 1 second.");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, events.recv()).await??;
+        let v = serde_json::to_value(&ev)?;
+        if v["type"] == "reminder.fired" {
+            assert_eq!(v["text"], "Your timer is done.");
+            assert_eq!(v["missed"], false);
+            break;
+        }
+    }
+    let c = conv(&t).unwrap_or(0);
+    let page: Value = d
+        .get(&format!("/api/v1/conversations/{c}/messages"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let bodies: Vec<&str> = page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["body"].as_str())
+        .collect();
+    assert!(bodies.contains(&"Your timer is done."), "{bodies:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reminder_due_while_off_fires_once_with_a_missed_note() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let mut d = TestDaemon::start_in(tmp.path(), |_| {}, Vec::new()).await?;
+    let r = say(&d, None, "remind me to take the pills in 10 minutes").await?;
+    let id = r["tool_calls"][0]["result"]["id"].as_i64().unwrap_or(0);
+    d.stop().await?;
+    {
+        // The device was off for an hour past the due time.
+        let db = common::open_db(tmp.path())?;
+        let past = jiff::Timestamp::now().as_millisecond() - 3_600_000;
+        db.execute(
+            "UPDATE reminders SET due_at = ?1 WHERE id = ?2",
+            rusqlite::params![past, id],
+        )?;
+    }
+    let d = TestDaemon::start_in(tmp.path(), |_| {}, Vec::new()).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let db = common::open_db(tmp.path())?;
+        let (status, count): (String, i64) = db.query_row(
+            "SELECT status, fire_count FROM reminders WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if status == "done" {
+            assert_eq!(count, 1);
+            let body: String = db.query_row(
+                "SELECT body FROM messages WHERE direction = 'outbound' ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )?;
+            assert!(body.starts_with("Missed while I was offline"), "{body}");
+            assert!(body.ends_with("Reminder: take the pills."), "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "reminder never fired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(d);
+    Ok(())
+}
+
+#[tokio::test]
+async fn replies_stream_as_server_sent_events_and_turns_are_recorded() -> TestResult {
+    let d = TestDaemon::start().await?;
+    let resp = d
+        .post("/api/v1/chat")
+        .header("accept", "text/event-stream")
+        .json(&json!({ "text": "help" }))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()?
+        .starts_with("text/event-stream"));
+    let body = resp.text().await?;
+    let chunks: Vec<Value> = body
+        .split("\n\n")
+        .filter(|e| e.contains("event: chunk"))
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    assert!(chunks.len() >= 3, "help is several sentences: {body}");
+    let done: Value = body
+        .split("\n\n")
+        .find(|e| e.contains("event: done"))
+        .and_then(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or(Value::Null);
+    let joined: Vec<&str> = chunks.iter().filter_map(|c| c["text"].as_str()).collect();
+    assert_eq!(done["reply"], joined.join(" "));
+    assert_eq!(done["intent"], "help");
+    let db = common::open_db(&d.dir)?;
+    let (intent, outcome, nlu_us, total_us): (String, String, i64, i64) = db.query_row(
+        "SELECT intent, outcome, nlu_us, total_us FROM turns ORDER BY id DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    assert_eq!((intent.as_str(), outcome.as_str()), ("help", "answered"));
+    assert!(nlu_us > 0 && total_us >= nlu_us);
+    let metrics = d.get("/metrics").send().await?.text().await?;
+    assert!(
+        metrics.contains("turn_stage_duration_seconds_count{stage=\"nlu\",engine=\"fast_path\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("turns_total{intent=\"help\",outcome=\"answered\"} 1"));
+    // Bad input is named.
+    let bad = d
+        .post("/api/v1/chat")
+        .json(&json!({ "text": "  " }))
+        .send()
+        .await?;
+    assert_eq!(bad.status(), 422);
+    let bad = d
+        .post("/api/v1/chat")
+        .json(&json!({ "text": "hi", "conversation_id": 999 }))
+        .send()
+        .await?;
+    assert_eq!(bad.status(), 404);
+    let bad = d
+        .post("/api/v1/chat")
+        .json(&json!({ "text": "hi", "from": "12" }))
+        .send()
+        .await?;
+    assert_eq!(bad.status(), 422);
+    Ok(())
+}
