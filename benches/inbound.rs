@@ -398,6 +398,9 @@ async fn main() -> Result<()> {
     cfg.server.listen = "127.0.0.1:0".parse()?;
     cfg.data_dir = tmp.path().to_path_buf();
     cfg.api.token = Some(Secret::new(TOKEN));
+    // Measures durable acceptance only: no replies, no model.
+    cfg.assistant.answer_inbound = false;
+    cfg.llm.backend = local_assistant::config::LlmBackendKind::None;
     let db_path = cfg.db_path();
     let app = App::builder(cfg).start().await?;
     let durable_addr = app.local_addr();

@@ -183,10 +183,12 @@ impl AppBuilder {
 
         let channels = outbox.channels();
         let outbox_task = tokio::spawn(outbox.run(shutdown.child_token()));
-        let brain_tasks = vec![
-            tokio::spawn(orchestrator.clone().run_inbox(shutdown.child_token())),
-            tokio::spawn(reminders.run(shutdown.child_token())),
-        ];
+        let mut brain_tasks = vec![tokio::spawn(reminders.run(shutdown.child_token()))];
+        if cfg.assistant.answer_inbound {
+            brain_tasks.push(tokio::spawn(
+                orchestrator.clone().run_inbox(shutdown.child_token()),
+            ));
+        }
         health.set(
             "outbox",
             ComponentState::Ready,

@@ -25,6 +25,8 @@ pub struct RawAssistant {
     pub dialogue_timeout_secs: u64,
     /// A reminder found overdue by more than this at start is delivered with a "missed" note.
     pub missed_grace_secs: u64,
+    /// Answer inbound messages; false only stores them (an archive-only box).
+    pub answer_inbound: bool,
 }
 
 impl Default for RawAssistant {
@@ -36,6 +38,7 @@ impl Default for RawAssistant {
             history_messages: 12,
             dialogue_timeout_secs: 300,
             missed_grace_secs: 120,
+            answer_inbound: true,
         }
     }
 }
@@ -156,6 +159,8 @@ pub struct AssistantConfig {
     pub dialogue_timeout: Duration,
     /// Overdue threshold for the "missed while offline" note.
     pub missed_grace: Duration,
+    /// Answer inbound messages.
+    pub answer_inbound: bool,
 }
 
 /// Which LLM backend.
@@ -272,6 +277,7 @@ pub fn resolve_assistant(raw: RawAssistant) -> Result<AssistantConfig, ConfigErr
     Ok(AssistantConfig {
         name: raw.name.trim().to_owned(),
         language: raw.language,
+        answer_inbound: raw.answer_inbound,
         timezone,
         history_messages: range("assistant.history_messages", raw.history_messages, 0, 200)?,
         dialogue_timeout: Duration::from_secs(range(
