@@ -6,6 +6,7 @@
 //! parses the answer with [`parse_slot`].
 
 mod en;
+pub mod spec;
 pub mod time;
 
 use serde::Serialize;
