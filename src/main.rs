@@ -1,4 +1,5 @@
-//! The `local-assistant` command line: `serve`, `init-db`, `config check`, `doctor`, `version`.
+//! The `local-assistant` command line: `serve`, `init-db`, `config check`, `doctor`, `models`,
+//! `version`.
 //!
 //! The only place that uses `anyhow`: errors from the library are printed once, with their
 //! chain, and turned into an exit code.
@@ -70,6 +71,14 @@ enum Command {
         conversation: Option<i64>,
         /// State directory (overrides data_dir).
         #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Fetch, verify, list and locate models (`models pull --default`, `models list`).
+    Models {
+        #[command(subcommand)]
+        command: local_assistant::models::cli::ModelsCommand,
+        /// State directory (overrides data_dir); models live in <DIR>/models.
+        #[arg(long, value_name = "DIR", global = true)]
         data_dir: Option<PathBuf>,
     },
     /// Print the version.
@@ -183,6 +192,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("starting the async runtime")?;
             runtime.block_on(chat(cfg, message, conversation))
+        }
+        Command::Models { command, data_dir } => {
+            let cfg = load(
+                cli.config.as_ref(),
+                &Overrides {
+                    listen: None,
+                    data_dir,
+                },
+            )?;
+            local_assistant::models::cli::run(command, &cfg.models_dir())?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve { listen, data_dir } => {
             let cfg = load(cli.config.as_ref(), &Overrides { listen, data_dir })?;
