@@ -137,7 +137,7 @@ async fn unknown_numbers_are_refused_politely_and_the_owner_is_not() -> TestResu
         r["reply"]
             .as_str()
             .unwrap_or("")
-            .starts_with("Sorry, I can't help with timers"),
+            .starts_with("Sorry, I can't help you with timers"),
         "{}",
         r["reply"]
     );
@@ -183,10 +183,10 @@ async fn inbound_messages_are_answered_through_the_inbox() -> TestResult {
         let items = page["items"].as_array().cloned().unwrap_or_default();
         if let Some(reply) = items.iter().find(|m| m["direction"] == "outbound") {
             assert!(
-                reply["body"]
+                reply["text"]
                     .as_str()
                     .unwrap_or("")
-                    .starts_with("Sorry, I can't help with timers"),
+                    .starts_with("Sorry, I can't help you with timers"),
                 "{reply}"
             );
             break;
@@ -248,7 +248,7 @@ async fn a_timer_fires_into_its_conversation() -> TestResult {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|m| m["body"].as_str())
+        .filter_map(|m| m["text"].as_str())
         .collect();
     assert!(bodies.contains(&"Your timer is done."), "{bodies:?}");
     Ok(())

@@ -43,7 +43,11 @@ async fn read_events(
         buf.push_str(&String::from_utf8_lossy(&bytes?));
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
-            let event = block.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("").to_owned();
+            let event = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or("")
+                .to_owned();
             let data: Value = block
                 .lines()
                 .find_map(|l| l.strip_prefix("data: "))
@@ -93,7 +97,8 @@ async fn chit_chat_streams_from_the_model_and_is_recorded() -> TestResult {
     assert_eq!(engine, "candle");
     assert!(first.is_some());
     let metrics = d.get("/metrics").send().await?.text().await?;
-    assert!(metrics.contains("turn_stage_duration_seconds_count{stage=\"first_chunk\",engine=\"candle\"}"));
+    assert!(metrics
+        .contains("turn_stage_duration_seconds_count{stage=\"first_chunk\",engine=\"candle\"}"));
     Ok(())
 }
 
@@ -140,8 +145,14 @@ async fn a_client_that_goes_away_mid_stream_cancels_the_turn() -> TestResult {
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    assert_eq!(status, "cancelled", "a cancelled reply is kept, never delivered");
-    assert!(body.starts_with(first[0].1["text"].as_str().unwrap_or("?")), "{body}");
+    assert_eq!(
+        status, "cancelled",
+        "a cancelled reply is kept, never delivered"
+    );
+    assert!(
+        body.starts_with(first[0].1["text"].as_str().unwrap_or("?")),
+        "{body}"
+    );
     Ok(())
 }
 
@@ -167,14 +178,22 @@ async fn a_newer_message_cancels_the_answer_in_flight() -> TestResult {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let db = common::open_db(&d.dir)?;
-        let speaking: i64 = db.query_row("SELECT count(*) FROM sessions WHERE state = 'speaking'", [], |r| r.get(0))?;
+        let speaking: i64 = db.query_row(
+            "SELECT count(*) FROM sessions WHERE state = 'speaking'",
+            [],
+            |r| r.get(0),
+        )?;
         if speaking == 1 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the model never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the model never started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let conv: i64 = common::open_db(&d.dir)?.query_row("SELECT id FROM conversations", [], |r| r.get(0))?;
+    let conv: i64 =
+        common::open_db(&d.dir)?.query_row("SELECT id FROM conversations", [], |r| r.get(0))?;
     let t: Value = d
         .post("/api/v1/chat")
         .json(&json!({ "text": "what time is it", "conversation_id": conv }))
@@ -187,7 +206,10 @@ async fn a_newer_message_cancels_the_answer_in_flight() -> TestResult {
     if let Ok(Ok(Ok(ev))) = tokio::time::timeout(Duration::from_secs(30), &mut first_chunk).await {
         stream_events = ev;
     }
-    let done = stream_events.iter().find(|(e, _)| e == "done").map(|(_, d)| d.clone());
+    let done = stream_events
+        .iter()
+        .find(|(e, _)| e == "done")
+        .map(|(_, d)| d.clone());
     assert_eq!(done.map(|d| d["outcome"].clone()), Some(json!("cancelled")));
     let outcomes = wait_turn_outcome(&d.dir, 2).await?;
     assert_eq!(outcomes, vec!["cancelled", "answered"]);

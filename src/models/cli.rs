@@ -66,10 +66,14 @@ pub fn run(cmd: ModelsCommand, models_dir: &Path) -> Result<(), ModelsError> {
         _ => Manifest::embedded()?,
     };
     let arch_of = |a: Option<Arch>| -> Result<Arch, ModelsError> {
-        a.or_else(Arch::host).ok_or_else(|| ModelsError::NoFilesForArch {
-            name: "(this machine)".into(),
-            arch: format!("{} (pass --arch x86_64 or --arch aarch64)", std::env::consts::ARCH),
-        })
+        a.or_else(Arch::host)
+            .ok_or_else(|| ModelsError::NoFilesForArch {
+                name: "(this machine)".into(),
+                arch: format!(
+                    "{} (pass --arch x86_64 or --arch aarch64)",
+                    std::env::consts::ARCH
+                ),
+            })
     };
     match cmd {
         ModelsCommand::List { arch } => {
@@ -114,7 +118,8 @@ fn list(store: &ModelStore) -> Result<(), ModelsError> {
             e.name,
             e.role,
             if e.default { "yes" } else { "no" },
-            e.size_for(store.arch()).map_or_else(|| "?".to_string(), human_size),
+            e.size_for(store.arch())
+                .map_or_else(|| "?".to_string(), human_size),
             status,
             store.main_path(e)?.display()
         );
@@ -133,9 +138,8 @@ fn verify(store: &ModelStore, name: Option<&str>) -> Result<(), ModelsError> {
         if name.is_none() {
             // Without a name: only what is (partly) installed.
             match store.status(e) {
-                Ok(ModelStatus::Missing | ModelStatus::DeviceOnly) | Err(ModelsError::NoFilesForArch { .. }) => {
-                    continue
-                }
+                Ok(ModelStatus::Missing | ModelStatus::DeviceOnly)
+                | Err(ModelsError::NoFilesForArch { .. }) => continue,
                 _ => {}
             }
         }
@@ -161,7 +165,13 @@ fn verify(store: &ModelStore, name: Option<&str>) -> Result<(), ModelsError> {
     }
 }
 
-fn pull(store: &ModelStore, names: &[String], default: bool, all: bool, source: Source) -> Result<(), ModelsError> {
+fn pull(
+    store: &ModelStore,
+    names: &[String],
+    default: bool,
+    all: bool,
+    source: Source,
+) -> Result<(), ModelsError> {
     let manifest = store.manifest();
     let entries: Vec<&ModelEntry> = if default {
         manifest.models().iter().filter(|e| e.default).collect()
@@ -169,13 +179,19 @@ fn pull(store: &ModelStore, names: &[String], default: bool, all: bool, source: 
         let (device, rest): (Vec<&ModelEntry>, Vec<&ModelEntry>) =
             manifest.models().iter().partition(|e| e.device_only);
         for e in device {
-            println!("{}: skipped (device-only: fetch it on the device from its URL)", e.name);
+            println!(
+                "{}: skipped (device-only: fetch it on the device from its URL)",
+                e.name
+            );
         }
         rest.into_iter()
             .filter(|e| e.files_for(store.arch()).next().is_some())
             .collect()
     } else {
-        names.iter().map(|n| manifest.get(n)).collect::<Result<_, _>>()?
+        names
+            .iter()
+            .map(|n| manifest.get(n))
+            .collect::<Result<_, _>>()?
     };
     if entries.is_empty() {
         return Err(ModelsError::NothingSelected);
@@ -234,7 +250,12 @@ mod tests {
 
     #[test]
     fn sizes_read_like_people_write_them() {
-        for (n, s) in [(0, "0 B"), (999, "999 B"), (98_362_432, "98.4 MB"), (1_500_000_000, "1.5 GB")] {
+        for (n, s) in [
+            (0, "0 B"),
+            (999, "999 B"),
+            (98_362_432, "98.4 MB"),
+            (1_500_000_000, "1.5 GB"),
+        ] {
             assert_eq!(human_size(n), s);
         }
     }

@@ -146,8 +146,7 @@ impl Router {
             return Err(Refusal {
                 group: group.to_owned(),
                 say: format!(
-                    "Sorry, I can't help with {what} from this {}. Please ask the owner of this assistant.",
-                    if channel == "api" { "account" } else { "number" }
+                    "Sorry, I can't help you with {what}. Please ask the owner of this assistant."
                 ),
             });
         }

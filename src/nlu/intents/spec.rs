@@ -237,7 +237,10 @@ fn tod(spec: &Spec) -> Option<Tod> {
             };
             time(hour, minute).map(Tod::Exact)
         }
-        None => spec.part.and_then(|p| time(p.default_hour(), 0)).map(Tod::Exact),
+        None => spec
+            .part
+            .and_then(|p| time(p.default_hour(), 0))
+            .map(Tod::Exact),
     }
 }
 
@@ -285,14 +288,8 @@ fn on_date(date: Date, tod: Option<Tod>, now: &Zoned) -> Option<Zoned> {
 }
 
 /// The first of the candidate dates (in order) whose time is after now.
-fn first_future(
-    dates: impl Iterator<Item = Date>,
-    tod: Option<Tod>,
-    now: &Zoned,
-) -> Option<Zoned> {
-    dates
-        .filter_map(|d| on_date(d, tod, now))
-        .find(|z| z > now)
+fn first_future(dates: impl Iterator<Item = Date>, tod: Option<Tod>, now: &Zoned) -> Option<Zoned> {
+    dates.filter_map(|d| on_date(d, tod, now)).find(|z| z > now)
 }
 
 /// Dates from today on, one per day, `n` of them.
@@ -389,7 +386,9 @@ fn recurring(spec: &Spec, now: &Zoned) -> Option<When> {
     let rec = spec.rec.clone()?;
     // A recurrence's hour said without am/pm is read as daytime ("every day at 7" = 07:00).
     let tod = match tod(spec) {
-        Some(Tod::Ambiguous { hour, minute }) => Some(Tod::Exact(time(daytime_hour(hour), minute)?)),
+        Some(Tod::Ambiguous { hour, minute }) => {
+            Some(Tod::Exact(time(daytime_hour(hour), minute)?))
+        }
         other => other,
     };
     let (rule, first) = match rec {
@@ -397,7 +396,10 @@ fn recurring(spec: &Spec, now: &Zoned) -> Option<When> {
             if interval <= SignedDuration::ZERO {
                 return None;
             }
-            (Recurrence::Every { interval }, now.checked_add(interval).ok()?)
+            (
+                Recurrence::Every { interval },
+                now.checked_add(interval).ok()?,
+            )
         }
         Rec::Daily => (
             Recurrence::Daily,
@@ -471,7 +473,10 @@ pub fn range(spec: &Spec, now: &Zoned, label: String) -> Option<Range> {
         Some((day_start(from, now)?, day_start(add_days(from, n)?, now)?))
     };
     let (start, end) = if let Some(week) = spec.week {
-        let monday = add_days(today, 7 - i64::from(today.weekday().to_monday_zero_offset()))?;
+        let monday = add_days(
+            today,
+            7 - i64::from(today.weekday().to_monday_zero_offset()),
+        )?;
         match week {
             Week::This => days(today, 0).map(|(s, _)| s).zip(day_start(monday, now))?,
             Week::Next => days(monday, 7)?,
@@ -487,7 +492,10 @@ pub fn range(spec: &Spec, now: &Zoned, label: String) -> Option<Range> {
         }
     } else if spec.rec.is_some() {
         return None;
-    } else if spec.day.is_none() && spec.part.is_none() && (spec.clock.is_some() || spec.rel.is_some()) {
+    } else if spec.day.is_none()
+        && spec.part.is_none()
+        && (spec.clock.is_some() || spec.rel.is_some())
+    {
         let start = when(spec, now)?.first().clone();
         let end = start.checked_add(SignedDuration::from_hours(1)).ok()?;
         (start, end)
