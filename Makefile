@@ -23,7 +23,7 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: run test bench deps toolchain build lint models cross cross-deps deb deb-arm64 image image-deps image-test clean
+.PHONY: run test bench bench-deps deps toolchain build lint models cross cross-deps deb deb-arm64 image image-deps image-test clean
 
 deps:
 	@$(call apt_install,$(APT_PACKAGES))
@@ -66,8 +66,17 @@ lint: toolchain
 test: lint models
 	$(CARGO) test --locked --all-targets
 
-bench: toolchain
+# The llama.cpp peer of benches/llm.rs: llama-cpp-python compiles llama.cpp from source (about
+# 18 minutes on 2 cores, once; pip caches the wheel). Only `make bench` needs it.
+BENCH_VENV := .venv
+bench-deps: deps
+	@python3 -m venv --help >/dev/null 2>&1 || { $(call apt_install,python3-venv python3-pip cmake); }
+	@[ -x $(BENCH_VENV)/bin/python ] || python3 -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/python -c 'import llama_cpp' 2>/dev/null || $(BENCH_VENV)/bin/pip install -q llama-cpp-python
+
+bench: toolchain models bench-deps
 	$(CARGO) bench --locked --bench inbound
+	LLAMA_CPP_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench llm
 
 # --- aarch64 cross build (Raspberry Pi 5 by default; CROSS_PROFILE=jetson for Orin) -------
 CROSS_TARGET := aarch64-unknown-linux-gnu
