@@ -75,8 +75,7 @@ fn tokenizer_matches_reference_ids_on_tricky_strings() {
         (
             "don't stop: 12.5% of $1,000!!",
             &[
-                12420, 982, 2853, 42, 216, 33, 34, 30, 37, 21, 282, 1885, 33, 28, 32, 32, 32,
-                10095,
+                12420, 982, 2853, 42, 216, 33, 34, 30, 37, 21, 282, 1885, 33, 28, 32, 32, 32, 10095,
             ],
         ),
         (
@@ -86,8 +85,8 @@ fn tokenizer_matches_reference_ids_on_tricky_strings() {
         (
             "日本語のテキスト",
             &[
-                23274, 115, 40993, 179, 120, 248, 26453, 11100, 224, 10391, 251, 10391, 134,
-                11100, 226,
+                23274, 115, 40993, 179, 120, 248, 26453, 11100, 224, 10391, 251, 10391, 134, 11100,
+                226,
             ],
         ),
     ];
@@ -95,7 +94,10 @@ fn tokenizer_matches_reference_ids_on_tricky_strings() {
     let tok = e.tokenizer();
     for (text, ids) in cases {
         assert_eq!(&tok.encode(text), ids, "encoding {text:?}");
-        assert_eq!(&tok.decode(ids), &text.replace("<|im_start|>", "").replace("<|im_end|>", ""));
+        assert_eq!(
+            &tok.decode(ids),
+            &text.replace("<|im_start|>", "").replace("<|im_end|>", "")
+        );
     }
     assert!(tok.is_control(2), "<|im_end|> is a control token");
     assert_eq!(tok.token_id("<|im_end|>"), Some(2));
@@ -107,12 +109,21 @@ fn answer_is_streamed_in_pieces_that_add_up_to_the_text() {
     let mut req = GenerateRequest::new(chat("What is the capital of France?"));
     req.max_tokens = 24;
     let mut pieces = Vec::new();
-    let out = e.generate(&req, &mut |p| pieces.push(p.to_string())).unwrap();
-    assert!(pieces.len() >= 3, "only {} pieces: {pieces:?}", pieces.len());
+    let out = e
+        .generate(&req, &mut |p| pieces.push(p.to_string()))
+        .unwrap();
+    assert!(
+        pieces.len() >= 3,
+        "only {} pieces: {pieces:?}",
+        pieces.len()
+    );
     assert_eq!(pieces.concat(), out.text);
     assert!(!out.text.trim().is_empty());
     assert!(out.text.contains("Paris"), "{:?}", out.text);
-    assert!(matches!(out.finish, FinishReason::Stop | FinishReason::Length));
+    assert!(matches!(
+        out.finish,
+        FinishReason::Stop | FinishReason::Length
+    ));
     assert!(out.stats.prompt_tokens > 10);
     assert!(out.stats.generated_tokens > 0 && out.stats.generated_tokens <= 24);
     assert!(out.stats.first_token <= out.stats.total);
@@ -134,12 +145,20 @@ fn stop_string_ends_generation_and_is_never_emitted() {
     let mut req = GenerateRequest::new(chat("Count from 1 to 20, separated by commas."));
     req.max_tokens = 48;
     let free = e.generate(&req, &mut |_| {}).unwrap();
-    assert!(free.text.contains("5"), "reference answer lacks 5: {:?}", free.text);
+    assert!(
+        free.text.contains("5"),
+        "reference answer lacks 5: {:?}",
+        free.text
+    );
     req.stop = vec!["5".into()];
     let mut streamed = String::new();
     let out = e.generate(&req, &mut |p| streamed.push_str(p)).unwrap();
     assert_eq!(out.finish, FinishReason::Stop);
-    assert!(!out.text.contains('5') && !streamed.contains('5'), "{:?}", out.text);
+    assert!(
+        !out.text.contains('5') && !streamed.contains('5'),
+        "{:?}",
+        out.text
+    );
     assert_eq!(streamed, out.text);
     assert!(free.text.starts_with(&out.text));
 }
@@ -180,7 +199,7 @@ fn second_turn_reuses_the_session_cache_and_matches_a_cold_run() {
     second.max_tokens = 16;
     let warm = e.generate(&second, &mut |_| {}).unwrap();
     assert!(
-        warm.stats.cached_tokens > first_prompt_len(&a),
+        warm.stats.cached_tokens > a.stats.prompt_tokens,
         "cached {} of {} prompt tokens",
         warm.stats.cached_tokens,
         warm.stats.prompt_tokens
@@ -196,12 +215,11 @@ fn second_turn_reuses_the_session_cache_and_matches_a_cold_run() {
     .unwrap();
     let cold = cold_engine.generate(&second, &mut |_| {}).unwrap();
     assert_eq!(cold.stats.cached_tokens, 0);
-    assert_eq!(warm.text, cold.text, "cached and cold greedy answers differ");
+    assert_eq!(
+        warm.text, cold.text,
+        "cached and cold greedy answers differ"
+    );
     assert_eq!(warm.stats.prompt_tokens, cold.stats.prompt_tokens);
-}
-
-fn first_prompt_len(out: &local_assistant::nlu::llm::GenerateOutput) -> usize {
-    out.stats.prompt_tokens
 }
 
 #[test]
@@ -218,8 +236,14 @@ fn system_prompt_is_prefilled_once_for_different_requests() {
     };
     let a = e.generate(&mk("Hello!"), &mut |_| {}).unwrap();
     let b = e.generate(&mk("What can you cook?"), &mut |_| {}).unwrap();
-    assert!(a.stats.cached_tokens < 5, "first request had {} cached", a.stats.cached_tokens);
-    assert!(b.stats.cached_tokens >= 15, "system prompt not reused: {}", b.stats.cached_tokens);
+    // The first request may share a few leading tokens ("<|im_start|>system\nYou are") with
+    // other tests' system prompts; the second must reuse this whole system prompt.
+    assert!(
+        b.stats.cached_tokens >= a.stats.cached_tokens + 15,
+        "system prompt not reused: {} then {} cached",
+        a.stats.cached_tokens,
+        b.stats.cached_tokens
+    );
 }
 
 fn reminder_tool() -> ToolSpec {
@@ -291,7 +315,11 @@ fn prompt_longer_than_the_context_drops_old_turns_then_overflows() {
     let mut req = GenerateRequest::new(msgs);
     req.max_tokens = 4;
     let out = e.generate(&req, &mut |_| {}).unwrap();
-    assert!(out.stats.prompt_tokens + 4 <= 1024, "{}", out.stats.prompt_tokens);
+    assert!(
+        out.stats.prompt_tokens + 4 <= 1024,
+        "{}",
+        out.stats.prompt_tokens
+    );
 
     let mut huge = GenerateRequest::new(chat(&"word ".repeat(1500)));
     huge.max_tokens = 4;
@@ -307,7 +335,10 @@ fn loading_a_file_that_is_not_gguf_names_the_file() {
     let err = CandleBackend::load(&bad, opts()).err().unwrap().to_string();
     assert!(err.contains("bad.gguf") && err.contains("GGUF"), "{err}");
     let missing = dir.path().join("missing.gguf");
-    let err = CandleBackend::load(&missing, opts()).err().unwrap().to_string();
+    let err = CandleBackend::load(&missing, opts())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("missing.gguf"), "{err}");
 }
 
@@ -330,6 +361,8 @@ fn requantized_q8_0_model_loads_and_answers_alike() {
     req.max_tokens = 12;
     let out = e.generate(&req, &mut |_| {}).unwrap();
     assert!(out.text.contains("Paris"), "{:?}", out.text);
-    let err = requantize_gguf(&model_path(), &dst, "q3_x").unwrap_err().to_string();
+    let err = requantize_gguf(&model_path(), &dst, "q3_x")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("q3_x"), "{err}");
 }

@@ -55,7 +55,9 @@ impl ArgSchema {
             .ok_or_else(|| "the arguments schema is not a JSON object".to_string())?;
         if let Some(t) = obj.get("type") {
             if t != "object" {
-                return Err(format!("the arguments schema has type {t}, expected \"object\""));
+                return Err(format!(
+                    "the arguments schema has type {t}, expected \"object\""
+                ));
             }
         }
         let mut properties = Vec::new();
@@ -64,9 +66,10 @@ impl ArgSchema {
                 .as_object()
                 .ok_or_else(|| "`properties` is not an object".to_string())?;
             for (name, p) in props {
-                let ty = p.get("type").and_then(Value::as_str).ok_or_else(|| {
-                    format!("property `{name}` has no string `type`")
-                })?;
+                let ty = p
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("property `{name}` has no string `type`"))?;
                 let ty = match ty {
                     "string" => match p.get("enum") {
                         None => ArgType::String(None),
@@ -138,7 +141,9 @@ impl ArgSchema {
                 .ok_or_else(|| format!("unknown argument `{k}`"))?;
             let ok = match ty {
                 ArgType::String(None) => v.is_string(),
-                ArgType::String(Some(vals)) => v.as_str().is_some_and(|s| vals.iter().any(|e| e == s)),
+                ArgType::String(Some(vals)) => {
+                    v.as_str().is_some_and(|s| vals.iter().any(|e| e == s))
+                }
                 ArgType::Integer => v.is_i64() || v.is_u64(),
                 ArgType::Number => v.is_number(),
                 ArgType::Boolean => v.is_boolean(),
@@ -715,7 +720,10 @@ mod tests {
             "\n{\"name\": \"light\",\n \"arguments\": {\"room\": \"hall\", \"on\": true}}",
         ] {
             assert!(accepts_whole(ok), "should accept {ok}");
-            assert!(parse_tool_call(&tools(), ok).is_ok(), "should validate {ok}");
+            assert!(
+                parse_tool_call(&tools(), ok).is_ok(),
+                "should validate {ok}"
+            );
         }
     }
 
@@ -786,6 +794,11 @@ mod tests {
     fn tools_prompt_lists_every_tool_with_an_example() {
         let p = tools_prompt(&tools());
         assert!(p.contains("reminder_set: Set a reminder"));
-        assert!(p.contains(r#"{"name": "light", "arguments": {"level": 2.5, "on": true, "room": "kitchen"}}"#), "{p}");
+        assert!(
+            p.contains(
+                r#"{"name": "light", "arguments": {"level": 2.5, "on": true, "room": "kitchen"}}"#
+            ),
+            "{p}"
+        );
     }
 }

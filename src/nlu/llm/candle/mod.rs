@@ -410,8 +410,7 @@ impl CandleBackend {
             }
             let next = match &gen.mode {
                 Mode::Tool(m) => {
-                    match pick_constrained(&logits, m, &self.tokenizer, req.temperature, &mut rng)
-                    {
+                    match pick_constrained(&logits, m, &self.tokenizer, req.temperature, &mut rng) {
                         Some(t) => t,
                         None => break FinishReason::Stop,
                     }
@@ -617,7 +616,11 @@ impl Generation<'_> {
             .stops
             .iter()
             .filter(|s| !s.is_empty())
-            .filter_map(|s| self.text[search_from..].find(s.as_str()).map(|i| search_from + i))
+            .filter_map(|s| {
+                self.text[search_from..]
+                    .find(s.as_str())
+                    .map(|i| search_from + i)
+            })
             .min();
         if let Some(i) = found {
             self.text.truncate(i);
@@ -691,12 +694,12 @@ pub fn requantize_gguf(src: &Path, dst: &Path, target: &str) -> Result<(), LlmEr
         "q4_1" => (GgmlDType::Q4_1, 3),
         "q4_k" | "q4k" => (GgmlDType::Q4K, 15),
         "q6_k" | "q6k" => (GgmlDType::Q6K, 18),
-        other => {
-            return Err(load_err(
-                src,
-                format!("unknown target quantization `{other}` (supported: q8_0, q4_0, q4_1, q4_k, q6_k)"),
-            ))
-        }
+        other => return Err(load_err(
+            src,
+            format!(
+                "unknown target quantization `{other}` (supported: q8_0, q4_0, q4_1, q4_k, q6_k)"
+            ),
+        )),
     };
     let file = File::open(src).map_err(|e| load_err(src, format!("cannot open: {e}")))?;
     let mut reader = BufReader::new(file);

@@ -120,7 +120,11 @@ impl KvState {
         if n <= self.cap {
             return Ok(());
         }
-        let cap = n.div_ceil(KV_STEP).saturating_mul(KV_STEP).min(cfg.ctx).max(n);
+        let cap = n
+            .div_ceil(KV_STEP)
+            .saturating_mul(KV_STEP)
+            .min(cfg.ctx)
+            .max(n);
         let shape = (1, cfg.n_kv_head, cap, cfg.head_dim);
         let len = self.len();
         let mut k = Vec::with_capacity(cfg.n_layer);
@@ -202,8 +206,7 @@ impl Model {
         let n_embd = md_u32(ct, &p("embedding_length"))?;
         let model_ctx = md_u32(ct, &p("context_length")).unwrap_or(4096);
         let head_dim = md_u32(ct, &p("rope.dimension_count")).unwrap_or(n_embd / n_head.max(1));
-        if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 || head_dim * n_head != n_embd
-        {
+        if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 || head_dim * n_head != n_embd {
             return Err(format!(
                 "unsupported head layout: {n_head} heads, {n_kv_head} kv heads, head size {head_dim}, hidden {n_embd}"
             ));
@@ -271,8 +274,8 @@ impl Model {
                 w_up: qm(t("ffn_up.weight")?)?,
             });
         }
-        let (cos, sin) = rope_tables(head_dim, rope_base, rope_factors.as_deref(), ctx, &device)
-            .map_err(ce)?;
+        let (cos, sin) =
+            rope_tables(head_dim, rope_base, rope_factors.as_deref(), ctx, &device).map_err(ce)?;
         Ok(Self {
             cfg,
             embed,

@@ -34,7 +34,8 @@ pub struct Tokenizer {
     ids: HashMap<String, u32>,
     /// (left id, right id) → (rank, merged id).
     merges: HashMap<(u32, u32), (u32, u32)>,
-    /// Byte → id of its single-character token.
+    /// Byte → id of its single-character token (the unknown token if the vocabulary lacks
+    /// it, as some byte-level vocabularies drop unused control bytes).
     byte_ids: [u32; 256],
     /// Control / user-defined tokens matched literally in input text, longest first.
     specials: Vec<(String, u32)>,
@@ -50,7 +51,8 @@ fn byte_to_char_table() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut n = 0u32;
     for b in 0..256u32 {
-        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
         let c = if printable {
             b
         } else {
@@ -143,12 +145,24 @@ impl Tokenizer {
             .collect();
         let table = byte_to_char_table();
         let mut char_to_byte = HashMap::with_capacity(256);
-        let mut byte_ids = [0u32; 256];
+        let unk = ids
+            .get("<unk>")
+            .or_else(|| ids.get("<|endoftext|>"))
+            .copied()
+            .unwrap_or(0);
+        let mut byte_ids = [unk; 256];
+        let mut present = 0;
         for (b, c) in table.iter().enumerate() {
             char_to_byte.insert(*c, b as u8);
-            byte_ids[b] = *ids
-                .get(&c.to_string())
-                .ok_or_else(|| format!("vocabulary lacks the byte token for byte {b:#04x}"))?;
+            if let Some(&id) = ids.get(&c.to_string()) {
+                byte_ids[b] = id;
+                present += 1;
+            }
+        }
+        if present < 200 {
+            return Err(format!(
+                "vocabulary has only {present} of the 256 byte tokens: not a byte-level BPE"
+            ));
         }
         let mut merge_map = HashMap::with_capacity(merges.len());
         for (rank, m) in merges.iter().enumerate() {
@@ -176,7 +190,11 @@ impl Tokenizer {
             } else if ty == 4 {
                 bytes.push(t.as_bytes().to_vec());
             } else {
-                bytes.push(t.chars().filter_map(|c| char_to_byte.get(&c).copied()).collect());
+                bytes.push(
+                    t.chars()
+                        .filter_map(|c| char_to_byte.get(&c).copied())
+                        .collect(),
+                );
             }
         }
         specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
@@ -215,7 +233,10 @@ impl Tokenizer {
 
     /// The raw bytes a token stands for (empty for control tokens and unknown ids).
     pub fn token_bytes(&self, id: u32) -> &[u8] {
-        self.bytes.get(id as usize).map(Vec::as_slice).unwrap_or(&[])
+        self.bytes
+            .get(id as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Encode text; control tokens written literally (`<|im_start|>`) become their ids.
@@ -444,15 +465,24 @@ mod tests {
 
     #[test]
     fn gpt2_split_matches_the_regex_on_spaces_and_contractions() {
-        assert_eq!(gpt2_split("  leading spaces"), vec![" ", " leading", " spaces"]);
-        assert_eq!(gpt2_split("don't stop: "), vec!["don", "'t", " stop", ":", " "]);
+        assert_eq!(
+            gpt2_split("  leading spaces"),
+            vec![" ", " leading", " spaces"]
+        );
+        assert_eq!(
+            gpt2_split("don't stop: "),
+            vec!["don", "'t", " stop", ":", " "]
+        );
         assert_eq!(gpt2_split("a\n\nb   "), vec!["a", "\n", "\n", "b", "   "]);
         assert_eq!(gpt2_split("hi 👋!"), vec!["hi", " 👋!"]);
     }
 
     #[test]
     fn digits_are_split_one_by_one() {
-        assert_eq!(digit_split("in 2026."), vec!["in ", "2", "0", "2", "6", "."]);
+        assert_eq!(
+            digit_split("in 2026."),
+            vec!["in ", "2", "0", "2", "6", "."]
+        );
     }
 
     #[test]
