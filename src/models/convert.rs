@@ -56,7 +56,10 @@ mod tests {
     #[test]
     fn an_unknown_step_is_a_clear_error() {
         let e = run("gguf-q3_x", Path::new("a.gguf"), Path::new("b.gguf")).expect_err("unknown");
-        assert_eq!(e.to_string(), "unknown convert step `gguf-q3_x` (known: gguf-q8_0)");
+        assert_eq!(
+            e.to_string(),
+            "unknown convert step `gguf-q3_x` (known: gguf-q8_0)"
+        );
         assert!(output_path("nope", Path::new("a.gguf")).is_err());
     }
 
@@ -65,12 +68,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("la-convert-{}", std::process::id()));
         let src = dir.join("missing.Q4_1.gguf");
         let dst = output_path("gguf-q8_0", &src).expect("known");
-        assert_eq!(dst.file_name().and_then(|s| s.to_str()), Some("missing.Q4_1.q8_0.gguf"));
+        assert_eq!(
+            dst.file_name().and_then(|s| s.to_str()),
+            Some("missing.Q4_1.q8_0.gguf")
+        );
         // The source does not exist: whichever requantizer is linked in must fail, and the
         // error must name the step and the input.
         let e = run("gguf-q8_0", &src, &dst).expect_err("nonexistent input");
         let s = e.to_string();
-        assert!(s.contains("gguf-q8_0") && s.contains("missing.Q4_1.gguf"), "{s}");
+        assert!(
+            s.contains("gguf-q8_0") && s.contains("missing.Q4_1.gguf"),
+            "{s}"
+        );
         assert!(!dst.exists());
     }
 }

