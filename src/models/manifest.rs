@@ -174,7 +174,7 @@ impl Manifest {
         Manifest::parse(EMBEDDED, "embedded")
     }
 
-    /// Read and parse a manifest file (`LOCAL_ASSISTANT_MODELS_MANIFEST`).
+    /// Read and parse a manifest file (`LA_MODELS_MANIFEST`).
     pub fn from_file(path: &Path) -> Result<Manifest, ModelsError> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelsError::io("read", path, e))?;
         Manifest::parse(&text, &path.display().to_string())

