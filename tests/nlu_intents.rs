@@ -79,7 +79,9 @@ fn target(x: &Option<Target>) -> String {
 }
 
 fn range(x: &Option<Range>) -> String {
-    o(x, |r| format!("{:?}[{}..{})", r.label, t(&r.start), t(&r.end)))
+    o(x, |r| {
+        format!("{:?}[{}..{})", r.label, t(&r.start), t(&r.end))
+    })
 }
 
 /// The compact notation of an intent.
@@ -111,7 +113,10 @@ fn describe(i: &Option<Intent>) -> String {
             s(with),
             s(location)
         ),
-        Intent::AppointmentList { range: r, free_slots } => {
+        Intent::AppointmentList {
+            range: r,
+            free_slots,
+        } => {
             format!("range={} free={free_slots}", range(r))
         }
         Intent::AppointmentMove { target: x, to } => {
@@ -128,7 +133,10 @@ fn describe(i: &Option<Intent>) -> String {
             o(due, t)
         ),
         Intent::TaskList { project } => format!("project={}", s(project)),
-        Intent::TaskProgress { target: x, progress } => format!(
+        Intent::TaskProgress {
+            target: x,
+            progress,
+        } => format!(
             "target={} progress={}",
             target(x),
             o(progress, |p| match p {
@@ -225,6 +233,9 @@ const TABLE: &[(&str, &str)] = &[
     ("remind me to take the cake out 10 minutes from now", "reminder.set what=\"take the cake out\" when=2026-11-25T14:10+01:00"),
     ("remind me the day after tomorrow to call Anna", "reminder.set what=\"call Anna\" when=2026-11-27T09:00+01:00"),
     ("remind me tomorrow at midnight to log off", "reminder.set what=\"log off\" when=2026-11-27T00:00+01:00"),
+    ("remind me today at 11 to call the school", "reminder.set what=\"call the school\" when=2026-11-25T23:00+01:00"),
+    ("remind me on Wednesday at 5 to water the plants", "reminder.set what=\"water the plants\" when=2026-11-25T17:00+01:00"),
+    ("remind me on Wednesday at 10 to water the plants", "reminder.set what=\"water the plants\" when=2026-12-02T10:00+01:00"),
     ("remember to buy milk", "reminder.set what=\"buy milk\" when=-"),
     ("set an alarm for 7am", "reminder.set what=\"alarm\" when=2026-11-26T07:00+01:00"),
     ("wake me up at 6:30 tomorrow", "reminder.set what=\"wake up\" when=2026-11-26T06:30+01:00"),
@@ -399,14 +410,30 @@ fn slot(kind: SlotKind, text: &str) -> String {
 fn follow_up_slot_answers() {
     let rows: &[(SlotKind, &str, &str)] = &[
         (SlotKind::Text, "to call mom", "\"call mom\""),
-        (SlotKind::Text, "that the oven is off", "\"the oven is off\""),
-        (SlotKind::Text, "Take the bins out.", "\"Take the bins out\""),
+        (
+            SlotKind::Text,
+            "that the oven is off",
+            "\"the oven is off\"",
+        ),
+        (
+            SlotKind::Text,
+            "Take the bins out.",
+            "\"Take the bins out\"",
+        ),
         (SlotKind::Text, "", "none"),
         (SlotKind::When, "tomorrow at 5", "2026-11-26T17:00+01:00"),
         (SlotKind::When, "at 5", "2026-11-25T17:00+01:00"),
         (SlotKind::When, "in half an hour", "2026-11-25T14:30+01:00"),
-        (SlotKind::When, "every Monday at 8", "weekly(mon)@2026-11-30T08:00+01:00"),
-        (SlotKind::When, "um, let's say Friday evening", "2026-11-27T19:00+01:00"),
+        (
+            SlotKind::When,
+            "every Monday at 8",
+            "weekly(mon)@2026-11-30T08:00+01:00",
+        ),
+        (
+            SlotKind::When,
+            "um, let's say Friday evening",
+            "2026-11-27T19:00+01:00",
+        ),
         (SlotKind::When, "I don't know", "none"),
         (SlotKind::Duration, "an hour and a half", "1h30m"),
         (SlotKind::Duration, "for 10 minutes please", "10m"),
@@ -414,8 +441,16 @@ fn follow_up_slot_answers() {
         (SlotKind::Duration, "ninety seconds", "1m30s"),
         (SlotKind::Duration, "ten", "none"),
         (SlotKind::Duration, "banana", "none"),
-        (SlotKind::DateTime, "Friday at 3pm", "2026-11-27T15:00+01:00"),
-        (SlotKind::DateTime, "next Friday morning", "2026-11-27T09:00+01:00"),
+        (
+            SlotKind::DateTime,
+            "Friday at 3pm",
+            "2026-11-27T15:00+01:00",
+        ),
+        (
+            SlotKind::DateTime,
+            "next Friday morning",
+            "2026-11-27T09:00+01:00",
+        ),
         (SlotKind::DateTime, "every day", "none"),
     ];
     let mut failures = Vec::new();
@@ -425,7 +460,11 @@ fn follow_up_slot_answers() {
             failures.push(format!("  {kind:?} {text:?}: want {want}, got {got}"));
         }
     }
-    assert!(failures.is_empty(), "slot rows failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "slot rows failed:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]

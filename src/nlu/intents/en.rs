@@ -115,7 +115,7 @@ const LEADING_FILLERS: &[&str] = &[
 ];
 
 /// Words of politeness after a command.
-const TRAILING_FILLERS: &[&str] = &["please", "thanks", "thank you", "for me", "now"];
+const TRAILING_FILLERS: &[&str] = &["please", "thanks", "thank you", "for me"];
 
 /// The command without politeness around it.
 fn strip_fillers(t: &[Token]) -> &[Token] {
@@ -412,20 +412,36 @@ const DETERMINERS: &[&str] = &["the", "my", "our", "a", "an", "this", "that", "y
 /// Target of a cancel/move/complete: all, last, by time, or by name.
 fn target(u: &Utt, t: &[Token]) -> Option<Target> {
     let mut t = t;
-    if t.iter().any(|x| matches!(x.norm.as_str(), "all" | "every" | "everything")) {
+    if t.iter()
+        .any(|x| matches!(x.norm.as_str(), "all" | "every" | "everything"))
+    {
         return Some(Target::All);
     }
-    if ["it", "that", "this", "that one", "this one", "the last one", "the last", "the latest one"]
-        .iter()
-        .any(|p| is(t, p))
-        || t.iter().any(|x| matches!(x.norm.as_str(), "last" | "latest" | "previous"))
+    if [
+        "it",
+        "that",
+        "this",
+        "that one",
+        "this one",
+        "the last one",
+        "the last",
+        "the latest one",
+    ]
+    .iter()
+    .any(|p| is(t, p))
+        || t.iter()
+            .any(|x| matches!(x.norm.as_str(), "last" | "latest" | "previous"))
     {
         return Some(Target::Last);
     }
     while let Some(n) = at_any(t, 0, DETERMINERS) {
         t = &t[n..];
     }
-    while let Some(n) = at_any(t, 0, &["to", "about", "for", "called", "named", "of", "with"]) {
+    while let Some(n) = at_any(
+        t,
+        0,
+        &["to", "about", "for", "called", "named", "of", "with"],
+    ) {
         if n >= t.len() {
             break;
         }
@@ -495,7 +511,8 @@ pub(super) fn parse_slot(text: &str, kind: SlotKind, ctx: &ParseContext) -> Opti
         }
         SlotKind::Duration => {
             let mut i = 0;
-            while let Some(n) = at_any(t, i, &["for", "about", "around", "maybe", "make it", "um"]) {
+            while let Some(n) = at_any(t, i, &["for", "about", "around", "maybe", "make it", "um"])
+            {
                 i += n;
             }
             let (d, j) = numbers::duration(t, i)?;

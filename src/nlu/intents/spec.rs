@@ -11,8 +11,9 @@
 //!   a day without a time ("on Friday") is at [`DEFAULT_HOUR`] (09:00).
 //! - a bare hour without am/pm and without a day ("at 5") is its next occurrence, which is
 //!   always within 12 hours (at 14:00, "at 5" is 17:00; at 18:00 it is 05:00 tomorrow).
-//!   With a day other than today ("tomorrow at 5", "every day at 7") daytime is assumed:
-//!   7–11 are morning hours, 12 is noon, 1–6 are afternoon/evening hours.
+//!   With "today" it is whichever reading is still ahead today. With any other day
+//!   ("tomorrow at 5", "on Friday at 10", "every day at 7") daytime is assumed: 7–11 are
+//!   morning hours, 12 is noon, 1–6 are afternoon/evening hours.
 //! - a weekday name ("on Friday", "Friday") is the next such day, today included only if the
 //!   time on it is still in the future; "next Friday" is the coming Friday that is not today
 //!   (said on Wednesday, the Friday two days later), "this Friday" is the same as "Friday".
@@ -237,7 +238,10 @@ fn tod(spec: &Spec) -> Option<Tod> {
             };
             time(hour, minute).map(Tod::Exact)
         }
-        None => spec.part.and_then(|p| time(p.default_hour(), 0)).map(Tod::Exact),
+        None => spec
+            .part
+            .and_then(|p| time(p.default_hour(), 0))
+            .map(Tod::Exact),
     }
 }
 
@@ -270,29 +274,13 @@ fn on_date(date: Date, tod: Option<Tod>, now: &Zoned) -> Option<Zoned> {
         None => at(date, time(DEFAULT_HOUR, 0)?, now),
         Some(Tod::Exact(t)) => at(date, t, now),
         Some(Tod::Midnight) => at(add_days(date, 1)?, Time::midnight(), now),
-        Some(Tod::Ambiguous { hour, minute }) => {
-            if date == now.date() {
-                let am = at(date, time(hour % 12, minute)?, now)?;
-                if am > *now {
-                    return Some(am);
-                }
-                at(date, time(hour % 12 + 12, minute)?, now)
-            } else {
-                at(date, time(daytime_hour(hour), minute)?, now)
-            }
-        }
+        Some(Tod::Ambiguous { hour, minute }) => at(date, time(daytime_hour(hour), minute)?, now),
     }
 }
 
 /// The first of the candidate dates (in order) whose time is after now.
-fn first_future(
-    dates: impl Iterator<Item = Date>,
-    tod: Option<Tod>,
-    now: &Zoned,
-) -> Option<Zoned> {
-    dates
-        .filter_map(|d| on_date(d, tod, now))
-        .find(|z| z > now)
+fn first_future(dates: impl Iterator<Item = Date>, tod: Option<Tod>, now: &Zoned) -> Option<Zoned> {
+    dates.filter_map(|d| on_date(d, tod, now)).find(|z| z > now)
 }
 
 /// Dates from today on, one per day, `n` of them.
@@ -358,7 +346,18 @@ pub fn when(spec: &Spec, now: &Zoned) -> Option<When> {
             }
         }
         Some(Day::Today) => {
-            let z = on_date(now.date(), tod, now)?;
+            let z = match tod {
+                // "today at 5": whichever of 05:00 and 17:00 is still ahead (else 17:00).
+                Some(Tod::Ambiguous { hour, minute }) => {
+                    let am = at(now.date(), time(hour % 12, minute)?, now)?;
+                    if am > *now {
+                        am
+                    } else {
+                        at(now.date(), time(hour % 12 + 12, minute)?, now)?
+                    }
+                }
+                _ => on_date(now.date(), tod, now)?,
+            };
             if tod.is_none() && z <= *now {
                 return None;
             }
@@ -389,7 +388,9 @@ fn recurring(spec: &Spec, now: &Zoned) -> Option<When> {
     let rec = spec.rec.clone()?;
     // A recurrence's hour said without am/pm is read as daytime ("every day at 7" = 07:00).
     let tod = match tod(spec) {
-        Some(Tod::Ambiguous { hour, minute }) => Some(Tod::Exact(time(daytime_hour(hour), minute)?)),
+        Some(Tod::Ambiguous { hour, minute }) => {
+            Some(Tod::Exact(time(daytime_hour(hour), minute)?))
+        }
         other => other,
     };
     let (rule, first) = match rec {
@@ -397,7 +398,10 @@ fn recurring(spec: &Spec, now: &Zoned) -> Option<When> {
             if interval <= SignedDuration::ZERO {
                 return None;
             }
-            (Recurrence::Every { interval }, now.checked_add(interval).ok()?)
+            (
+                Recurrence::Every { interval },
+                now.checked_add(interval).ok()?,
+            )
         }
         Rec::Daily => (
             Recurrence::Daily,
@@ -471,7 +475,10 @@ pub fn range(spec: &Spec, now: &Zoned, label: String) -> Option<Range> {
         Some((day_start(from, now)?, day_start(add_days(from, n)?, now)?))
     };
     let (start, end) = if let Some(week) = spec.week {
-        let monday = add_days(today, 7 - i64::from(today.weekday().to_monday_zero_offset()))?;
+        let monday = add_days(
+            today,
+            7 - i64::from(today.weekday().to_monday_zero_offset()),
+        )?;
         match week {
             Week::This => days(today, 0).map(|(s, _)| s).zip(day_start(monday, now))?,
             Week::Next => days(monday, 7)?,
@@ -487,7 +494,10 @@ pub fn range(spec: &Spec, now: &Zoned, label: String) -> Option<Range> {
         }
     } else if spec.rec.is_some() {
         return None;
-    } else if spec.day.is_none() && spec.part.is_none() && (spec.clock.is_some() || spec.rel.is_some()) {
+    } else if spec.day.is_none()
+        && spec.part.is_none()
+        && (spec.clock.is_some() || spec.rel.is_some())
+    {
         let start = when(spec, now)?.first().clone();
         let end = start.checked_add(SignedDuration::from_hours(1)).ok()?;
         (start, end)

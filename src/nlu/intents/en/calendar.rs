@@ -76,7 +76,10 @@ fn free(u: &Utt, t: &[Token]) -> Option<Intent> {
     let rest = &t[n..];
     let found = when::find_all(rest);
     let idx = outside(rest, &found);
-    if !idx.iter().all(|&i| matches!(w(rest, i), "on" | "at" | "in" | "for" | "this" | "the")) {
+    if !idx
+        .iter()
+        .all(|&i| matches!(w(rest, i), "on" | "at" | "in" | "for" | "this" | "the"))
+    {
         return None;
     }
     let range = range_of(u, rest, &found).ok()?;
@@ -90,26 +93,77 @@ fn free(u: &Utt, t: &[Token]) -> Option<Intent> {
 /// "what do I have on Friday", "show my schedule".
 fn list(u: &Utt, t: &[Token]) -> Option<Intent> {
     const WORDS: &[&str] = &[
-        "what", "which", "is", "are", "on", "in", "my", "the", "for", "do", "does", "i", "have",
-        "any", "show", "me", "list", "read", "tell", "about", "like", "look", "looks", "how",
-        "upcoming", "next", "all", "there", "check", "open", "planned", "coming", "up",
-        "scheduled", "got", "anything", "something", "else", "going", "happening", "give", "a",
-        "we", "us", "our",
+        "what",
+        "which",
+        "is",
+        "are",
+        "on",
+        "in",
+        "my",
+        "the",
+        "for",
+        "do",
+        "does",
+        "i",
+        "have",
+        "any",
+        "show",
+        "me",
+        "list",
+        "read",
+        "tell",
+        "about",
+        "like",
+        "look",
+        "looks",
+        "how",
+        "upcoming",
+        "next",
+        "all",
+        "there",
+        "check",
+        "open",
+        "planned",
+        "coming",
+        "up",
+        "scheduled",
+        "got",
+        "anything",
+        "something",
+        "else",
+        "going",
+        "happening",
+        "give",
+        "a",
+        "we",
+        "us",
+        "our",
     ];
     let first_ok = matches!(
         w(t, 0),
-        "what" | "which" | "show" | "list" | "read" | "tell" | "do" | "any" | "check" | "open"
-            | "how" | "is" | "give" | "anything"
+        "what"
+            | "which"
+            | "show"
+            | "list"
+            | "read"
+            | "tell"
+            | "do"
+            | "any"
+            | "check"
+            | "open"
+            | "how"
+            | "is"
+            | "give"
+            | "anything"
     );
     if !first_ok {
         return None;
     }
     let found = when::find_all(t);
     let idx = outside(t, &found);
-    if !idx
-        .iter()
-        .all(|&i| WORDS.contains(&w(t, i)) || NOUNS.contains(&w(t, i)) || CALENDAR.contains(&w(t, i)))
-    {
+    if !idx.iter().all(|&i| {
+        WORDS.contains(&w(t, i)) || NOUNS.contains(&w(t, i)) || CALENDAR.contains(&w(t, i))
+    }) {
         return None;
     }
     let about_calendar = idx
@@ -147,7 +201,14 @@ fn zoned(spec: &Spec, u: &Utt) -> Option<jiff::Zoned> {
 /// "postpone the meeting with Anna".
 fn move_(u: &Utt, t: &[Token]) -> Option<Intent> {
     const VERBS: &[&str] = &[
-        "move", "reschedule", "postpone", "push", "shift", "change", "rebook", "put off",
+        "move",
+        "reschedule",
+        "postpone",
+        "push",
+        "shift",
+        "change",
+        "rebook",
+        "put off",
     ];
     let n = at_any(t, 0, VERBS)?;
     let body = &t[n..];
@@ -188,8 +249,22 @@ fn move_(u: &Utt, t: &[Token]) -> Option<Intent> {
 fn stops_name(t: &[Token], i: usize) -> bool {
     matches!(
         w(t, i),
-        "at" | "on" | "in" | "for" | "with" | "about" | "regarding" | "to" | "from" | "by"
-            | "please" | "tomorrow" | "today" | "tonight" | "next" | "this" | "every"
+        "at" | "on"
+            | "in"
+            | "for"
+            | "with"
+            | "about"
+            | "regarding"
+            | "to"
+            | "from"
+            | "by"
+            | "please"
+            | "tomorrow"
+            | "today"
+            | "tonight"
+            | "next"
+            | "this"
+            | "every"
     ) || when::scan(t, i).is_some()
 }
 
@@ -317,7 +392,10 @@ fn create(u: &Utt, t: &[Token]) -> Option<Intent> {
         }
         None => u.text_of(b, &title),
     };
-    if title_text.as_deref().is_some_and(|s| s.split_whitespace().count() > 6) {
+    if title_text
+        .as_deref()
+        .is_some_and(|s| s.split_whitespace().count() > 6)
+    {
         return None;
     }
     let start = match &spec {

@@ -81,7 +81,11 @@ fn unit_word(s: &str) -> Option<(u32, bool)> {
 }
 
 fn tens_word(s: &str) -> Option<(u32, bool)> {
-    let pos = |list: &[&str]| list.iter().position(|x| *x == s).map(|p| 20 + 10 * p as u32);
+    let pos = |list: &[&str]| {
+        list.iter()
+            .position(|x| *x == s)
+            .map(|p| 20 + 10 * p as u32)
+    };
     pos(&TENS)
         .map(|v| (v, false))
         .or_else(|| pos(&TENS_ORDINALS).map(|v| (v, true)))

@@ -6,10 +6,46 @@ use crate::nlu::intents::{spec, Intent};
 
 /// Words allowed in a "list my X" question besides the noun.
 pub(super) const LIST_WORDS: &[&str] = &[
-    "what", "which", "are", "is", "my", "the", "all", "me", "do", "i", "have", "any", "list",
-    "show", "read", "tell", "set", "upcoming", "there", "current", "active", "running",
-    "pending", "out", "open", "check", "got", "see", "a", "give", "let", "us", "on", "at",
-    "look", "many", "how", "left", "remaining", "still",
+    "what",
+    "which",
+    "are",
+    "is",
+    "my",
+    "the",
+    "all",
+    "me",
+    "do",
+    "i",
+    "have",
+    "any",
+    "list",
+    "show",
+    "read",
+    "tell",
+    "set",
+    "upcoming",
+    "there",
+    "current",
+    "active",
+    "running",
+    "pending",
+    "out",
+    "open",
+    "check",
+    "got",
+    "see",
+    "a",
+    "give",
+    "let",
+    "us",
+    "on",
+    "at",
+    "look",
+    "many",
+    "how",
+    "left",
+    "remaining",
+    "still",
 ];
 
 /// True if `t` is a "list/show/what are my <noun>" question: a noun from `nouns` and
@@ -17,13 +53,25 @@ pub(super) const LIST_WORDS: &[&str] = &[
 pub(super) fn is_list_question(t: &[Token], nouns: &[&str]) -> bool {
     let first_ok = matches!(
         w(t, 0),
-        "what" | "which" | "list" | "show" | "read" | "tell" | "do" | "are" | "any" | "my"
-            | "check" | "give" | "how" | "let" | "open"
+        "what"
+            | "which"
+            | "list"
+            | "show"
+            | "read"
+            | "tell"
+            | "do"
+            | "are"
+            | "any"
+            | "my"
+            | "check"
+            | "give"
+            | "how"
+            | "let"
+            | "open"
     );
     first_ok
         && t.iter().any(|x| nouns.contains(&x.norm.as_str()))
-        && t
-            .iter()
+        && t.iter()
             .all(|x| nouns.contains(&x.norm.as_str()) || LIST_WORDS.contains(&x.norm.as_str()))
 }
 
@@ -75,7 +123,11 @@ pub(super) fn reminder(u: &Utt, t: &[Token]) -> Option<Intent> {
         Some(n) => (n, None),
         None => {
             let n = at_any(t, 0, ALARM_TRIGGERS)?;
-            let what = if w(t, 0) == "wake" { "wake up" } else { "alarm" };
+            let what = if w(t, 0) == "wake" {
+                "wake up"
+            } else {
+                "alarm"
+            };
             (n, Some(what))
         }
     };
@@ -103,14 +155,20 @@ pub(super) fn reminder(u: &Utt, t: &[Token]) -> Option<Intent> {
     let mut idx = outside(body, &found);
     // Leading "to"/"that"/"about"/"of"/"me", trailing connectors.
     while let Some(&i) = idx.first() {
-        if matches!(w(body, i), "to" | "that" | "about" | "of" | "me" | "for" | "i" | "should") {
+        if matches!(
+            w(body, i),
+            "to" | "that" | "about" | "of" | "me" | "for" | "i" | "should"
+        ) {
             idx.remove(0);
         } else {
             break;
         }
     }
     while let Some(&i) = idx.last() {
-        if matches!(w(body, i), "and" | "please" | "then" | "to" | "for" | "on" | "at") {
+        if matches!(
+            w(body, i),
+            "and" | "please" | "then" | "to" | "for" | "on" | "at"
+        ) {
             idx.pop();
         } else {
             break;
@@ -147,7 +205,9 @@ pub(super) fn timer(u: &Utt, t: &[Token]) -> Option<Intent> {
         return Some(Intent::TimerList);
     }
     let k = t.iter().position(|x| x.norm == "timer")?;
-    const VERBS: &[&str] = &["set", "start", "create", "make", "put on", "add", "new", "begin"];
+    const VERBS: &[&str] = &[
+        "set", "start", "create", "make", "put on", "add", "new", "begin",
+    ];
     let start = at_any(t, 0, VERBS).unwrap_or(0);
     // Without a verb only a bare "pasta timer for 8 minutes" / "timer 5 minutes" counts:
     // not "the timer is beeping".
@@ -180,7 +240,7 @@ pub(super) fn timer(u: &Utt, t: &[Token]) -> Option<Intent> {
                     };
                     if unit > 0.0 {
                         duration = Some(jiff::SignedDuration::from_secs(
-                            (n.value * unit).round() as i64,
+                            (n.value * unit).round() as i64
                         ));
                         i = j + 1;
                         continue;
@@ -194,8 +254,19 @@ pub(super) fn timer(u: &Utt, t: &[Token]) -> Option<Intent> {
     while let Some(&i) = idx.first() {
         if matches!(
             w(t, i),
-            "a" | "an" | "the" | "my" | "me" | "for" | "called" | "named" | "labelled" | "labeled"
-                | "with" | "name" | "label" | "and"
+            "a" | "an"
+                | "the"
+                | "my"
+                | "me"
+                | "for"
+                | "called"
+                | "named"
+                | "labelled"
+                | "labeled"
+                | "with"
+                | "name"
+                | "label"
+                | "and"
         ) {
             idx.remove(0);
         } else {
@@ -203,7 +274,12 @@ pub(super) fn timer(u: &Utt, t: &[Token]) -> Option<Intent> {
         }
     }
     // "for the pasta" after the duration: drop connectors between runs.
-    idx.retain(|&i| !matches!(w(t, i), "for" | "the" | "called" | "named" | "a" | "an" | "of"));
+    idx.retain(|&i| {
+        !matches!(
+            w(t, i),
+            "for" | "the" | "called" | "named" | "a" | "an" | "of"
+        )
+    });
     if idx.len() > 3 || (start == 0 && idx.iter().any(|&i| i > k)) {
         return None;
     }
@@ -301,12 +377,13 @@ pub(super) fn remember(u: &Utt, t: &[Token]) -> Option<Intent> {
         return Some(Intent::MemoryRemember { fact: None });
     }
     // "remember when we ...", "remember me?" are conversation, not facts to store.
-    if matches!(w(rest, 0), "when" | "what" | "how" | "who" | "why" | "me" | "us") {
+    if matches!(
+        w(rest, 0),
+        "when" | "what" | "how" | "who" | "why" | "me" | "us"
+    ) {
         return None;
     }
-    Some(Intent::MemoryRemember {
-        fact: u.text(rest),
-    })
+    Some(Intent::MemoryRemember { fact: u.text(rest) })
 }
 
 /// "what did I say about the spare key", "what do you remember about the car".

@@ -57,43 +57,51 @@ fn list_phrase(t: &[Token], i: usize) -> Option<Option<String>> {
 
 /// A progress amount at `i`: the amount and the index after it.
 fn amount(t: &[Token], i: usize) -> Option<(Progress, usize)> {
-    if let Some((n, j)) = number(t, i) {
-        if !n.ordinal && n.value.fract() == 0.0 {
-            let k = if at(t, j, "per cent") { j + 2 } else { j };
-            if w(t, k) == "percent" || k > j {
-                let k = if w(t, k) == "percent" { k + 1 } else { k };
-                return (0.0..=100.0).contains(&n.value).then_some((
-                    Progress::Percent {
-                        percent: n.value as u8,
-                    },
-                    k,
-                ));
-            }
-            let of = at_any(t, j, &["out of", "of"])?;
-            let (total, k) = cardinal(t, j + of)?;
-            let done = n.value as u32;
-            return (total > 0 && done <= total).then_some((Progress::Steps { done, total }, k));
-        }
-        return None;
-    }
     let pct = |p: u8, n: usize| Some((Progress::Percent { percent: p }, i + n));
-    if let Some(n) = at_any(t, i, &["halfway", "half way", "half"]) {
-        return pct(50, n);
-    }
     if let Some(n) = at_any(t, i, &["three quarters", "three quarter"]) {
         return pct(75, n);
     }
-    if let Some(n) = at_any(t, i, &["a quarter", "one quarter", "a third", "one third"]) {
-        return pct(if w(t, i + 1) == "quarter" { 25 } else { 33 }, n);
+    if let Some(n) = at_any(t, i, &["a quarter", "one quarter"]) {
+        return pct(25, n);
+    }
+    if let Some(n) = at_any(t, i, &["a third", "one third"]) {
+        return pct(33, n);
     }
     if let Some(n) = at_any(t, i, &["two thirds"]) {
         return pct(67, n);
     }
-    None
+    if let Some(n) = at_any(t, i, &["halfway", "half way", "half"]) {
+        return pct(50, n);
+    }
+    let (n, j) = number(t, i)?;
+    if n.ordinal || n.value.fract() != 0.0 {
+        return None;
+    }
+    let k = if at(t, j, "per cent") { j + 2 } else { j };
+    if w(t, k) == "percent" || k > j {
+        let k = if w(t, k) == "percent" { k + 1 } else { k };
+        return (0.0..=100.0).contains(&n.value).then_some((
+            Progress::Percent {
+                percent: n.value as u8,
+            },
+            k,
+        ));
+    }
+    let of = at_any(t, j, &["out of", "of"])?;
+    let (total, k) = cardinal(t, j + of)?;
+    let done = n.value as u32;
+    (total > 0 && done <= total).then_some((Progress::Steps { done, total }, k))
 }
 
 const DONE_WORDS: &[&str] = &[
-    "done", "complete", "completed", "finished", "through", "there", "now", "ready",
+    "done",
+    "complete",
+    "completed",
+    "finished",
+    "through",
+    "there",
+    "now",
+    "ready",
 ];
 
 /// Subjects that are people or the conversation, not tasks ("I'm done", "that's it").
@@ -101,9 +109,25 @@ fn is_pronoun_subject(t: &[Token]) -> bool {
     t.is_empty()
         || matches!(
             w(t, 0),
-            "i" | "we" | "you" | "he" | "she" | "they" | "everything" | "all" | "what" | "how"
-                | "who" | "why" | "when" | "where" | "is" | "are" | "dinner" | "lunch"
-                | "breakfast" | "food"
+            "i" | "we"
+                | "you"
+                | "he"
+                | "she"
+                | "they"
+                | "everything"
+                | "all"
+                | "what"
+                | "how"
+                | "who"
+                | "why"
+                | "when"
+                | "where"
+                | "is"
+                | "are"
+                | "dinner"
+                | "lunch"
+                | "breakfast"
+                | "food"
         )
 }
 
@@ -128,7 +152,10 @@ fn progress(u: &Utt, t: &[Token]) -> Option<Intent> {
     // "I'm 50 percent done with the fence", "I'm halfway through the report".
     if is(left, "i am") || is(left, "we are") {
         let mut r = right;
-        while r.first().is_some_and(|x| DONE_WORDS.contains(&x.norm.as_str())) {
+        while r
+            .first()
+            .is_some_and(|x| DONE_WORDS.contains(&x.norm.as_str()))
+        {
             r = &r[1..];
         }
         let k = at_any(r, 0, &["with", "on", "of", "in"]).unwrap_or(0);
@@ -144,13 +171,25 @@ fn progress(u: &Utt, t: &[Token]) -> Option<Intent> {
     if let Some(n) = at_any(
         left,
         0,
-        &["i have done", "i have completed", "i have finished", "i did", "i completed", "i finished", "i am done with", "we have done"],
+        &[
+            "i have done",
+            "i have completed",
+            "i have finished",
+            "i did",
+            "i completed",
+            "i finished",
+            "i am done with",
+            "we have done",
+        ],
     ) {
         if n != left.len() {
             return None;
         }
         let mut r = right;
-        if matches!(w(r, 0), "steps" | "tasks" | "parts" | "items" | "things" | "pages" | "chapters") {
+        if matches!(
+            w(r, 0),
+            "steps" | "tasks" | "parts" | "items" | "things" | "pages" | "chapters"
+        ) {
             r = &r[1..];
         }
         let k = at_any(r, 0, &["of", "on", "for", "in"])?;
@@ -167,7 +206,18 @@ fn progress(u: &Utt, t: &[Token]) -> Option<Intent> {
             return None;
         }
         l = &l[..last];
-        if let Some(k) = at_any(l, 0, &["the progress of", "the progress on", "the progress for", "progress on", "progress of", "progress for"]) {
+        if let Some(k) = at_any(
+            l,
+            0,
+            &[
+                "the progress of",
+                "the progress on",
+                "the progress for",
+                "progress on",
+                "progress of",
+                "progress for",
+            ],
+        ) {
             l = &l[k..];
         }
         let l = match l.last() {
@@ -181,19 +231,27 @@ fn progress(u: &Utt, t: &[Token]) -> Option<Intent> {
     }
     // "the fence is 50 percent done", "the report is at 3 of 5", "progress on X is half".
     let last = left.len().checked_sub(1)?;
-    let (subject, verb_len) = if at(left, last.saturating_sub(1), "is at") && last >= 1 {
-        (&left[..last - 1], 2)
+    let subject = if last >= 1 && at(left, last - 1, "is at") {
+        &left[..last - 1]
     } else if matches!(w(left, last), "is" | "are") {
-        (&left[..last], 1)
+        &left[..last]
     } else {
         return None;
     };
-    let _ = verb_len;
     if !tail_ok(right) || is_pronoun_subject(subject) || subject.len() > 6 {
         return None;
     }
     let mut s = subject;
-    if let Some(k) = at_any(s, 0, &["the progress on", "the progress of", "progress on", "progress of"]) {
+    if let Some(k) = at_any(
+        s,
+        0,
+        &[
+            "the progress on",
+            "the progress of",
+            "progress on",
+            "progress of",
+        ],
+    ) {
         s = &s[k..];
     }
     Some(Intent::TaskProgress {
@@ -206,14 +264,27 @@ fn progress(u: &Utt, t: &[Token]) -> Option<Intent> {
 /// "remove milk from my shopping list".
 fn complete(u: &Utt, t: &[Token]) -> Option<Intent> {
     let done = |r: &[Token]| {
-        ["done", "complete", "completed", "finished", "as done", "as complete", "as completed", "as finished"]
-            .iter()
-            .any(|p| is(r, p))
+        [
+            "done",
+            "complete",
+            "completed",
+            "finished",
+            "as done",
+            "as complete",
+            "as completed",
+            "as finished",
+        ]
+        .iter()
+        .any(|p| is(r, p))
     };
-    let done_target = |x: &[Token]| Some(Intent::TaskComplete { target: named(u, x) });
+    let done_target = |x: &[Token]| {
+        Some(Intent::TaskComplete {
+            target: named(u, x),
+        })
+    };
     // mark X (as) done
     if w(t, 0) == "mark" {
-        for k in (1..t.len()).rev() {
+        for k in 2..t.len() {
             if done(&t[k..]) {
                 return done_target(&t[1..k]);
             }
@@ -224,21 +295,27 @@ fn complete(u: &Utt, t: &[Token]) -> Option<Intent> {
     if matches!(w(t, 0), "check" | "tick" | "cross") {
         if w(t, 1) == "off" {
             let mut end = t.len();
-            if let Some(k) = (2..t.len()).find(|&k| matches!(w(t, k), "from" | "off" | "on") && list_phrase(t, k + 1).is_some()) {
+            if let Some(k) = (2..t.len()).find(|&k| {
+                matches!(w(t, k), "from" | "off" | "on") && list_phrase(t, k + 1).is_some()
+            }) {
                 end = k;
             }
             return done_target(&t[2..end]);
         }
         let k = (2..t.len()).find(|&k| w(t, k) == "off")?;
         let tail = &t[k + 1..];
-        if !(tail.is_empty() || at_any(tail, 0, &["my list", "the list"]).is_some() || list_phrase(t, k + 1).is_some()) {
+        if !(tail.is_empty()
+            || at_any(tail, 0, &["my list", "the list"]).is_some()
+            || list_phrase(t, k + 1).is_some())
+        {
             return None;
         }
         return done_target(&t[1..k]);
     }
     // remove/delete/take X from/off my <name> list
     if let Some(n) = at_any(t, 0, &["remove", "delete", "take", "cross", "strike"]) {
-        let k = (n..t.len()).find(|&k| matches!(w(t, k), "from" | "off") && list_phrase(t, k + 1).is_some())?;
+        let k = (n..t.len())
+            .find(|&k| matches!(w(t, k), "from" | "off") && list_phrase(t, k + 1).is_some())?;
         return done_target(&t[n..k]);
     }
     // complete X / completed X
@@ -249,7 +326,18 @@ fn complete(u: &Utt, t: &[Token]) -> Option<Intent> {
     if let Some(n) = at_any(
         t,
         0,
-        &["i have finished", "i have completed", "i finished", "i completed", "i am done with", "i am finished with", "we finished", "we have finished", "i have done", "we are done with"],
+        &[
+            "i have finished",
+            "i have completed",
+            "i finished",
+            "i completed",
+            "i am done with",
+            "i am finished with",
+            "we finished",
+            "we have finished",
+            "i have done",
+            "we are done with",
+        ],
     ) {
         if n < t.len() {
             return done_target(&t[n..]);
@@ -257,7 +345,9 @@ fn complete(u: &Utt, t: &[Token]) -> Option<Intent> {
         return None;
     }
     // X is/are done
-    let k = t.iter().position(|x| matches!(x.norm.as_str(), "is" | "are"))?;
+    let k = t
+        .iter()
+        .position(|x| matches!(x.norm.as_str(), "is" | "are"))?;
     let subject = &t[..k];
     if k == 0 || !done(&t[k + 1..]) || is_pronoun_subject(subject) || subject.len() > 6 {
         return None;
@@ -273,28 +363,43 @@ fn list(t: &[Token]) -> Option<Intent> {
     if is_list_question(t, &["tasks", "todos", "chores"]) {
         return Some(Intent::TaskList { project: None });
     }
-    if ["what do i need to do", "what do i have to do", "what is left to do", "what do i still need to do"]
-        .iter()
-        .any(|p| is(t, p))
+    if [
+        "what do i need to do",
+        "what do i have to do",
+        "what is left to do",
+        "what do i still need to do",
+    ]
+    .iter()
+    .any(|p| is(t, p))
     {
         return Some(Intent::TaskList { project: None });
     }
-    if ["what do i need to buy", "what do we need to buy", "what do i need from the store", "what do we need from the store"]
-        .iter()
-        .any(|p| is(t, p))
+    if [
+        "what do i need to buy",
+        "what do we need to buy",
+        "what do i need from the store",
+        "what do we need from the store",
+    ]
+    .iter()
+    .any(|p| is(t, p))
     {
         return Some(Intent::TaskList {
             project: Some("shopping".into()),
         });
     }
-    let k = t.iter().rposition(|x| x.norm == "list" || x.norm == "todos" || x.norm == "tasks")?;
+    let k = t
+        .iter()
+        .rposition(|x| x.norm == "list" || x.norm == "todos" || x.norm == "tasks")?;
     if k + 1 != t.len() {
         return None;
     }
     // The list name: words right before "list" that are not list words.
     let mut s = k;
     while s > 0
-        && !matches!(w(t, s - 1), "my" | "the" | "our" | "on" | "in" | "of" | "me" | "is")
+        && !matches!(
+            w(t, s - 1),
+            "my" | "the" | "our" | "on" | "in" | "of" | "me" | "is"
+        )
     {
         s -= 1;
     }
@@ -303,9 +408,9 @@ fn list(t: &[Token]) -> Option<Intent> {
     }
     let head: Vec<usize> = (0..s).collect();
     const WORDS: &[&str] = &[
-        "what", "is", "are", "on", "in", "my", "the", "our", "show", "me", "read", "list",
-        "tell", "open", "left", "still", "whats", "items", "things", "of", "check", "give",
-        "go", "through", "do", "i", "have", "anything", "there",
+        "what", "is", "are", "on", "in", "my", "the", "our", "show", "me", "read", "list", "tell",
+        "open", "left", "still", "whats", "items", "things", "of", "check", "give", "go",
+        "through", "do", "i", "have", "anything", "there",
     ];
     let first_ok = matches!(
         w(t, 0),
@@ -314,7 +419,11 @@ fn list(t: &[Token]) -> Option<Intent> {
     if !first_ok || !head.iter().all(|&i| WORDS.contains(&w(t, i))) {
         return None;
     }
-    let name = if w(t, k) == "list" { &t[s..k] } else { &t[s..=k] };
+    let name = if w(t, k) == "list" {
+        &t[s..k]
+    } else {
+        &t[s..=k]
+    };
     Some(Intent::TaskList {
         project: project(name),
     })

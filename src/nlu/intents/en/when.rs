@@ -68,8 +68,7 @@ const WORKDAYS: [Weekday; 5] = [
 /// Day of month 1..=31 at `i` ("4th", "fourth", "24", "the 4th" is handled by the caller).
 fn month_day(t: &[Token], i: usize, need_ordinal: bool) -> Option<(i8, usize)> {
     let (n, j) = number(t, i)?;
-    if (need_ordinal && !n.ordinal) || n.value.fract() != 0.0 || !(1.0..=31.0).contains(&n.value)
-    {
+    if (need_ordinal && !n.ordinal) || n.value.fract() != 0.0 || !(1.0..=31.0).contains(&n.value) {
         return None;
     }
     Some((n.value as i8, j))
@@ -104,7 +103,11 @@ fn day(t: &[Token], i: usize, spec: &mut Spec) -> Option<usize> {
         return Some(j);
     }
     // "the 4th", "the 24th of December", "24th December", "the 1st of every month".
-    let (k, need_ordinal) = if s == "the" { (i + 1, true) } else { (i, false) };
+    let (k, need_ordinal) = if s == "the" {
+        (i + 1, true)
+    } else {
+        (i, false)
+    };
     let (d, j) = month_day(t, k, need_ordinal)?;
     let of = if w(t, j) == "of" { j + 1 } else { j };
     if let Some(m) = month(w(t, of)) {
@@ -207,7 +210,8 @@ fn clock(t: &[Token], i: usize) -> Option<(Clock, bool, usize)> {
         }
         strong = true;
     }
-    if !(0..=23).contains(&hour) && !(hour == 24 && minute == 0) {
+    let valid = (0..=23).contains(&hour) || (hour == 24 && minute == 0);
+    if !valid {
         return None;
     }
     let hour = hour % 24;
@@ -242,7 +246,11 @@ fn every(t: &[Token], i: usize, spec: &mut Spec) -> Option<usize> {
         spec.part = Some(p);
         return Some(i + 1);
     }
-    if let Some(n) = at_any(t, i, &["weekday", "weekdays", "week day", "workday", "work day"]) {
+    if let Some(n) = at_any(
+        t,
+        i,
+        &["weekday", "weekdays", "week day", "workday", "work day"],
+    ) {
         spec.rec = Some(Rec::Weekly(WORKDAYS.to_vec()));
         return Some(i + n);
     }
@@ -378,7 +386,11 @@ fn component_into(t: &[Token], i: usize, out: &mut Spec, so_far: &Spec) -> Optio
         }
     }
     if s == "this" || s == "next" || s == "coming" || at(t, i, "this coming") {
-        let k = if at(t, i, "this coming") { i + 2 } else { i + 1 };
+        let k = if at(t, i, "this coming") {
+            i + 2
+        } else {
+            i + 1
+        };
         if let Some(p) = part(w(t, k)).filter(|_| s == "this") {
             out.day = Some(Day::Today);
             out.part = Some(p);
@@ -399,13 +411,20 @@ fn component_into(t: &[Token], i: usize, out: &mut Spec, so_far: &Spec) -> Optio
         }
         return Some(k + 1);
     }
-    if let Some(n) = at_any(t, i, &["the weekend", "on the weekend", "at the weekend", "weekend"]) {
+    if let Some(n) = at_any(
+        t,
+        i,
+        &["the weekend", "on the weekend", "at the weekend", "weekend"],
+    ) {
         out.week = Some(Week::Weekend);
         return Some(i + n);
     }
     if s == "on" {
         if let Some((wd, _)) = weekday(w(t, i + 2)).filter(|_| w(t, i + 1) == "next") {
-            out.day = Some(Day::Weekday { day: wd, next: true });
+            out.day = Some(Day::Weekday {
+                day: wd,
+                next: true,
+            });
             return Some(i + 3);
         }
         return day(t, i + 1, out);
@@ -512,7 +531,17 @@ pub(super) fn whole(t: &[Token]) -> Option<Spec> {
     while let Some(n) = at_any(
         t,
         i,
-        &["um", "uh", "let us say", "say", "how about", "make it", "maybe", "it is", "er"],
+        &[
+            "um",
+            "uh",
+            "let us say",
+            "say",
+            "how about",
+            "make it",
+            "maybe",
+            "it is",
+            "er",
+        ],
     ) {
         i += n;
     }
