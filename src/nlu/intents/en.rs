@@ -115,7 +115,7 @@ const LEADING_FILLERS: &[&str] = &[
 ];
 
 /// Words of politeness after a command.
-const TRAILING_FILLERS: &[&str] = &["please", "thanks", "thank you", "for me", "now"];
+const TRAILING_FILLERS: &[&str] = &["please", "thanks", "thank you", "for me"];
 
 /// The command without politeness around it.
 fn strip_fillers(t: &[Token]) -> &[Token] {

@@ -11,8 +11,9 @@
 //!   a day without a time ("on Friday") is at [`DEFAULT_HOUR`] (09:00).
 //! - a bare hour without am/pm and without a day ("at 5") is its next occurrence, which is
 //!   always within 12 hours (at 14:00, "at 5" is 17:00; at 18:00 it is 05:00 tomorrow).
-//!   With a day other than today ("tomorrow at 5", "every day at 7") daytime is assumed:
-//!   7–11 are morning hours, 12 is noon, 1–6 are afternoon/evening hours.
+//!   With "today" it is whichever reading is still ahead today. With any other day
+//!   ("tomorrow at 5", "on Friday at 10", "every day at 7") daytime is assumed: 7–11 are
+//!   morning hours, 12 is noon, 1–6 are afternoon/evening hours.
 //! - a weekday name ("on Friday", "Friday") is the next such day, today included only if the
 //!   time on it is still in the future; "next Friday" is the coming Friday that is not today
 //!   (said on Wednesday, the Friday two days later), "this Friday" is the same as "Friday".
@@ -273,17 +274,7 @@ fn on_date(date: Date, tod: Option<Tod>, now: &Zoned) -> Option<Zoned> {
         None => at(date, time(DEFAULT_HOUR, 0)?, now),
         Some(Tod::Exact(t)) => at(date, t, now),
         Some(Tod::Midnight) => at(add_days(date, 1)?, Time::midnight(), now),
-        Some(Tod::Ambiguous { hour, minute }) => {
-            if date == now.date() {
-                let am = at(date, time(hour % 12, minute)?, now)?;
-                if am > *now {
-                    return Some(am);
-                }
-                at(date, time(hour % 12 + 12, minute)?, now)
-            } else {
-                at(date, time(daytime_hour(hour), minute)?, now)
-            }
-        }
+        Some(Tod::Ambiguous { hour, minute }) => at(date, time(daytime_hour(hour), minute)?, now),
     }
 }
 
@@ -355,7 +346,18 @@ pub fn when(spec: &Spec, now: &Zoned) -> Option<When> {
             }
         }
         Some(Day::Today) => {
-            let z = on_date(now.date(), tod, now)?;
+            let z = match tod {
+                // "today at 5": whichever of 05:00 and 17:00 is still ahead (else 17:00).
+                Some(Tod::Ambiguous { hour, minute }) => {
+                    let am = at(now.date(), time(hour % 12, minute)?, now)?;
+                    if am > *now {
+                        am
+                    } else {
+                        at(now.date(), time(hour % 12 + 12, minute)?, now)?
+                    }
+                }
+                _ => on_date(now.date(), tod, now)?,
+            };
             if tod.is_none() && z <= *now {
                 return None;
             }

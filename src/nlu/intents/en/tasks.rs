@@ -57,39 +57,40 @@ fn list_phrase(t: &[Token], i: usize) -> Option<Option<String>> {
 
 /// A progress amount at `i`: the amount and the index after it.
 fn amount(t: &[Token], i: usize) -> Option<(Progress, usize)> {
-    if let Some((n, j)) = number(t, i) {
-        if !n.ordinal && n.value.fract() == 0.0 {
-            let k = if at(t, j, "per cent") { j + 2 } else { j };
-            if w(t, k) == "percent" || k > j {
-                let k = if w(t, k) == "percent" { k + 1 } else { k };
-                return (0.0..=100.0).contains(&n.value).then_some((
-                    Progress::Percent {
-                        percent: n.value as u8,
-                    },
-                    k,
-                ));
-            }
-            let of = at_any(t, j, &["out of", "of"])?;
-            let (total, k) = cardinal(t, j + of)?;
-            let done = n.value as u32;
-            return (total > 0 && done <= total).then_some((Progress::Steps { done, total }, k));
-        }
-        return None;
-    }
     let pct = |p: u8, n: usize| Some((Progress::Percent { percent: p }, i + n));
-    if let Some(n) = at_any(t, i, &["halfway", "half way", "half"]) {
-        return pct(50, n);
-    }
     if let Some(n) = at_any(t, i, &["three quarters", "three quarter"]) {
         return pct(75, n);
     }
-    if let Some(n) = at_any(t, i, &["a quarter", "one quarter", "a third", "one third"]) {
-        return pct(if w(t, i + 1) == "quarter" { 25 } else { 33 }, n);
+    if let Some(n) = at_any(t, i, &["a quarter", "one quarter"]) {
+        return pct(25, n);
+    }
+    if let Some(n) = at_any(t, i, &["a third", "one third"]) {
+        return pct(33, n);
     }
     if let Some(n) = at_any(t, i, &["two thirds"]) {
         return pct(67, n);
     }
-    None
+    if let Some(n) = at_any(t, i, &["halfway", "half way", "half"]) {
+        return pct(50, n);
+    }
+    let (n, j) = number(t, i)?;
+    if n.ordinal || n.value.fract() != 0.0 {
+        return None;
+    }
+    let k = if at(t, j, "per cent") { j + 2 } else { j };
+    if w(t, k) == "percent" || k > j {
+        let k = if w(t, k) == "percent" { k + 1 } else { k };
+        return (0.0..=100.0).contains(&n.value).then_some((
+            Progress::Percent {
+                percent: n.value as u8,
+            },
+            k,
+        ));
+    }
+    let of = at_any(t, j, &["out of", "of"])?;
+    let (total, k) = cardinal(t, j + of)?;
+    let done = n.value as u32;
+    (total > 0 && done <= total).then_some((Progress::Steps { done, total }, k))
 }
 
 const DONE_WORDS: &[&str] = &[
@@ -230,14 +231,13 @@ fn progress(u: &Utt, t: &[Token]) -> Option<Intent> {
     }
     // "the fence is 50 percent done", "the report is at 3 of 5", "progress on X is half".
     let last = left.len().checked_sub(1)?;
-    let (subject, verb_len) = if at(left, last.saturating_sub(1), "is at") && last >= 1 {
-        (&left[..last - 1], 2)
+    let subject = if last >= 1 && at(left, last - 1, "is at") {
+        &left[..last - 1]
     } else if matches!(w(left, last), "is" | "are") {
-        (&left[..last], 1)
+        &left[..last]
     } else {
         return None;
     };
-    let _ = verb_len;
     if !tail_ok(right) || is_pronoun_subject(subject) || subject.len() > 6 {
         return None;
     }
@@ -284,7 +284,7 @@ fn complete(u: &Utt, t: &[Token]) -> Option<Intent> {
     };
     // mark X (as) done
     if w(t, 0) == "mark" {
-        for k in (1..t.len()).rev() {
+        for k in 2..t.len() {
             if done(&t[k..]) {
                 return done_target(&t[1..k]);
             }

@@ -210,7 +210,8 @@ fn clock(t: &[Token], i: usize) -> Option<(Clock, bool, usize)> {
         }
         strong = true;
     }
-    if !(0..=23).contains(&hour) && !(hour == 24 && minute == 0) {
+    let valid = (0..=23).contains(&hour) || (hour == 24 && minute == 0);
+    if !valid {
         return None;
     }
     let hour = hour % 24;
