@@ -20,6 +20,10 @@ pub trait LlmGateway: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Queue a request; `Err(Busy)` at once when the queue is full.
     fn submit(&self, req: GenerateRequest) -> Result<mpsc::Receiver<LlmChunk>, LlmError>;
+    /// Requests waiting now (for the `llm_queue_depth` gauge).
+    fn queue_depth(&self) -> usize {
+        0
+    }
 }
 
 use std::path::PathBuf;
@@ -48,11 +52,6 @@ impl LlmHandle {
         self.describe.clone()
     }
 
-    /// Requests waiting now.
-    pub fn queue_depth(&self) -> usize {
-        self.service.stats().queue_depth
-    }
-
     /// Stop accepting, cancel what is queued, join the threads.
     pub fn shutdown(&self) {
         self.service.shutdown();
@@ -62,6 +61,10 @@ impl LlmHandle {
 impl LlmGateway for LlmHandle {
     fn name(&self) -> &'static str {
         self.service.backend_name()
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.service.stats().queue_depth
     }
 
     fn submit(&self, req: GenerateRequest) -> Result<mpsc::Receiver<LlmChunk>, LlmError> {

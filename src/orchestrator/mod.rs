@@ -1168,7 +1168,11 @@ impl Inner {
                 req.tools = ToolMode::Auto(specs);
             }
         }
-        let mut rx = match llm.submit(req) {
+        let submitted = llm.submit(req);
+        self.metrics
+            .llm_queue_depth
+            .set(i64::try_from(llm.queue_depth()).unwrap_or(i64::MAX));
+        let mut rx = match submitted {
             Ok(rx) => rx,
             Err(LlmError::Busy { depth }) => {
                 self.metrics.llm_busy.inc();
