@@ -694,12 +694,14 @@ pub fn requantize_gguf(src: &Path, dst: &Path, target: &str) -> Result<(), LlmEr
         "q4_1" => (GgmlDType::Q4_1, 3),
         "q4_k" | "q4k" => (GgmlDType::Q4K, 15),
         "q6_k" | "q6k" => (GgmlDType::Q6K, 18),
-        other => return Err(load_err(
-            src,
-            format!(
+        other => {
+            return Err(load_err(
+                src,
+                format!(
                 "unknown target quantization `{other}` (supported: q8_0, q4_0, q4_1, q4_k, q6_k)"
             ),
-        )),
+            ))
+        }
     };
     let file = File::open(src).map_err(|e| load_err(src, format!("cannot open: {e}")))?;
     let mut reader = BufReader::new(file);

@@ -197,7 +197,7 @@ impl Tokenizer {
                 );
             }
         }
-        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        specials.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         Ok(Self {
             tokens,
             bytes,
@@ -429,11 +429,8 @@ impl Utf8Stream {
             }
             Err(e) => {
                 let valid = e.valid_up_to();
-                let bad_tail = match e.error_len() {
-                    // Invalid sequence (not merely incomplete): replace it and go on.
-                    Some(len) => Some(valid + len),
-                    None => None,
-                };
+                // Invalid sequence (not merely incomplete): replace it and go on.
+                let bad_tail = e.error_len().map(|len| valid + len);
                 let mut s = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
                 match bad_tail {
                     Some(end) => {
