@@ -81,15 +81,16 @@ fn worker(model: &Path, threads: usize, reps: usize) -> Result<Value, String> {
         )
         .map_err(|e| e.to_string())
     };
-    let cold = load(false)?;
+    // One engine (one copy of the weights, like the peer); clear_cache() makes a run cold.
     let warm = load(true)?;
+    let cold = &warm;
     let (mut prefill, mut decode) = (0f64, 0f64);
     let (mut ttft_cold, mut ttft_warm) = (Duration::MAX, Duration::MAX);
     let (mut prompt_tokens, mut new_tokens, mut generated) = (0, 0, 0);
     for _ in 0..reps {
         // Cold prefill + decode (no cache at all).
-        let mut req = request(USER_COLD, DECODE_TOKENS + 1);
-        req.stop.clear();
+        cold.clear_cache();
+        let req = request(USER_COLD, DECODE_TOKENS + 1);
         let out = cold
             .generate(&req, &mut |_| {})
             .map_err(|e| e.to_string())?;
