@@ -29,7 +29,8 @@ async fn next_json(ws: &mut Ws) -> TestResult<Value> {
 
 #[tokio::test]
 async fn stored_messages_arrive_in_order_with_type_and_sequence() -> TestResult {
-    let d = TestDaemon::start().await?;
+    // The bus alone: no replies, session or turn events in between.
+    let d = TestDaemon::start_with(|c| c.assistant.answer_inbound = false, Vec::new()).await?;
     let (mut ws, resp) = tokio_tungstenite::connect_async(d.ws_url("/api/v1/events")).await?;
     assert_eq!(resp.status(), 101);
     // A bearer header works as well as ?access_token=.
@@ -90,6 +91,8 @@ async fn a_stalled_client_is_dropped_and_does_not_stall_others() -> TestResult {
         |c| {
             c.events.buffer = 100_000;
             c.events.send_timeout = Duration::from_millis(1000);
+            // The bus alone: no replies, session or turn events in between.
+            c.assistant.answer_inbound = false;
         },
         Vec::new(),
     )

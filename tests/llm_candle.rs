@@ -224,7 +224,9 @@ fn second_turn_reuses_the_session_cache_and_matches_a_cold_run() {
 
 #[test]
 fn system_prompt_is_prefilled_once_for_different_requests() {
-    let e = engine();
+    // Its own engine: other tests running in parallel on the shared one would evict its
+    // system-prompt snapshot from the small LRU.
+    let e = CandleBackend::load(&model_path(), opts()).unwrap();
     let sys = "You are the kitchen assistant of the Miller family. Keep answers short.";
     let mk = |u: &str| {
         let mut r = GenerateRequest::new(vec![
