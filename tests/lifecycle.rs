@@ -329,7 +329,10 @@ fn init_db_migrates_once_and_doctor_reports_per_line() -> TestResult {
     let dir_s = dir.to_str().unwrap_or_default();
     let (code, out, err) = run(&["init-db", "--data-dir", dir_s], &[])?;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("schema version 2 (2 migration(s) applied)"), "{out}");
+    assert!(
+        out.contains("schema version 2 (2 migration(s) applied)"),
+        "{out}"
+    );
     let (code, out, _) = run(&["init-db", "--data-dir", dir_s], &[])?;
     assert_eq!(code, 0);
     assert!(out.contains("0 migration(s) applied"), "{out}");
