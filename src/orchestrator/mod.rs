@@ -636,7 +636,7 @@ impl Inner {
         };
         let first_chunk = out.first_chunk;
         let reply = out.text.join(" ");
-        let record = TurnRecord {
+        let mut record = TurnRecord {
             conversation_id: cid,
             inbox_id: Some(w.inbox_id),
             inbound_message_id: Some(w.message_id),
@@ -653,7 +653,6 @@ impl Inner {
             total_us: 0,
             session: row.clone(),
         };
-        let mut record = record;
         record.total_us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
         let committed = self
             .store
