@@ -10,7 +10,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # build-essential: the C compiler for SQLite (rusqlite bundled); systemd: systemd-analyze for
 # the unit's security test and systemd-sysusers for the .deb test; udev: udevadm for the rules
 # test; shellcheck: the packaging scripts; curl/ca-certificates: rustup on a machine without Rust.
-APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux shellcheck curl ca-certificates
+APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux shellcheck curl ca-certificates \
+	espeak-ng python3-venv
 
 # Install the Debian packages in $(1) that are missing (one apt run; sudo when not root).
 define apt_install
@@ -23,7 +24,7 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: run test bench bench-deps deps toolchain build lint models cross cross-deps deb deb-arm64 image image-deps image-test clean
+.PHONY: run test test-deps bench bench-deps deps toolchain build lint models cross cross-deps deb deb-arm64 image image-deps image-test clean
 
 deps:
 	@$(call apt_install,$(APT_PACKAGES))
@@ -63,8 +64,21 @@ lint: toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-test: lint models
-	$(CARGO) test --locked --all-targets
+# The Python peers tests compare against (openWakeWord's own package for wake-word scores),
+# in a venv of their own; re-installed only when the list changes.
+TEST_VENV := .venv-test
+TEST_PY_NODEPS := openwakeword==0.4.0
+TEST_PY := onnxruntime numpy scipy tqdm scikit-learn
+test-deps: deps
+	@[ -x $(TEST_VENV)/bin/python ] || python3 -m venv $(TEST_VENV)
+	@want="$(TEST_PY_NODEPS) | $(TEST_PY)"; \
+	if [ "$$(cat $(TEST_VENV)/.installed 2>/dev/null)" != "$$want" ]; then \
+	  $(TEST_VENV)/bin/pip install -q --no-deps $(TEST_PY_NODEPS) && \
+	  $(TEST_VENV)/bin/pip install -q $(TEST_PY) && echo "$$want" > $(TEST_VENV)/.installed; \
+	fi
+
+test: lint models test-deps
+	LA_TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python $(CARGO) test --locked --all-targets
 
 # The llama.cpp peer of benches/llm.rs: llama-cpp-python compiles llama.cpp from source (about
 # 18 minutes on 2 cores, once; pip caches the wheel). Only `make bench` needs it.

@@ -81,6 +81,14 @@ enum Command {
         #[arg(long, value_name = "DIR", global = true)]
         data_dir: Option<PathBuf>,
     },
+    /// Print the voice activity segments and wake-word detections in a WAV file, with times.
+    Listen {
+        /// The recording (any WAV; resampled to 16 kHz mono).
+        file: PathBuf,
+        /// State directory (overrides data_dir); models live in <DIR>/models.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Print the version.
     Version,
 }
@@ -202,6 +210,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             )?;
             local_assistant::models::cli::run(command, &cfg.models_dir())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Listen { file, data_dir } => {
+            let cfg = load(
+                cli.config.as_ref(),
+                &Overrides {
+                    listen: None,
+                    data_dir,
+                },
+            )?;
+            local_assistant::speech::listen::run(&cfg, &file)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { listen, data_dir } => {

@@ -12,7 +12,10 @@
 
 pub mod audio;
 pub mod error;
+pub mod listen;
 pub mod onnx;
+pub mod vad;
+pub mod wake;
 
 pub use audio::Audio;
 pub use error::SpeechError;
