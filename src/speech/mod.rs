@@ -15,6 +15,8 @@ pub mod error;
 pub mod listen;
 pub mod onnx;
 pub mod vad;
+#[cfg(feature = "vosk")]
+pub mod vosk;
 pub mod wake;
 
 pub use audio::Audio;
