@@ -88,8 +88,9 @@ bench-deps: deps
 	@[ -x $(BENCH_VENV)/bin/python ] || python3 -m venv $(BENCH_VENV)
 	@$(BENCH_VENV)/bin/python -c 'import llama_cpp' 2>/dev/null || $(BENCH_VENV)/bin/pip install -q llama-cpp-python
 
-bench: toolchain models bench-deps
+bench: toolchain models bench-deps test-deps
 	$(CARGO) bench --locked --bench inbound
+	LA_TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python $(CARGO) bench --locked --bench listen
 	LLAMA_CPP_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench llm
 
 # --- aarch64 cross build (Raspberry Pi 5 by default; CROSS_PROFILE=jetson for Orin) -------

@@ -455,7 +455,19 @@ member = "some_pkg/a.bin"
             .filter(|e| e.default)
             .map(|e| e.name.as_str())
             .collect();
-        assert_eq!(defaults, ["smollm2-135m-instruct"]);
+        // The default config's models are pulled by default, and only pullable ones are.
+        for needed in [
+            "smollm2-135m-instruct",
+            "onnxruntime",
+            "silero-vad",
+            "openwakeword-features",
+            "wake-hey-jarvis",
+        ] {
+            assert!(defaults.contains(&needed), "{needed} is not a default model");
+        }
+        for e in m.models().iter().filter(|e| e.default) {
+            assert!(!e.device_only, "{} is default but device-only", e.name);
+        }
         for e in m.models() {
             for f in &e.files {
                 if !e.device_only {
