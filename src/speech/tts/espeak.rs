@@ -397,7 +397,8 @@ impl TextToSpeech for EspeakVoice {
                 "nothing to say: the text is empty".into(),
             ));
         }
-        let c_text = CString::new(text.replace('\0', " "))
+        let spoken = super::normalize::normalize(text);
+        let c_text = CString::new(spoken.replace('\0', " "))
             .map_err(|e| SpeechError::Unsupported(e.to_string()))?;
         let mut engine = engine()?;
         engine.set_voice(&self.voice)?;
