@@ -255,12 +255,6 @@ impl PiperVoice {
             ));
         }
         let config = VoiceConfig::from_file(&config_path(model))?;
-        if !(options.speed.is_finite() && (0.25..=4.0).contains(&options.speed)) {
-            return Err(SpeechError::Unsupported(format!(
-                "speed {} is outside 0.25..4",
-                options.speed
-            )));
-        }
         let speaker = if config.num_speakers > 1 {
             if options.speaker >= config.num_speakers {
                 return Err(SpeechError::Unsupported(format!(
@@ -278,13 +272,26 @@ impl PiperVoice {
             espeak::available()?;
         }
         let session = crate::speech::onnx::session(env, model, options.threads)?;
-        Ok(Self {
+        let mut voice = Self {
             session,
             config,
             model: model.to_path_buf(),
             speaker,
-            speed: options.speed,
-        })
+            speed: 1.0,
+        };
+        voice.set_speed(options.speed)?;
+        Ok(voice)
+    }
+
+    /// Change the speaking rate (0.25 to 4; 1.0 normal).
+    pub fn set_speed(&mut self, speed: f32) -> Result<(), SpeechError> {
+        if !(speed.is_finite() && (0.25..=4.0).contains(&speed)) {
+            return Err(SpeechError::Unsupported(format!(
+                "speed {speed} is outside 0.25..4"
+            )));
+        }
+        self.speed = speed;
+        Ok(())
     }
 
     /// The voice's settings.
