@@ -9,8 +9,11 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # build-essential: the C compiler for SQLite (rusqlite bundled); systemd: systemd-analyze for
 # the unit's security test and systemd-sysusers for the .deb test; udev: udevadm for the rules
-# test; shellcheck: the packaging scripts; curl/ca-certificates: rustup on a machine without Rust.
-APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux shellcheck curl ca-certificates
+# test; shellcheck: the packaging scripts; curl/ca-certificates: rustup on a machine without Rust;
+# libespeak-ng1 (+ espeak-ng-data): phonemes for Piper and the espeak voice, opened at run time;
+# espeak-ng: its command line, for `espeak-ng --voices`.
+APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux shellcheck curl ca-certificates \
+	libespeak-ng1 espeak-ng
 
 # Install the Debian packages in $(1) that are missing (one apt run; sudo when not root).
 define apt_install
