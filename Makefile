@@ -70,16 +70,19 @@ test: lint models
 	$(CARGO) test --locked --all-targets
 
 # The llama.cpp peer of benches/llm.rs: llama-cpp-python compiles llama.cpp from source (about
-# 18 minutes on 2 cores, once; pip caches the wheel). Only `make bench` needs it.
+# 18 minutes on 2 cores, once; pip caches the wheel); the Piper peer of benches/tts.rs is the
+# piper-tts wheel. Only `make bench` needs them.
 BENCH_VENV := .venv
 bench-deps: deps
 	@python3 -m venv --help >/dev/null 2>&1 || { $(call apt_install,python3-venv python3-pip cmake); }
 	@[ -x $(BENCH_VENV)/bin/python ] || python3 -m venv $(BENCH_VENV)
 	@$(BENCH_VENV)/bin/python -c 'import llama_cpp' 2>/dev/null || $(BENCH_VENV)/bin/pip install -q llama-cpp-python
+	@$(BENCH_VENV)/bin/python -c 'import piper' 2>/dev/null || $(BENCH_VENV)/bin/pip install -q piper-tts
 
 bench: toolchain models bench-deps
 	$(CARGO) bench --locked --bench inbound
 	LLAMA_CPP_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench llm
+	PIPER_TTS_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench tts
 
 # --- aarch64 cross build (Raspberry Pi 5 by default; CROSS_PROFILE=jetson for Orin) -------
 CROSS_TARGET := aarch64-unknown-linux-gnu
