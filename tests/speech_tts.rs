@@ -121,6 +121,46 @@ fn piper_speaks_at_the_voices_rate_with_a_plausible_length_and_level() {
     assert_plausible(TEXT, &audio);
 }
 
+/// Ids from the `piper-tts` 1.8 Python package for the same text and voice: clause splitting,
+/// punctuation, pads, BOS and EOS exactly like Piper's phonemizer (these sentences phonemize
+/// the same in espeak-ng 1.51 and Piper's bundled espeak-ng).
+#[test]
+fn phoneme_ids_match_piper_tts_for_reference_sentences() {
+    let voice = piper();
+    let cases: &[(&str, &[&[i64]])] = &[
+        (
+            "Hello, world. How are you today?",
+            &[
+                &[
+                    1, 0, 20, 0, 59, 0, 24, 0, 120, 0, 27, 0, 100, 0, 8, 0, 3, 0, 35, 0, 120, 0,
+                    62, 0, 122, 0, 24, 0, 17, 0, 10, 0, 2,
+                ],
+                &[
+                    1, 0, 20, 0, 121, 0, 14, 0, 100, 0, 3, 0, 51, 0, 122, 0, 88, 0, 3, 0, 22, 0,
+                    33, 0, 122, 0, 3, 0, 32, 0, 59, 0, 17, 0, 120, 0, 18, 0, 74, 0, 13, 0, 2,
+                ],
+            ],
+        ),
+        (
+            "Your reminder: call mom.",
+            &[&[
+                1, 0, 22, 0, 100, 0, 88, 0, 3, 0, 88, 0, 128, 0, 25, 0, 120, 0, 14, 0, 74, 0, 26,
+                0, 17, 0, 60, 0, 11, 0, 3, 0, 23, 0, 120, 0, 54, 0, 122, 0, 24, 0, 3, 0, 25, 0,
+                120, 0, 51, 0, 122, 0, 25, 0, 10, 0, 2,
+            ]],
+        ),
+    ];
+    for (text, want) in cases {
+        let sentences = voice.phonemize(text).expect("phonemize");
+        let got: Vec<Vec<i64>> = sentences
+            .iter()
+            .map(|p| voice.config().phoneme_ids(p))
+            .collect();
+        let want: Vec<Vec<i64>> = want.iter().map(|w| w.to_vec()).collect();
+        assert_eq!(got, want, "{text}");
+    }
+}
+
 #[test]
 fn speed_one_and_a_half_is_shorter_than_normal_speed() {
     let text = "Your appointment with the dentist is tomorrow morning.";
