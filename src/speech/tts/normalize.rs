@@ -675,6 +675,11 @@ fn phone<'a>(tokens: &[Token<'a>], i: usize) -> Option<Expansion<'a>> {
         return None;
     }
     let mut groups = phone_groups(t.core)?;
+    // An impossible ISO date (2026-02-30) is not a phone number either.
+    let lens: Vec<usize> = groups.iter().map(String::len).collect();
+    if lens == [4, 2, 2] && t.core.contains('-') {
+        return None;
+    }
     let mut used = 1;
     let mut post = if paren && t.post.starts_with(')') {
         &t.post[1..]
@@ -1081,6 +1086,66 @@ mod tests {
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         assert!(cases.len() >= 30);
+    }
+
+    #[test]
+    fn odd_input_passes_through_without_panicking() {
+        let odd = [
+            "",
+            "$",
+            "$.",
+            "-",
+            "+",
+            "#",
+            "°",
+            "%",
+            "1/0",
+            "12:",
+            ":30",
+            "(",
+            "()",
+            "+1 (",
+            "99999999999999999999999",
+            "$99999999999999999999.99",
+            "1st of",
+            "Dec.",
+            "St.",
+            "p.m.",
+            "ÄÖ 3pm",
+            "3ßam",
+            "1,",
+            ",1",
+            "1,,000",
+            "--5",
+            "5--",
+            "1-",
+            "(555) ",
+            "e.g.",
+            "No.",
+            "2026-02-30",
+            "2026-13-01",
+            "0000-00-00",
+            "12/32/2026",
+            "...",
+            "24:00",
+            "12:60",
+            "3:5",
+            "+",
+            "€",
+            "£0.00",
+            "1e9",
+            "½",
+            "٣",
+            "3 pm.",
+            "Mr.",
+        ];
+        for text in odd {
+            let _ = normalize(text);
+            let _ = normalize(&format!("{text} {text}. {text}"));
+        }
+        assert_eq!(normalize("2026-02-30"), "2026-02-30");
+        assert_eq!(normalize("24:00"), "24:00");
+        assert_eq!(normalize("£0.00"), "zero pounds");
     }
 
     #[test]
