@@ -9,9 +9,11 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # build-essential: the C compiler for SQLite (rusqlite bundled); systemd: systemd-analyze for
 # the unit's security test and systemd-sysusers for the .deb test; udev: udevadm for the rules
-# test; shellcheck: the packaging scripts; curl/ca-certificates: rustup on a machine without Rust.
+# test; shellcheck: the packaging scripts; curl/ca-certificates: rustup on a machine without Rust;
+# libespeak-ng1 (+ espeak-ng-data): phonemes for Piper and the espeak voice, opened at run time;
+# espeak-ng: its command line (tests make speech with it); python3-venv: the tests' Python peers.
 APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux shellcheck curl ca-certificates \
-	espeak-ng python3-venv
+	libespeak-ng1 espeak-ng python3-venv
 
 # Install the Debian packages in $(1) that are missing (one apt run; sudo when not root).
 define apt_install
@@ -81,17 +83,20 @@ test: lint models test-deps
 	LA_TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python $(CARGO) test --locked --all-targets
 
 # The llama.cpp peer of benches/llm.rs: llama-cpp-python compiles llama.cpp from source (about
-# 18 minutes on 2 cores, once; pip caches the wheel). Only `make bench` needs it.
+# 18 minutes on 2 cores, once; pip caches the wheel); the Piper peer of benches/tts.rs is the
+# piper-tts wheel. Only `make bench` needs them.
 BENCH_VENV := .venv
 bench-deps: deps
 	@python3 -m venv --help >/dev/null 2>&1 || { $(call apt_install,python3-venv python3-pip cmake); }
 	@[ -x $(BENCH_VENV)/bin/python ] || python3 -m venv $(BENCH_VENV)
 	@$(BENCH_VENV)/bin/python -c 'import llama_cpp' 2>/dev/null || $(BENCH_VENV)/bin/pip install -q llama-cpp-python
+	@$(BENCH_VENV)/bin/python -c 'import piper' 2>/dev/null || $(BENCH_VENV)/bin/pip install -q piper-tts
 
 bench: toolchain models bench-deps test-deps
 	$(CARGO) bench --locked --bench inbound
 	LA_TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python $(CARGO) bench --locked --bench listen
 	LLAMA_CPP_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench llm
+	PIPER_TTS_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench tts
 
 # --- aarch64 cross build (Raspberry Pi 5 by default; CROSS_PROFILE=jetson for Orin) -------
 CROSS_TARGET := aarch64-unknown-linux-gnu

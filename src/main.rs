@@ -1,5 +1,5 @@
 //! The `local-assistant` command line: `serve`, `init-db`, `config check`, `doctor`, `models`,
-//! `version`.
+//! `say`, `version`.
 //!
 //! The only place that uses `anyhow`: errors from the library are printed once, with their
 //! chain, and turned into an exit code.
@@ -89,6 +89,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Speak text into a WAV file (16-bit mono): `say "Hello." -o hello.wav [--rate 8000]`.
+    Say(local_assistant::speech::cli_say::SayArgs),
     /// Print the version.
     Version,
 }
@@ -221,6 +223,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             )?;
             local_assistant::speech::listen::run(&cfg, &file)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Say(args) => {
+            let data_dir = args.data_dir.clone();
+            let cfg = load(
+                cli.config.as_ref(),
+                &Overrides {
+                    listen: None,
+                    data_dir,
+                },
+            )?;
+            local_assistant::speech::cli_say::run(&args, &cfg)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { listen, data_dir } => {

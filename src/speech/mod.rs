@@ -3,7 +3,7 @@
 //! (openWakeWord), plus the audio utilities they need.
 //!
 //! Each engine is a plain synchronous type behind a trait; CPU-bound inference runs on the
-//! engine's own worker thread(s) ([`worker`]), never on the async runtime. Audio inside the
+//! engine's own worker thread(s) (e.g. [`tts::stream`]), never on the async runtime. Audio inside the
 //! program is mono `f32` in −1..1 with its sample rate ([`audio::Audio`]); conversion from and
 //! to files, codecs and device formats happens at the edges.
 //!
@@ -11,9 +11,11 @@
 //! text and events, and text into audio.
 
 pub mod audio;
+pub mod cli_say;
 pub mod error;
 pub mod listen;
 pub mod onnx;
+pub mod tts;
 pub mod vad;
 #[cfg(feature = "vosk")]
 pub mod vosk;
