@@ -224,7 +224,10 @@ fn unit(key: &str, v: f64) -> Result<f32, ConfigError> {
         #[allow(clippy::cast_possible_truncation)]
         Ok(v as f32)
     } else {
-        Err(key_err(key, format!("expected a number from 0 to 1; got {v}")))
+        Err(key_err(
+            key,
+            format!("expected a number from 0 to 1; got {v}"),
+        ))
     }
 }
 
@@ -314,7 +317,12 @@ pub fn resolve_speech(raw: RawSpeech) -> Result<SpeechConfig, ConfigError> {
             padding_ms: ms("speech.vad.padding_ms", raw.vad.padding_ms, 2_000)?,
         },
         wake: WakeConfig {
-            models: raw.wake.models.iter().map(|m| m.trim().to_owned()).collect(),
+            models: raw
+                .wake
+                .models
+                .iter()
+                .map(|m| m.trim().to_owned())
+                .collect(),
             threshold: unit("speech.wake.threshold", raw.wake.threshold)?,
             refractory_ms: ms("speech.wake.refractory_ms", raw.wake.refractory_ms, 60_000)?,
         },

@@ -50,7 +50,10 @@ pub fn library_path(explicit: Option<&Path>, models_dir: &Path) -> Result<PathBu
 }
 
 /// Load the library once per process (later calls reuse it; a different path later is ignored).
-pub fn init(explicit: Option<&Path>, models_dir: &Path) -> Result<&'static Environment, SpeechError> {
+pub fn init(
+    explicit: Option<&Path>,
+    models_dir: &Path,
+) -> Result<&'static Environment, SpeechError> {
     if let Some(r) = ENV.get() {
         return r.as_ref().map_err(|e| runtime_err(e.clone()));
     }

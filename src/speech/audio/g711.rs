@@ -51,7 +51,12 @@ pub fn linear_to_alaw(pcm: i16) -> u8 {
     if seg >= 8 {
         (0x7F ^ mask) as u8
     } else {
-        let aval = (seg << 4) | if seg < 2 { (x >> 1) & 0x0F } else { (x >> seg) & 0x0F };
+        let aval = (seg << 4)
+            | if seg < 2 {
+                (x >> 1) & 0x0F
+            } else {
+                (x >> seg) & 0x0F
+            };
         (aval ^ mask) as u8
     }
 }
@@ -148,15 +153,24 @@ mod tests {
             let u = ulaw_to_linear(linear_to_ulaw(x));
             let a = alaw_to_linear(linear_to_alaw(x));
             let tol = (i32::from(x).abs() / 16).max(16);
-            assert!((i32::from(u) - i32::from(x)).abs() <= tol + 132, "μ-law {x} -> {u}");
-            assert!((i32::from(a) - i32::from(x)).abs() <= tol + 16, "A-law {x} -> {a}");
+            assert!(
+                (i32::from(u) - i32::from(x)).abs() <= tol + 132,
+                "μ-law {x} -> {u}"
+            );
+            assert!(
+                (i32::from(a) - i32::from(x)).abs() <= tol + 16,
+                "A-law {x} -> {a}"
+            );
         }
         // A sine survives with a high signal-to-noise ratio (G.711 gives ~38 dB).
         let s: Vec<f32> = (0..8000)
             .map(|i| 0.5 * (i as f32 * 2.0 * std::f32::consts::PI * 1000.0 / 8000.0).sin())
             .collect();
         for (enc, dec) in [
-            (encode_ulaw as fn(&[f32]) -> Vec<u8>, decode_ulaw as fn(&[u8]) -> Vec<f32>),
+            (
+                encode_ulaw as fn(&[f32]) -> Vec<u8>,
+                decode_ulaw as fn(&[u8]) -> Vec<f32>,
+            ),
             (encode_alaw, decode_alaw),
         ] {
             let back = dec(&enc(&s));

@@ -25,7 +25,10 @@ impl Audio {
 
     /// `ms` milliseconds of silence at `rate`.
     pub fn silence(rate: u32, ms: u32) -> Self {
-        Self::new(rate, vec![0.0; (u64::from(rate) * u64::from(ms) / 1000) as usize])
+        Self::new(
+            rate,
+            vec![0.0; (u64::from(rate) * u64::from(ms) / 1000) as usize],
+        )
     }
 
     /// Length in milliseconds.

@@ -97,7 +97,11 @@ impl Resampler {
         self.cutoff
     }
 
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
     fn tap(&self, d: f64) -> f32 {
         let p = d.abs() * OVERSAMPLE as f64;
         let i = p as usize;
@@ -112,14 +116,16 @@ impl Resampler {
     pub fn process(&mut self, input: &[f32]) -> Vec<f32> {
         self.consumed += input.len() as u64;
         self.buf.extend_from_slice(input);
-        let mut out = Vec::with_capacity(
-            (input.len() as f64 / self.step) as usize + 2,
-        );
+        let mut out = Vec::with_capacity((input.len() as f64 / self.step) as usize + 2);
         self.run(&mut out);
         out
     }
 
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
     fn run(&mut self, out: &mut Vec<f32>) {
         let half = self.half as f64;
         // An output at time t needs input up to floor(t) + half.
@@ -219,7 +225,10 @@ mod tests {
             let y = resample(&x, from, to).unwrap();
             assert_eq!(y.len(), (x.len() * to as usize).div_ceil(from as usize));
             let f = frequency(&y[400..y.len() - 400], to);
-            assert!((f - hz).abs() < hz * 0.002, "{from}->{to}: {hz} Hz came out as {f}");
+            assert!(
+                (f - hz).abs() < hz * 0.002,
+                "{from}->{to}: {hz} Hz came out as {f}"
+            );
             let p = power(&y[400..y.len() - 400], to, hz);
             let db = 10.0 * (p / 0.125).log10();
             assert!(db.abs() < 0.2, "{from}->{to}: level changed by {db} dB");

@@ -228,7 +228,11 @@ mod tests {
 
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
             ("empty", Vec::new(), "not a usable WAV"),
-            ("text", b"hello, this is not audio at all".to_vec(), "not a usable WAV"),
+            (
+                "text",
+                b"hello, this is not audio at all".to_vec(),
+                "not a usable WAV",
+            ),
             ("truncated", bytes[..bytes.len() / 2].to_vec(), "truncated"),
             ("header only", bytes[..44].to_vec(), ""),
         ];
