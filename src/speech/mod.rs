@@ -13,6 +13,7 @@
 pub mod audio;
 pub mod error;
 pub mod onnx;
+pub mod stt;
 
 pub use audio::Audio;
 pub use error::SpeechError;
