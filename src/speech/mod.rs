@@ -14,6 +14,7 @@ pub mod audio;
 pub mod error;
 pub mod onnx;
 pub mod stt;
+pub mod worker;
 
 pub use audio::Audio;
 pub use error::SpeechError;

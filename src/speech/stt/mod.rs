@@ -6,3 +6,5 @@
 
 pub mod convert;
 pub mod ct2;
+#[cfg(feature = "whisper")]
+pub mod whisper;
