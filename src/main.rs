@@ -1,5 +1,5 @@
 //! The `local-assistant` command line: `serve`, `init-db`, `config check`, `doctor`, `models`,
-//! `version`.
+//! `transcribe`, `version`.
 //!
 //! The only place that uses `anyhow`: errors from the library are printed once, with their
 //! chain, and turned into an exit code.
@@ -81,6 +81,8 @@ enum Command {
         #[arg(long, value_name = "DIR", global = true)]
         data_dir: Option<PathBuf>,
     },
+    /// Transcribe a WAV file (any rate or channel count) with the configured recognizer.
+    Transcribe(local_assistant::speech::cli_transcribe::TranscribeArgs),
     /// Print the version.
     Version,
 }
@@ -202,6 +204,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             )?;
             local_assistant::models::cli::run(command, &cfg.models_dir())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Transcribe(args) => {
+            let overrides = Overrides {
+                listen: None,
+                data_dir: args.data_dir.clone(),
+            };
+            let cfg = load(cli.config.as_ref(), &overrides)?;
+            local_assistant::speech::cli_transcribe::run(&args, &cfg)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { listen, data_dir } => {

@@ -11,6 +11,7 @@
 //! text and events, and text into audio.
 
 pub mod audio;
+pub mod cli_transcribe;
 pub mod error;
 pub mod onnx;
 pub mod stt;
