@@ -110,6 +110,12 @@ pub fn check_ggml(path: &Path) -> Result<GgmlHeader, SpeechError> {
             h.n_vocab, h.n_audio_layer, h.n_mels
         )));
     }
+    if word(44) % 1000 == 0 {
+        // whisper.cpp 1.8 then keeps the convolutions in f32, which its im2col aborts on.
+        return Err(err(
+            "an all-f32 ggml model: whisper.cpp cannot run it; convert to f16 or q8_0".into(),
+        ));
+    }
     Ok(h)
 }
 
@@ -240,6 +246,8 @@ impl WhisperEngine {
         base.set_print_realtime(false);
         base.set_print_timestamps(false);
         base.set_suppress_blank(true);
+        // Like OpenAI Whisper and faster-whisper: never emit symbols nobody speaks.
+        base.set_suppress_nst(true);
         #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
         base.set_n_threads(options.threads.min(64) as i32);
         if let Some(prompt) = prompt_of(&options.hints) {
