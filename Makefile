@@ -9,8 +9,11 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # build-essential: the C compiler for SQLite (rusqlite bundled); systemd: systemd-analyze for
 # the unit's security test and systemd-sysusers for the .deb test; udev: udevadm for the rules
-# test; shellcheck: the packaging scripts; curl/ca-certificates: rustup on a machine without Rust.
-APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux shellcheck curl ca-certificates
+# test; shellcheck: the packaging scripts; curl/ca-certificates: rustup on a machine without Rust;
+# cmake/clang/libclang-dev: whisper.cpp (whisper-rs builds it and runs bindgen); espeak-ng: the
+# speech tests speak their test sentences with it; python3-venv: the faster-whisper test peer.
+APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux shellcheck curl ca-certificates \
+	cmake clang libclang-dev espeak-ng python3-venv
 
 # Install the Debian packages in $(1) that are missing (one apt run; sudo when not root).
 define apt_install
@@ -23,7 +26,7 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: run test bench bench-deps deps toolchain build lint models cross cross-deps deb deb-arm64 image image-deps image-test clean
+.PHONY: run test test-deps bench bench-deps deps toolchain build lint models cross cross-deps deb deb-arm64 image image-deps image-test clean
 
 deps:
 	@$(call apt_install,$(APT_PACKAGES))
@@ -63,8 +66,17 @@ lint: toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-test: lint models
-	$(CARGO) test --locked --all-targets
+# faster-whisper (CTranslate2) is the reference tests/speech_whisper.rs compares our ggml
+# conversion against; it lives in its own venv, created once (pip caches the wheels).
+TEST_VENV := .venv-test
+FASTER_WHISPER_VERSION := 1.2.1
+test-deps: deps
+	@[ -x $(TEST_VENV)/bin/python ] || python3 -m venv $(TEST_VENV)
+	@$(TEST_VENV)/bin/python -c 'import faster_whisper' 2>/dev/null || \
+	  $(TEST_VENV)/bin/pip install -q faster-whisper==$(FASTER_WHISPER_VERSION)
+
+test: lint models test-deps
+	FASTER_WHISPER_PYTHON=$(TEST_VENV)/bin/python $(CARGO) test --locked --all-targets
 
 # The llama.cpp peer of benches/llm.rs: llama-cpp-python compiles llama.cpp from source (about
 # 18 minutes on 2 cores, once; pip caches the wheel). Only `make bench` needs it.
