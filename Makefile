@@ -11,9 +11,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # the unit's security test and systemd-sysusers for the .deb test; udev: udevadm for the rules
 # test; shellcheck: the packaging scripts; curl/ca-certificates: rustup on a machine without Rust;
 # libespeak-ng1 (+ espeak-ng-data): phonemes for Piper and the espeak voice, opened at run time;
-# espeak-ng: its command line (tests make speech with it); python3-venv: the tests' Python peers.
+# espeak-ng: its command line (tests make speech with it); cmake/clang/libclang-dev: whisper.cpp
+# (whisper-rs builds it and runs bindgen); python3-venv: the tests' Python peers.
 APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux shellcheck curl ca-certificates \
-	libespeak-ng1 espeak-ng python3-venv
+	libespeak-ng1 espeak-ng cmake clang libclang-dev python3-venv
 
 # Install the Debian packages in $(1) that are missing (one apt run; sudo when not root).
 define apt_install
@@ -66,11 +67,13 @@ lint: toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-# The Python peers tests compare against (openWakeWord's own package for wake-word scores),
-# in a venv of their own; re-installed only when the list changes.
+# The Python peers tests compare against, in a venv of their own (re-installed only when the
+# list changes; pip caches the wheels): faster-whisper (CTranslate2) for our ggml conversion of
+# Whisper, openWakeWord's own package (its 0.4.0 metadata pulls tflite: installed without deps)
+# for wake-word scores.
 TEST_VENV := .venv-test
 TEST_PY_NODEPS := openwakeword==0.4.0
-TEST_PY := onnxruntime numpy scipy tqdm scikit-learn
+TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn
 test-deps: deps
 	@[ -x $(TEST_VENV)/bin/python ] || python3 -m venv $(TEST_VENV)
 	@want="$(TEST_PY_NODEPS) | $(TEST_PY)"; \
@@ -79,8 +82,9 @@ test-deps: deps
 	  $(TEST_VENV)/bin/pip install -q $(TEST_PY) && echo "$$want" > $(TEST_VENV)/.installed; \
 	fi
 
+TEST_ENV := LA_TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python FASTER_WHISPER_PYTHON=$(abspath $(TEST_VENV))/bin/python
 test: lint models test-deps
-	LA_TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python $(CARGO) test --locked --all-targets
+	$(TEST_ENV) $(CARGO) test --locked --all-targets
 
 # The llama.cpp peer of benches/llm.rs: llama-cpp-python compiles llama.cpp from source (about
 # 18 minutes on 2 cores, once; pip caches the wheel); the Piper peer of benches/tts.rs is the

@@ -1,5 +1,5 @@
 //! The `local-assistant` command line: `serve`, `init-db`, `config check`, `doctor`, `models`,
-//! `say`, `version`.
+//! `listen`, `say`, `transcribe`, `version`.
 //!
 //! The only place that uses `anyhow`: errors from the library are printed once, with their
 //! chain, and turned into an exit code.
@@ -91,6 +91,8 @@ enum Command {
     },
     /// Speak text into a WAV file (16-bit mono): `say "Hello." -o hello.wav [--rate 8000]`.
     Say(local_assistant::speech::cli_say::SayArgs),
+    /// Transcribe a WAV file (any rate or channel count) with the configured recognizer.
+    Transcribe(local_assistant::speech::cli_transcribe::TranscribeArgs),
     /// Print the version.
     Version,
 }
@@ -235,6 +237,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             )?;
             local_assistant::speech::cli_say::run(&args, &cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Transcribe(args) => {
+            let overrides = Overrides {
+                listen: None,
+                data_dir: args.data_dir.clone(),
+            };
+            let cfg = load(cli.config.as_ref(), &overrides)?;
+            local_assistant::speech::cli_transcribe::run(&args, &cfg)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { listen, data_dir } => {

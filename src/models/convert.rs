@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::ModelsError;
 
 /// Every convert step this build knows.
-pub const KNOWN: &[&str] = &["gguf-q8_0"];
+pub const KNOWN: &[&str] = &["gguf-q8_0", "whisper-ggml", "whisper-ggml-q8_0"];
 
 /// Error unless `step` is one of [`KNOWN`].
 pub fn check_known(step: &str) -> Result<(), ModelsError> {
@@ -28,8 +28,13 @@ pub fn output_path(step: &str, src: &Path) -> Result<PathBuf, ModelsError> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    // Only gguf-q8_0 exists: "X.Q4_1.gguf" → "X.Q4_1.q8_0.gguf".
-    Ok(src.with_file_name(format!("{stem}.q8_0.gguf")))
+    Ok(match step {
+        // The ggml names whisper.cpp's own downloads use, next to the CTranslate2 model.bin.
+        "whisper-ggml" => src.with_file_name("ggml-model-f16.bin"),
+        "whisper-ggml-q8_0" => src.with_file_name("ggml-model-q8_0.bin"),
+        // "X.Q4_1.gguf" → "X.Q4_1.q8_0.gguf".
+        _ => src.with_file_name(format!("{stem}.q8_0.gguf")),
+    })
 }
 
 /// Run `step` from `src` into `dst` (the caller makes `dst` a temporary path and renames it).
@@ -42,6 +47,21 @@ pub fn run(step: &str, src: &Path, dst: &Path) -> Result<(), ModelsError> {
                 reason: e.to_string(),
             }
         }),
+        "whisper-ggml" | "whisper-ggml-q8_0" => {
+            use crate::speech::stt::convert::{convert, WeightType};
+            let weights = if step == "whisper-ggml" {
+                WeightType::F16
+            } else {
+                WeightType::Q8_0
+            };
+            convert(src, dst, weights)
+                .map(|_| ())
+                .map_err(|e| ModelsError::Convert {
+                    step: step.to_string(),
+                    path: src.to_path_buf(),
+                    reason: e.to_string(),
+                })
+        }
         other => Err(ModelsError::UnknownConvert {
             name: other.to_string(),
             known: KNOWN.join(", "),
@@ -58,7 +78,7 @@ mod tests {
         let e = run("gguf-q3_x", Path::new("a.gguf"), Path::new("b.gguf")).expect_err("unknown");
         assert_eq!(
             e.to_string(),
-            "unknown convert step `gguf-q3_x` (known: gguf-q8_0)"
+            "unknown convert step `gguf-q3_x` (known: gguf-q8_0, whisper-ggml, whisper-ggml-q8_0)"
         );
         assert!(output_path("nope", Path::new("a.gguf")).is_err());
     }
@@ -81,5 +101,26 @@ mod tests {
             "{s}"
         );
         assert!(!dst.exists());
+    }
+
+    #[test]
+    fn whisper_steps_write_ggml_files_beside_model_bin_and_name_bad_input() {
+        let dir = std::env::temp_dir().join(format!("la-convert-w-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let src = dir.join("model.bin");
+        for (step, name) in [
+            ("whisper-ggml", "ggml-model-f16.bin"),
+            ("whisper-ggml-q8_0", "ggml-model-q8_0.bin"),
+        ] {
+            let dst = output_path(step, &src).expect("known");
+            assert_eq!(dst, dir.join(name));
+            std::fs::write(&src, b"GGUF not a ctranslate2 file").expect("write");
+            let s = run(step, &src, &dst).expect_err("not ct2").to_string();
+            assert!(
+                s.contains(step) && s.contains("model.bin") && s.contains("not a CTranslate2"),
+                "{s}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -12,14 +12,17 @@
 
 pub mod audio;
 pub mod cli_say;
+pub mod cli_transcribe;
 pub mod error;
 pub mod listen;
 pub mod onnx;
+pub mod stt;
 pub mod tts;
 pub mod vad;
 #[cfg(feature = "vosk")]
 pub mod vosk;
 pub mod wake;
+pub mod worker;
 
 pub use audio::Audio;
 pub use error::SpeechError;

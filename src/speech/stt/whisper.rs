@@ -1,0 +1,495 @@
+//! The Whisper recognizer: whisper.cpp (vendored by `whisper-rs`) on a ggml model made by
+//! [`super::convert`]. 16 kHz mono in (other rates are refused: callers resample with
+//! [`crate::speech::Audio::resampled`]); text with timed segments out.
+//!
+//! Per utterance the encoder context is sized to the audio (`audio_ctx`, 50 frames per second
+//! plus a margin) instead of whisper.cpp's fixed 30 s window: a 3 s command costs a fraction
+//! of the full encoder. Cancellation reaches inside whisper.cpp through its abort callback,
+//! which ggml polls between graph nodes.
+//!
+//! Architecture Invariant: no panic crosses the FFI boundary and no input reaches a
+//! `whisper-rs` call that would panic on it (NUL bytes in prompts are removed first); a model
+//! file is checked for the ggml header before whisper.cpp sees it.
+
+use std::ffi::c_void;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+
+use crate::config::SpeechConfig;
+use crate::speech::{Audio, Segment, SpeechError, SpeechToText, SttRequest, Transcript};
+
+/// The only rate whisper.cpp takes.
+pub const SAMPLE_RATE: u32 = 16_000;
+/// Encoder frames per second of audio (whisper's 30 s window is 1500 frames).
+const FRAMES_PER_SECOND: u64 = 50;
+/// Frames added to the utterance's own: the encoder sees a little padding after the speech.
+const AUDIO_CTX_MARGIN: u64 = 64;
+const FULL_AUDIO_CTX: u64 = 1500;
+
+/// How to run the recognizer.
+#[derive(Debug, Clone)]
+pub struct WhisperOptions {
+    /// ISO 639-1 code, or `auto` (multilingual models only).
+    pub language: String,
+    /// Words that help recognition, given to Whisper as its initial prompt.
+    pub hints: Vec<String>,
+    /// Inference threads.
+    pub threads: usize,
+    /// Size `audio_ctx` to each utterance (true) or always encode the full 30 s window.
+    pub fit_audio_ctx: bool,
+}
+
+impl Default for WhisperOptions {
+    fn default() -> Self {
+        Self {
+            language: "en".into(),
+            hints: Vec::new(),
+            threads: 1,
+            fit_audio_ctx: true,
+        }
+    }
+}
+
+/// Hyperparameters from a ggml Whisper file's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GgmlHeader {
+    /// Vocabulary size (51864: English-only, 51865+: multilingual).
+    pub n_vocab: i32,
+    /// Encoder layers.
+    pub n_audio_layer: i32,
+    /// Mel bands.
+    pub n_mels: i32,
+}
+
+impl GgmlHeader {
+    /// True for multilingual models.
+    pub fn multilingual(&self) -> bool {
+        self.n_vocab >= 51865
+    }
+}
+
+/// Read and sanity-check the header of the ggml file `path`, so that whisper.cpp is never
+/// handed something that is not one.
+pub fn check_ggml(path: &Path) -> Result<GgmlHeader, SpeechError> {
+    let err = |reason: String| SpeechError::Model {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut f = std::fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
+    let mut head = [0u8; 48];
+    f.read_exact(&mut head)
+        .map_err(|_| err("too short to be a ggml Whisper model".into()))?;
+    let word = |i: usize| i32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    match &head[..4] {
+        b"lmgg" => {}
+        b"GGUF" => return Err(err("a GGUF file, not a ggml Whisper model".into())),
+        [6, 0, 0, 0] => {
+            return Err(err(
+                "a CTranslate2 model: convert it with `local-assistant models pull` (convert = \"whisper-ggml\")"
+                    .into(),
+            ))
+        }
+        _ => return Err(err("not a ggml Whisper model (bad magic)".into())),
+    }
+    let h = GgmlHeader {
+        n_vocab: word(4),
+        n_audio_layer: word(20),
+        n_mels: word(40),
+    };
+    let plausible = (50_000..=52_000).contains(&h.n_vocab)
+        && (1..=64).contains(&h.n_audio_layer)
+        && (h.n_mels == 80 || h.n_mels == 128)
+        && (1..=1500).contains(&word(8))
+        && (1..=8192).contains(&word(12));
+    if !plausible {
+        return Err(err(format!(
+            "not a Whisper ggml model (implausible header: vocab {}, layers {}, mels {})",
+            h.n_vocab, h.n_audio_layer, h.n_mels
+        )));
+    }
+    if word(44) % 1000 == 0 {
+        // whisper.cpp 1.8 then keeps the convolutions in f32, which its im2col aborts on.
+        return Err(err(
+            "an all-f32 ggml model: whisper.cpp cannot run it; convert to f16 or q8_0".into(),
+        ));
+    }
+    Ok(h)
+}
+
+/// The ggml file for `spec`: a manifest name (its converted file under `models_dir`) or, when
+/// it contains a `/`, a path.
+pub fn resolve_model(spec: &str, models_dir: &Path) -> Result<PathBuf, SpeechError> {
+    if spec.contains('/') {
+        let p = PathBuf::from(spec);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(SpeechError::Model {
+                path: p,
+                reason: "no such file".into(),
+            })
+        };
+    }
+    let store = crate::models::ModelStore::new(models_dir).map_err(|e| SpeechError::Model {
+        path: models_dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    store.path_of(spec).map_err(|e| SpeechError::Model {
+        path: models_dir.join(spec),
+        reason: e.to_string(),
+    })
+}
+
+/// The Whisper engine: one loaded model and one decoding state, used from one thread at a time.
+pub struct WhisperEngine {
+    path: PathBuf,
+    state: whisper_rs::WhisperState,
+    // The state keeps the context alive too; kept for token ids and vocabulary.
+    ctx: WhisperContext,
+    base: FullParams<'static, 'static>,
+    options: WhisperOptions,
+    language: &'static str,
+}
+
+impl std::fmt::Debug for WhisperEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhisperEngine")
+            .field("path", &self.path)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Words joined as Whisper's initial prompt, without NUL bytes (whisper-rs panics on them).
+fn prompt_of<'a>(hints: impl IntoIterator<Item = &'a String>) -> Option<String> {
+    let words: Vec<String> = hints
+        .into_iter()
+        .map(|h| h.replace('\0', "").trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .collect();
+    (!words.is_empty()).then(|| format!("{}.", words.join(", ")))
+}
+
+/// whisper.cpp's abort callback: `data` points at the `CancellationToken` of the running call.
+unsafe extern "C" fn abort_if_cancelled(data: *mut c_void) -> bool {
+    if data.is_null() {
+        return false;
+    }
+    // SAFETY: `transcribe` passes a pointer to a token that outlives `whisper_full`, and
+    // `is_cancelled` only reads an atomic; nothing here can unwind.
+    let token = unsafe { &*(data as *const CancellationToken) };
+    token.is_cancelled()
+}
+
+/// `audio_ctx` for `samples` at 16 kHz: 50 frames per second plus a margin, 0 (whisper.cpp's
+/// full window) for audio that fills it anyway.
+pub fn audio_ctx_for(samples: usize) -> i32 {
+    let frames = (samples as u64 * FRAMES_PER_SECOND).div_ceil(u64::from(SAMPLE_RATE));
+    let ctx = frames + AUDIO_CTX_MARGIN;
+    if ctx >= FULL_AUDIO_CTX {
+        0
+    } else {
+        ctx as i32
+    }
+}
+
+impl WhisperEngine {
+    /// Load the ggml model `path`.
+    pub fn load(path: &Path, options: WhisperOptions) -> Result<WhisperEngine, SpeechError> {
+        let header = check_ggml(path)?;
+        let language: &'static str = match options.language.as_str() {
+            "auto" if header.multilingual() => "auto",
+            "auto" | "en" if !header.multilingual() => "en",
+            lang if !header.multilingual() => {
+                return Err(SpeechError::Unsupported(format!(
+                    "{} is an English-only Whisper model but speech.stt.language is {lang:?}; \
+                     use \"en\" or a multilingual model",
+                    path.display()
+                )))
+            }
+            lang => whisper_rs::get_lang_id(lang)
+                .and_then(whisper_rs::get_lang_str)
+                .ok_or_else(|| {
+                    SpeechError::Unsupported(format!("Whisper does not know the language {lang:?}"))
+                })?,
+        };
+        if options.threads == 0 {
+            return Err(SpeechError::Unsupported(
+                "Whisper needs at least 1 thread".into(),
+            ));
+        }
+        install_logging();
+        let path_str = path.to_str().ok_or_else(|| SpeechError::Model {
+            path: path.to_path_buf(),
+            reason: "the path is not UTF-8".into(),
+        })?;
+        let mut cparams = WhisperContextParameters::default();
+        cparams.use_gpu(false);
+        let ctx =
+            WhisperContext::new_with_params(path_str, cparams).map_err(|e| SpeechError::Model {
+                path: path.to_path_buf(),
+                reason: format!("whisper.cpp could not load it ({e}); see the log"),
+            })?;
+        let state = ctx.create_state().map_err(|e| SpeechError::Model {
+            path: path.to_path_buf(),
+            reason: format!("whisper.cpp could not create a decoding state: {e}"),
+        })?;
+        let mut base = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        base.set_language(Some(language));
+        base.set_translate(false);
+        base.set_no_context(true);
+        base.set_print_special(false);
+        base.set_print_progress(false);
+        base.set_print_realtime(false);
+        base.set_print_timestamps(false);
+        base.set_suppress_blank(true);
+        // Like OpenAI Whisper and faster-whisper: never emit symbols nobody speaks.
+        base.set_suppress_nst(true);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+        base.set_n_threads(options.threads.min(64) as i32);
+        if let Some(prompt) = prompt_of(&options.hints) {
+            base.set_initial_prompt(&prompt);
+        }
+        Ok(WhisperEngine {
+            path: path.to_path_buf(),
+            state,
+            ctx,
+            base,
+            options,
+            language,
+        })
+    }
+
+    /// Load the model `[speech.stt] whisper_model` names, with the language, hints and threads
+    /// of the configuration.
+    pub fn from_config(
+        cfg: &SpeechConfig,
+        models_dir: &Path,
+    ) -> Result<WhisperEngine, SpeechError> {
+        let path = resolve_model(&cfg.whisper_model, models_dir)?;
+        WhisperEngine::load(
+            &path,
+            WhisperOptions {
+                language: cfg.language.clone(),
+                hints: cfg.hints.clone(),
+                threads: cfg.threads,
+                fit_audio_ctx: true,
+            },
+        )
+    }
+
+    /// The model file.
+    pub fn model_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Always encode the full 30 s window (false) or fit it to each utterance (true).
+    pub fn set_fit_audio_ctx(&mut self, fit: bool) {
+        self.options.fit_audio_ctx = fit;
+    }
+
+    fn run(
+        &mut self,
+        audio: &Audio,
+        request: &SttRequest,
+        cancel: &CancellationToken,
+    ) -> Result<Transcript, SpeechError> {
+        if audio.rate != SAMPLE_RATE {
+            return Err(SpeechError::BadAudio(format!(
+                "Whisper takes {SAMPLE_RATE} Hz audio, got {} Hz (resample it first)",
+                audio.rate
+            )));
+        }
+        if audio.samples.is_empty() {
+            return Err(SpeechError::BadAudio("no samples".into()));
+        }
+        if audio.samples.len() > i32::MAX as usize {
+            return Err(SpeechError::BadAudio("audio too long".into()));
+        }
+        if cancel.is_cancelled() {
+            return Err(SpeechError::Cancelled);
+        }
+        let mut params = self.base.clone();
+        if self.options.fit_audio_ctx {
+            params.set_audio_ctx(audio_ctx_for(audio.samples.len()));
+        }
+        if !request.hints.is_empty() {
+            if let Some(prompt) = prompt_of(self.options.hints.iter().chain(&request.hints)) {
+                params.set_initial_prompt(&prompt);
+            }
+        }
+        // SAFETY: the callback only reads the token through the pointer, and the token
+        // (borrowed for this whole call) outlives `full`, after which whisper.cpp no longer
+        // calls it.
+        unsafe {
+            params.set_abort_callback(Some(abort_if_cancelled));
+            params.set_abort_callback_user_data(
+                std::ptr::from_ref::<CancellationToken>(cancel) as *mut c_void
+            );
+        }
+        let result = self.state.full(params, &audio.samples);
+        if cancel.is_cancelled() {
+            return Err(SpeechError::Cancelled);
+        }
+        result.map_err(|e| SpeechError::Inference {
+            engine: "whisper",
+            reason: e.to_string(),
+        })?;
+        self.collect(audio)
+    }
+
+    fn collect(&self, audio: &Audio) -> Result<Transcript, SpeechError> {
+        let eot = self.ctx.token_eot();
+        let duration_ms = u32::try_from(audio.duration_ms()).unwrap_or(u32::MAX);
+        let mut segments = Vec::new();
+        for seg in self.state.as_iter() {
+            let text = seg
+                .to_str_lossy()
+                .map_err(|e| SpeechError::Inference {
+                    engine: "whisper",
+                    reason: format!("segment text: {e}"),
+                })?
+                .trim()
+                .to_owned();
+            let (mut sum, mut n) = (0.0f32, 0u32);
+            for i in 0..seg.n_tokens() {
+                if let Some(tok) = seg.get_token(i) {
+                    if tok.token_id() < eot {
+                        sum += tok.token_probability();
+                        n += 1;
+                    }
+                }
+            }
+            // Timestamps are in 10 ms units; keep them inside the audio and ordered.
+            let ms = |t: i64| u32::try_from(t.max(0).saturating_mul(10)).unwrap_or(u32::MAX);
+            let start_ms = ms(seg.start_timestamp()).min(duration_ms);
+            let end_ms = ms(seg.end_timestamp()).clamp(start_ms, duration_ms);
+            if text.is_empty() {
+                continue;
+            }
+            #[allow(clippy::cast_precision_loss)]
+            segments.push(Segment {
+                start_ms,
+                end_ms,
+                text,
+                confidence: if n == 0 { 0.0 } else { sum / n as f32 },
+            });
+        }
+        let text = segments
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let language = if self.language == "auto" {
+            whisper_rs::get_lang_str(self.state.full_lang_id_from_state())
+                .unwrap_or("auto")
+                .to_owned()
+        } else {
+            self.language.to_owned()
+        };
+        Ok(Transcript {
+            text,
+            segments,
+            language,
+        })
+    }
+}
+
+impl SpeechToText for WhisperEngine {
+    fn name(&self) -> &'static str {
+        "whisper"
+    }
+
+    /// Recognize 16 kHz mono `audio`. `request.grammar` is ignored (Whisper has no phrase
+    /// lists here); `request.hints` are added to the configured hints in the prompt.
+    fn transcribe(
+        &mut self,
+        audio: &Audio,
+        request: &SttRequest,
+        cancel: &CancellationToken,
+    ) -> Result<Transcript, SpeechError> {
+        self.run(audio, request, cancel)
+    }
+}
+
+/// Route whisper.cpp's and ggml's log lines into `tracing` (once per process) instead of
+/// stderr.
+fn install_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(whisper_rs::install_logging_hooks);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_ctx_follows_the_utterance_and_falls_back_to_the_full_window() {
+        assert_eq!(audio_ctx_for(16_000), 50 + 64);
+        assert_eq!(audio_ctx_for(48_000), 150 + 64);
+        assert_eq!(audio_ctx_for(1), 1 + 64);
+        assert_eq!(audio_ctx_for(16_000 * 29), 0);
+        assert_eq!(audio_ctx_for(16_000 * 60), 0);
+    }
+
+    #[test]
+    fn prompts_join_hints_and_drop_nul_bytes() {
+        let hints = vec!["Anna".to_string(), " ".into(), "Jar\0vis".into()];
+        assert_eq!(prompt_of(&hints).as_deref(), Some("Anna, Jarvis."));
+        assert_eq!(prompt_of(&Vec::new()), None);
+    }
+
+    #[test]
+    fn non_ggml_files_are_refused_before_whisper_cpp_sees_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, bytes, want) in [
+            ("empty.bin", Vec::new(), "too short"),
+            (
+                "model.bin",
+                {
+                    let mut v = vec![6u8, 0, 0, 0];
+                    v.resize(64, 0);
+                    v
+                },
+                "CTranslate2",
+            ),
+            (
+                "x.gguf",
+                {
+                    let mut v = b"GGUF".to_vec();
+                    v.resize(64, 0);
+                    v
+                },
+                "GGUF",
+            ),
+            ("junk.bin", vec![0x41; 64], "bad magic"),
+            (
+                "zero.bin",
+                {
+                    let mut v = b"lmgg".to_vec();
+                    v.resize(64, 0);
+                    v
+                },
+                "implausible",
+            ),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).expect("write");
+            let s = check_ggml(&p).expect_err(name).to_string();
+            assert!(s.contains(name) && s.contains(want), "{s}");
+            let s = WhisperEngine::load(&p, WhisperOptions::default())
+                .expect_err(name)
+                .to_string();
+            assert!(s.contains(want), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_path_that_does_not_exist_is_named() {
+        let e = resolve_model("/nonexistent/ggml.bin", Path::new("models")).expect_err("missing");
+        assert!(e.to_string().contains("/nonexistent/ggml.bin"), "{e}");
+    }
+}
