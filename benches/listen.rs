@@ -104,7 +104,11 @@ fn peer(cfg: &Config, wav_path: &Path, secs: f64, vad_on: bool) -> Result<f64, S
         .output()
         .map_err(|e| format!("{python}: {e} (run `make test-deps`)"))?;
     if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("failed").to_owned());
+        return Err(String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .last()
+            .unwrap_or("failed")
+            .to_owned());
     }
     let cpu: f64 = String::from_utf8_lossy(&out.stdout)
         .trim()

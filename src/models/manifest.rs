@@ -463,7 +463,10 @@ member = "some_pkg/a.bin"
             "openwakeword-features",
             "wake-hey-jarvis",
         ] {
-            assert!(defaults.contains(&needed), "{needed} is not a default model");
+            assert!(
+                defaults.contains(&needed),
+                "{needed} is not a default model"
+            );
         }
         for e in m.models().iter().filter(|e| e.default) {
             assert!(!e.device_only, "{} is default but device-only", e.name);
