@@ -8,7 +8,8 @@
 //!   package's built-in VAD (`vad_threshold`) runs the Silero model it bundles.
 //!
 //! CPU time is the process's (`getrusage`), so ONNX Runtime threads count; one intra-op thread
-//! each. The peer runs with `$LA_TEST_PYTHON` (the venv `make test-deps` makes).
+//! each. The peer runs with `$LA_TEST_PYTHON` (the venv `make test-deps` makes). Without
+//! `--bench` (i.e. under `cargo test --all-targets`) it is a smoke run on 5 s of audio.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,7 +42,7 @@ fn espeak(text: &str, voice: &str, dir: &Path) -> Option<Audio> {
     wav::read(&p).ok()?.resampled(16_000).ok()
 }
 
-fn clip(dir: &Path) -> Option<Audio> {
+fn clip(dir: &Path, secs: u64) -> Option<Audio> {
     let lines = [
         "hey jarvis, what time is it",
         "set a timer for ten minutes",
@@ -53,7 +54,7 @@ fn clip(dir: &Path) -> Option<Audio> {
         "what is on my calendar next week",
     ];
     let mut a = Audio::silence(16_000, 1000);
-    while a.duration_ms() < 60_000 {
+    while a.duration_ms() < secs * 1000 {
         for (i, l) in lines.iter().enumerate() {
             a.append(&espeak(l, ["en-us", "en-gb"][i % 2], dir)?).ok()?;
             a.append(&Audio::silence(16_000, 1500)).ok()?;
@@ -118,13 +119,16 @@ fn peer(cfg: &Config, wav_path: &Path, secs: f64, vad_on: bool) -> Result<f64, S
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; anything else (`cargo test --all-targets`) is a smoke run
+    // on a few seconds of audio.
+    let full = std::env::args().any(|a| a == "--bench");
     let mut cfg = Config::defaults();
     cfg.data_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data");
     let Ok(dir) = tempfile::tempdir() else {
         eprintln!("no temp dir");
         return;
     };
-    let Some(audio) = clip(dir.path()) else {
+    let Some(audio) = clip(dir.path(), if full { 60 } else { 5 }) else {
         eprintln!("espeak-ng is needed to make the bench audio");
         return;
     };

@@ -167,10 +167,13 @@ fn f(v: &Value, k: &str) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` passes `--bench`; anything else (`cargo test --all-targets`) is a smoke run:
+    // one repetition, one thread, the Q4_1 model, no peer.
+    let full = args.iter().any(|a| a == "--bench");
     let reps: usize = std::env::var("BENCH_REPS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(if full { 3 } else { 1 });
     if args.len() >= 4 && args[1] == "--worker" {
         let threads = args[3].parse().unwrap_or(1);
         match worker(Path::new(&args[2]), threads, reps) {
@@ -193,7 +196,7 @@ fn main() {
         std::process::exit(1);
     }
     let q8 = root.join("target/llm-bench/model.Q8_0.gguf");
-    if !q8.is_file() {
+    if full && !q8.is_file() {
         let _ = std::fs::create_dir_all(q8.parent().unwrap_or(&root));
         if let Err(e) = requantize_gguf(&q4, &q8, "q8_0") {
             eprintln!("cannot make the Q8_0 model: {e}");
@@ -201,7 +204,7 @@ fn main() {
         }
     }
     let threads: Vec<usize> = std::env::var("BENCH_THREADS")
-        .unwrap_or_else(|_| "1,2".into())
+        .unwrap_or_else(|_| if full { "1,2" } else { "1" }.into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
@@ -212,7 +215,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let python = peer_python();
+    let python = if full { peer_python() } else { None };
     let spec = json!({"system": SYSTEM, "users": [USER_COLD, USER_WARM],
                       "decode_tokens": DECODE_TOKENS, "reps": reps});
     let peer_script = root.join("benches/llm_peer.py");
@@ -233,7 +236,12 @@ fn main() {
     );
     for &t in &threads {
         let mut rows: Vec<(String, String, Result<Value, String>)> = Vec::new();
-        for (label, model) in [("Q4_1", &q4), ("Q8_0", &q8)] {
+        let models: &[(&str, &PathBuf)] = if full {
+            &[("Q4_1", &q4), ("Q8_0", &q8)]
+        } else {
+            &[("Q4_1", &q4)]
+        };
+        for &(label, model) in models {
             let mut cmd = Command::new(&exe);
             cmd.args(["--worker", &model.display().to_string(), &t.to_string()])
                 .env("CANDLE_NUM_THREADS", t.to_string())

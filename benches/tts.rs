@@ -144,7 +144,9 @@ fn rtf(r: &Row) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; nothing else is taken.
+    // `cargo bench` passes `--bench`; anything else (`cargo test --all-targets`) is a smoke
+    // run: one repetition, one thread, no peer.
+    let full = std::env::args().any(|a| a == "--bench");
     if !voice_path().is_file() {
         eprintln!(
             "tts bench: {} is missing; run `make models`",
@@ -155,14 +157,14 @@ fn main() {
     let reps = std::env::var("BENCH_REPS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3usize)
+        .unwrap_or(if full { 3usize } else { 1 })
         .max(1);
     let threads: Vec<usize> = std::env::var("BENCH_THREADS")
-        .unwrap_or_else(|_| "1,2".into())
+        .unwrap_or_else(|_| if full { "1,2" } else { "1" }.into())
         .split(',')
         .filter_map(|t| t.trim().parse().ok())
         .collect();
-    let python = peer_python();
+    let python = if full { peer_python() } else { None };
     println!(
         "text to speech, {} characters in 3 sentences, best of {reps}",
         ANSWER.len()

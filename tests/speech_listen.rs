@@ -222,6 +222,12 @@ fn the_refractory_period_suppresses_a_repeat() -> TestResult {
     assert_eq!(detections_in(&cfg, &twice)?.len(), 1);
     cfg.speech.wake.refractory_ms = 500;
     assert_eq!(detections_in(&cfg, &twice)?.len(), 2);
+    // A per-model period overrides the default.
+    cfg.speech
+        .wake
+        .refractory
+        .insert("wake-hey-jarvis".into(), 5000);
+    assert_eq!(detections_in(&cfg, &twice)?.len(), 1);
     Ok(())
 }
 

@@ -149,3 +149,44 @@ fn cancel_stops_a_transcription_and_bad_input_is_refused() -> TestResult {
     assert!(e.to_string().contains("not a Vosk model"), "{e}");
     Ok(())
 }
+
+#[test]
+fn transcribe_cli_runs_vosk_with_a_grammar() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let p = dir.path().join("ko.wav");
+    wav::write(&p, &espeak_ko("타이머")?.resampled(44_100)?)?;
+    let run = |extra: &[&str]| -> TestResult<std::process::Output> {
+        Ok(Command::new(env!("CARGO_BIN_EXE_local-assistant"))
+            .arg("transcribe")
+            .arg(&p)
+            .args(["--engine", "vosk"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(models().parent().unwrap_or(Path::new(".")))
+            .env_remove("LOCAL_ASSISTANT_CONFIG")
+            .output()?)
+    };
+    let mut args = Vec::new();
+    for c in COMMANDS {
+        args.extend(["--grammar", *c]);
+    }
+    let out = run(&args)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "타이머");
+    // Whisper cannot take a grammar: said plainly.
+    let out = Command::new(env!("CARGO_BIN_EXE_local-assistant"))
+        .arg("transcribe")
+        .arg(&p)
+        .args(["--engine", "whisper", "--grammar", "타이머"])
+        .arg("--data-dir")
+        .arg(models().parent().unwrap_or(Path::new(".")))
+        .env_remove("LOCAL_ASSISTANT_CONFIG")
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--engine vosk"));
+    Ok(())
+}

@@ -125,6 +125,10 @@ pub struct RawWake {
     pub threshold: f64,
     /// After a detection, the same model stays quiet this long, in milliseconds.
     pub refractory_ms: u64,
+    /// Per-model thresholds overriding `threshold` (model name or path → score).
+    pub thresholds: std::collections::BTreeMap<String, f64>,
+    /// Per-model refractory periods overriding `refractory_ms`.
+    pub refractory: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for RawWake {
@@ -133,6 +137,8 @@ impl Default for RawWake {
             models: vec!["wake-hey-jarvis".into()],
             threshold: 0.5,
             refractory_ms: 2000,
+            thresholds: std::collections::BTreeMap::new(),
+            refractory: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -210,6 +216,26 @@ pub struct WakeConfig {
     pub threshold: f32,
     /// Refractory period, ms.
     pub refractory_ms: u32,
+    /// Per-model thresholds.
+    pub thresholds: std::collections::BTreeMap<String, f32>,
+    /// Per-model refractory periods, ms.
+    pub refractory: std::collections::BTreeMap<String, u32>,
+}
+
+impl WakeConfig {
+    /// Threshold and refractory period of `model`.
+    pub fn for_model(&self, model: &str) -> (f32, u32) {
+        (
+            self.thresholds
+                .get(model)
+                .copied()
+                .unwrap_or(self.threshold),
+            self.refractory
+                .get(model)
+                .copied()
+                .unwrap_or(self.refractory_ms),
+        )
+    }
 }
 
 fn key_err(key: &str, message: String) -> ConfigError {
@@ -291,6 +317,14 @@ pub fn resolve_speech(raw: RawSpeech) -> Result<SpeechConfig, ConfigError> {
             format!("expected a number from 1 to 64; got {}", raw.threads),
         ));
     }
+    for name in raw.wake.thresholds.keys().chain(raw.wake.refractory.keys()) {
+        if !raw.wake.models.iter().any(|m| m.trim() == name) {
+            return Err(key_err(
+                "speech.wake",
+                format!("a per-model setting names {name:?}, which is not in `models`"),
+            ));
+        }
+    }
     if raw.wake.models.iter().any(|m| m.trim().is_empty()) {
         return Err(key_err(
             "speech.wake.models",
@@ -325,6 +359,74 @@ pub fn resolve_speech(raw: RawSpeech) -> Result<SpeechConfig, ConfigError> {
                 .collect(),
             threshold: unit("speech.wake.threshold", raw.wake.threshold)?,
             refractory_ms: ms("speech.wake.refractory_ms", raw.wake.refractory_ms, 60_000)?,
+            thresholds: raw
+                .wake
+                .thresholds
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), unit(&format!("speech.wake.thresholds.{k}"), *v)?)))
+                .collect::<Result<_, ConfigError>>()?,
+            refractory: raw
+                .wake
+                .refractory
+                .iter()
+                .map(|(k, v)| {
+                    Ok((
+                        k.clone(),
+                        ms(&format!("speech.wake.refractory.{k}"), *v, 60_000)?,
+                    ))
+                })
+                .collect::<Result<_, ConfigError>>()?,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_model_wake_settings_override_the_defaults_and_must_name_a_configured_model() {
+        let mut raw = RawSpeech::default();
+        raw.wake.models = vec!["wake-hey-jarvis".into(), "wake-alexa".into()];
+        raw.wake.thresholds.insert("wake-alexa".into(), 0.7);
+        raw.wake.refractory.insert("wake-hey-jarvis".into(), 4000);
+        let cfg = resolve_speech(raw.clone()).unwrap();
+        assert_eq!(cfg.wake.for_model("wake-alexa"), (0.7, 2000));
+        assert_eq!(cfg.wake.for_model("wake-hey-jarvis"), (0.5, 4000));
+
+        raw.wake.thresholds.insert("wake-hey-mycroft".into(), 0.6);
+        let e = resolve_speech(raw.clone()).unwrap_err().to_string();
+        assert!(
+            e.contains("wake-hey-mycroft") && e.contains("not in `models`"),
+            "{e}"
+        );
+
+        raw.wake.thresholds.remove("wake-hey-mycroft");
+        raw.wake.thresholds.insert("wake-alexa".into(), 1.5);
+        let e = resolve_speech(raw).unwrap_err().to_string();
+        assert!(e.contains("speech.wake.thresholds.wake-alexa"), "{e}");
+    }
+
+    #[test]
+    fn bad_speech_values_name_their_key() {
+        for (edit, key) in [
+            (
+                Box::new(|r: &mut RawSpeech| r.stt.engine = "kaldi".into())
+                    as Box<dyn Fn(&mut RawSpeech)>,
+                "speech.stt.engine",
+            ),
+            (
+                Box::new(|r| r.stt.language = "english".into()),
+                "speech.stt.language",
+            ),
+            (Box::new(|r| r.tts.speed = 9.0), "speech.tts.speed"),
+            (Box::new(|r| r.vad.threshold = -0.1), "speech.vad.threshold"),
+            (Box::new(|r| r.threads = 0), "speech.threads"),
+        ] {
+            let mut raw = RawSpeech::default();
+            edit(&mut raw);
+            let e = resolve_speech(raw).unwrap_err().to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
+    }
 }

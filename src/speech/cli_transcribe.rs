@@ -15,6 +15,8 @@ use crate::config::Config;
 pub enum EngineArg {
     /// whisper.cpp with the model of `[speech.stt] whisper_model`.
     Whisper,
+    /// Vosk with the model of `[speech.stt] vosk_model` (builds with the `vosk` feature).
+    Vosk,
 }
 
 /// Arguments of `local-assistant transcribe`.
@@ -23,10 +25,14 @@ pub struct TranscribeArgs {
     /// The WAV file (any sample rate, bit depth and channel count).
     #[arg(value_name = "FILE.wav")]
     pub file: PathBuf,
-    /// The recognizer.
-    #[arg(long, value_enum, default_value = "whisper")]
-    pub engine: EngineArg,
-    /// Whisper model: a manifest name or a ggml file (overrides speech.stt.whisper_model).
+    /// The recognizer (default: `[speech.stt] engine`).
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
+    /// Restrict recognition to these phrases (Vosk; repeat the flag for each phrase).
+    #[arg(long, value_name = "PHRASE")]
+    pub grammar: Vec<String>,
+    /// Model: a manifest name, a ggml file (Whisper) or a model directory (Vosk); overrides
+    /// speech.stt.whisper_model / vosk_model.
     #[arg(long, value_name = "NAME|PATH")]
     pub model: Option<String>,
     /// Also print each segment with its start and end time and confidence.
@@ -46,8 +52,11 @@ pub fn run(args: &TranscribeArgs, cfg: &Config) -> Result<Transcript, SpeechErro
     let audio = wav::read(&args.file)?.resampled(16_000)?;
     let mut engine = open_engine(args, cfg)?;
     let started = Instant::now();
-    let transcript =
-        engine.transcribe(&audio, &SttRequest::default(), &CancellationToken::new())?;
+    let request = SttRequest {
+        grammar: (!args.grammar.is_empty()).then(|| args.grammar.clone()),
+        ..SttRequest::default()
+    };
+    let transcript = engine.transcribe(&audio, &request, &CancellationToken::new())?;
     eprintln!(
         "[{} · {:.1} s of audio in {:.2} s]",
         engine.name(),
@@ -70,29 +79,67 @@ pub fn run(args: &TranscribeArgs, cfg: &Config) -> Result<Transcript, SpeechErro
     Ok(transcript)
 }
 
-#[cfg(feature = "whisper")]
 fn open_engine(args: &TranscribeArgs, cfg: &Config) -> Result<Box<dyn SpeechToText>, SpeechError> {
-    use super::stt::whisper::WhisperEngine;
-    match args.engine {
+    let engine = args.engine.unwrap_or(match cfg.speech.stt_engine {
+        crate::config::SttEngineKind::Whisper => EngineArg::Whisper,
+        crate::config::SttEngineKind::Vosk => EngineArg::Vosk,
+    });
+    match engine {
         EngineArg::Whisper => {
-            let mut speech = cfg.speech.clone();
-            if let Some(m) = &args.model {
-                speech.whisper_model.clone_from(m);
+            if !args.grammar.is_empty() {
+                return Err(SpeechError::Unsupported(
+                    "--grammar needs --engine vosk (Whisper does not restrict to phrases)".into(),
+                ));
             }
-            let mut engine = WhisperEngine::from_config(&speech, &cfg.models_dir())?;
-            engine.set_fit_audio_ctx(!args.full_window);
-            Ok(Box::new(engine))
+            open_whisper(args, cfg)
         }
+        EngineArg::Vosk => open_vosk(args, cfg),
     }
 }
 
+#[cfg(feature = "whisper")]
+fn open_whisper(args: &TranscribeArgs, cfg: &Config) -> Result<Box<dyn SpeechToText>, SpeechError> {
+    use super::stt::whisper::WhisperEngine;
+    let mut speech = cfg.speech.clone();
+    if let Some(m) = &args.model {
+        speech.whisper_model.clone_from(m);
+    }
+    let mut engine = WhisperEngine::from_config(&speech, &cfg.models_dir())?;
+    engine.set_fit_audio_ctx(!args.full_window);
+    Ok(Box::new(engine))
+}
+
 #[cfg(not(feature = "whisper"))]
-fn open_engine(
+fn open_whisper(
     _args: &TranscribeArgs,
     _cfg: &Config,
 ) -> Result<Box<dyn SpeechToText>, SpeechError> {
     Err(SpeechError::Unsupported(
         "this build has no Whisper engine (built without the `whisper` feature)".into(),
+    ))
+}
+
+#[cfg(feature = "vosk")]
+fn open_vosk(args: &TranscribeArgs, cfg: &Config) -> Result<Box<dyn SpeechToText>, SpeechError> {
+    let model = args.model.as_deref().unwrap_or(&cfg.speech.vosk_model);
+    let library = super::listen::model_file(cfg, super::vosk::LIBRARY_MODEL, None)?;
+    let dir = if model.contains('/') {
+        PathBuf::from(model)
+    } else {
+        crate::models::ModelStore::new(cfg.models_dir())
+            .map_err(|e| SpeechError::Model {
+                path: cfg.models_dir(),
+                reason: e.to_string(),
+            })?
+            .model_dir(model)
+    };
+    Ok(Box::new(super::vosk::Vosk::load(&library, &dir)?))
+}
+
+#[cfg(not(feature = "vosk"))]
+fn open_vosk(_args: &TranscribeArgs, _cfg: &Config) -> Result<Box<dyn SpeechToText>, SpeechError> {
+    Err(SpeechError::Unsupported(
+        "this build has no Vosk engine (built without the `vosk` feature)".into(),
     ))
 }
 

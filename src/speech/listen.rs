@@ -54,10 +54,11 @@ pub fn wake_specs(cfg: &Config) -> Result<Vec<WakeModelSpec>, SpeechError> {
         .models
         .iter()
         .map(|m| {
+            let (threshold, refractory_ms) = cfg.speech.wake.for_model(m);
             Ok(WakeModelSpec {
                 path: model_file(cfg, m, None)?,
-                threshold: cfg.speech.wake.threshold,
-                refractory_ms: cfg.speech.wake.refractory_ms,
+                threshold,
+                refractory_ms,
             })
         })
         .collect()
