@@ -54,7 +54,8 @@ const SENTENCES: &[&str] = &[
 
 /// Words in a canonical written form, applied to both sides alike: lower case; "p.m." → "pm";
 /// separators inside numbers dropped ("3:30" and Whisper's "3.30" or "330" all become "330");
-/// a number glued to a word split ("9am" → "9 am"); "$8" → "8 dollars"; no punctuation.
+/// a number glued to a word split ("9am" → "9 am"); "$8" → "8 dollars"; "three" → "3" up to
+/// twelve; "4th" → "4"; no punctuation.
 fn words(text: &str) -> Vec<String> {
     let t = text
         .to_lowercase()
@@ -87,9 +88,17 @@ fn words(text: &str) -> Vec<String> {
             words.push(w.to_owned());
         }
     }
-    // The voice reads "4th" and "fourth" alike; Whisper writes either.
+    // The voice reads "4th" and "fourth", "3" and "three" alike; Whisper writes either.
+    const SMALL: [&str; 13] = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "eleven", "twelve",
+    ];
     words
         .into_iter()
+        .map(|w| match SMALL.iter().position(|n| *n == w) {
+            Some(i) => i.to_string(),
+            None => w,
+        })
         .map(|w| {
             let n: String = w.chars().take_while(char::is_ascii_digit).collect();
             if !n.is_empty() && ["st", "nd", "rd", "th"].contains(&&w[n.len()..]) {
