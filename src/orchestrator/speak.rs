@@ -40,21 +40,7 @@ pub fn weekday_name(d: Weekday) -> &'static str {
 
 /// "January" …
 pub fn month_name(m: i8) -> &'static str {
-    const NAMES: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
-    NAMES
+    crate::speech::tts::normalize::MONTHS
         .get(usize::try_from(m - 1).unwrap_or(0))
         .copied()
         .unwrap_or("January")

@@ -57,7 +57,8 @@ const SCALES: [(u64, &str); 4] = [
     (1_000_000, "million"),
     (1_000, "thousand"),
 ];
-const MONTHS: [&str; 12] = [
+/// Month names, January first (also used by the orchestrator's spoken replies).
+pub const MONTHS: [&str; 12] = [
     "January",
     "February",
     "March",
