@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiState};
 use crate::config::{Config, Secret};
 use crate::events::EventBus;
+use crate::home::memory::Memory;
 use crate::home::reminders::Reminders;
 use crate::messaging::inbox::Inbox;
 use crate::messaging::outbox::{DeliveryHandler, Outbox};
@@ -113,6 +114,23 @@ impl AppBuilder {
             outbox.clone(),
             cfg.assistant.missed_grace,
         );
+        health.set("memory", ComponentState::Starting, "loading the embedding model");
+        let memory = Memory::open(
+            store.clone(),
+            events.clone(),
+            cfg.memory.clone(),
+            &cfg.models_dir(),
+        )
+        .await?;
+        match memory.status() {
+            Ok(s) => health.set("memory", ComponentState::Ready, s),
+            Err(e) => {
+                if cfg.memory.enabled {
+                    tracing::warn!(error = %e, "memory unavailable: facts are not remembered");
+                }
+                health.set("memory", ComponentState::Degraded, e);
+            }
+        }
         health.set("llm", ComponentState::Starting, "loading");
         let llm = crate::orchestrator::llm::start(&cfg).await;
         match &llm {
@@ -140,6 +158,7 @@ impl AppBuilder {
             llm: llm_service
                 .clone()
                 .map(|g| g as Arc<dyn crate::orchestrator::LlmGateway>),
+            memory: Some(memory.clone()),
         });
         orchestrator.recover().await?;
 
@@ -162,6 +181,7 @@ impl AppBuilder {
             health: health.clone(),
             metrics,
             orchestrator: orchestrator.clone(),
+            memory,
             max_text_chars: cfg.inbox.max_text_chars,
             token: token.clone(),
             events_cfg: cfg.events.clone(),

@@ -15,9 +15,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod brain;
+pub mod memory;
 pub mod speech;
 
 pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
+pub use memory::MemoryConfig;
 pub use speech::{SpeechConfig, SttEngineKind, VadConfig, WakeConfig};
 
 /// The system-wide config file, used when `--config` is not given and the file exists.
@@ -126,6 +128,8 @@ pub struct RawConfig {
     pub routing: brain::RawRouting,
     /// `[speech]`.
     pub speech: speech::RawSpeech,
+    /// `[memory]`.
+    pub memory: memory::RawMemory,
 }
 
 /// `[server]`: the HTTP listener.
@@ -298,6 +302,8 @@ pub struct Config {
     pub routing: brain::RoutingConfig,
     /// The speech engines.
     pub speech: speech::SpeechConfig,
+    /// Remembered facts.
+    pub memory: memory::MemoryConfig,
 }
 
 /// HTTP listener.
@@ -611,6 +617,7 @@ impl Config {
             llm: brain::resolve_llm(raw.llm)?,
             routing: brain::resolve_routing(raw.routing)?,
             speech: speech::resolve_speech(raw.speech)?,
+            memory: memory::resolve_memory(raw.memory)?,
         })
     }
 

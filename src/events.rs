@@ -104,6 +104,24 @@ pub enum EventKind {
         /// Delivered late because the device was off.
         missed: bool,
     },
+    /// A fact was remembered, or a near-identical one replaced by the new wording.
+    #[serde(rename = "memory.stored")]
+    MemoryStored {
+        /// The memory.
+        memory_id: i64,
+        /// The contact it belongs to, if any.
+        contact_id: Option<i64>,
+        /// `true` when an existing memory was updated instead of a new one added.
+        updated: bool,
+    },
+    /// Memories were forgotten.
+    #[serde(rename = "memory.deleted")]
+    MemoryDeleted {
+        /// The memories.
+        memory_ids: Vec<i64>,
+        /// Set when a contact's memories were erased together.
+        contact_id: Option<i64>,
+    },
     /// A component changed state.
     #[serde(rename = "component.state_changed")]
     ComponentStateChanged {

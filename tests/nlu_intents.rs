@@ -145,7 +145,9 @@ fn describe(i: &Option<Intent>) -> String {
             })
         ),
         Intent::MemoryRemember { fact } => format!("fact={}", s(fact)),
-        Intent::MemoryRecall { query } => format!("query={}", s(query)),
+        Intent::MemoryRecall { query } | Intent::MemoryForget { query } => {
+            format!("query={}", s(query))
+        }
         Intent::ReminderList
         | Intent::TimerList
         | Intent::TimeNow
@@ -311,6 +313,10 @@ const TABLE: &[(&str, &str)] = &[
     ("remember", "memory.remember fact=-"),
     ("what did I say about the spare key", "memory.recall query=\"spare key\""),
     ("what do you remember about my car", "memory.recall query=\"car\""),
+    ("forget what I said about the spare key", "memory.forget query=\"spare key\""),
+    ("forget that my pin is 1234", "memory.forget query=\"pin is 1234\""),
+    ("forget it", "stop"),
+    ("forget that", "stop"),
     // Not everyday commands: the LLM answers.
     ("what is the capital of France", "none"),
     ("tell me a joke", "none"),

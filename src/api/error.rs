@@ -12,6 +12,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::home::memory::MemoryError;
 use crate::messaging::inbox::InboxError;
 use crate::messaging::outbox::OutboxError;
 use crate::store::StoreError;
@@ -149,6 +150,23 @@ impl From<OutboxError> for ApiError {
                 Self::unprocessable(e.to_string()).code("unknown_channel")
             }
             OutboxError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<MemoryError> for ApiError {
+    fn from(e: MemoryError) -> Self {
+        match e {
+            MemoryError::Invalid { .. } => Self::unprocessable(e.to_string()),
+            MemoryError::Store(s) => s.into(),
+            MemoryError::Unavailable(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).code("memory_unavailable")
+            }
+            MemoryError::WorkerGone => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            MemoryError::Model { .. } | MemoryError::Embed(_) => {
+                tracing::error!(error = %e, "memory error");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod chat;
 pub mod error;
 pub mod events;
+pub mod memories;
 pub mod messages;
 pub mod system;
 
@@ -57,6 +58,8 @@ pub struct ApiState {
     pub shutdown: CancellationToken,
     /// The conversation engine.
     pub orchestrator: crate::orchestrator::Orchestrator,
+    /// Remembered facts.
+    pub memory: crate::home::memory::Memory,
     /// Longest accepted chat text, in characters.
     pub max_text_chars: usize,
     /// The OpenAPI document, rendered once.
@@ -74,6 +77,7 @@ pub struct ApiState {
         (name = "system", description = "Health, readiness, metrics, version"),
         (name = "messages", description = "Conversations and messages"),
         (name = "events", description = "The live event stream"),
+        (name = "memories", description = "Facts the assistant remembers"),
     )
 )]
 struct ApiDoc;
@@ -104,6 +108,8 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(messages::post_outbound))
         .routes(routes!(events::stream))
         .routes(routes!(chat::chat))
+        .routes(routes!(memories::list, memories::create, memories::erase_contact))
+        .routes(routes!(memories::get_one, memories::delete_one))
 }
 
 /// The OpenAPI document as a value (used by tests and `openapi.json`).

@@ -16,4 +16,4 @@ pub mod store;
 pub use error::ModelsError;
 pub use fetch::Progress;
 pub use manifest::{Arch, Manifest, ModelEntry, ModelFile, PypiPart};
-pub use store::{pull_models, ModelStatus, ModelStore, PullOptions, PullOutcome, Source};
+pub use store::{pull_models, resolve, ModelStatus, ModelStore, PullOptions, PullOutcome, Source};

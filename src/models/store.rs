@@ -446,6 +446,16 @@ impl ModelStore {
     }
 }
 
+/// Where a model setting points: a value containing `/` is a path, taken as is; anything else
+/// is a manifest name, answered with its installed main file (or directory) under
+/// `models_dir`, or an error saying how to install it. The one resolver every engine uses.
+pub fn resolve(models_dir: &Path, spec: &str) -> Result<PathBuf, ModelsError> {
+    if spec.contains('/') {
+        return Ok(PathBuf::from(spec));
+    }
+    ModelStore::new(models_dir)?.path_of(spec)
+}
+
 /// Pull several models; every model is attempted, and the result is the first error when
 /// exactly one failed or a summary of all failures otherwise. `report` receives each
 /// model's outcome as it finishes.

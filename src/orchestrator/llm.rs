@@ -93,12 +93,10 @@ impl LlmGateway for LlmHandle {
 /// name from the manifest under `<data_dir>/models`.
 pub fn model_path(cfg: &Config) -> Result<PathBuf, LlmError> {
     let m = &cfg.llm.model;
-    if m.contains('/') || m.ends_with(".gguf") {
+    if m.ends_with(".gguf") {
         return Ok(PathBuf::from(m));
     }
-    crate::models::ModelStore::new(cfg.models_dir())
-        .and_then(|store| store.path_of(m))
-        .map_err(|e| LlmError::Load {
+    crate::models::resolve(&cfg.models_dir(), m).map_err(|e| LlmError::Load {
             path: m.clone(),
             reason: e.to_string(),
         })

@@ -158,6 +158,9 @@ enum Pending {
         label: Option<String>,
         attempts: u8,
     },
+    Memory {
+        attempts: u8,
+    },
     Confirm {
         tool: String,
         args: Value,
@@ -195,6 +198,8 @@ pub struct Deps {
     pub routing: RoutingConfig,
     /// The LLM, if one is configured and loaded.
     pub llm: Option<Arc<dyn LlmGateway>>,
+    /// Remembered facts (tools, and context for the LLM), if wired.
+    pub memory: Option<crate::home::memory::Memory>,
 }
 
 /// The conversation engine (cheap to clone).
@@ -213,6 +218,7 @@ struct Inner {
     router: Router,
     tools: ToolRegistry,
     llm: Option<Arc<dyn LlmGateway>>,
+    memory: Option<crate::home::memory::Memory>,
     active: Mutex<HashMap<ConversationId, CancellationToken>>,
     locks: Mutex<HashMap<ConversationId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -223,7 +229,10 @@ pub const DIRECT_CHANNELS: &[&str] = &["api", "cli"];
 impl Orchestrator {
     /// The engine with the built-in tools.
     pub fn new(d: Deps) -> Self {
-        let tools = tools::builtin(&d.reminders);
+        let mut tools = tools::builtin(&d.reminders);
+        if let Some(m) = &d.memory {
+            crate::home::memory::tools::register(&mut tools, m);
+        }
         Self {
             inner: Arc::new(Inner {
                 store: d.store,
@@ -235,6 +244,7 @@ impl Orchestrator {
                 router: Router::new(d.routing),
                 tools,
                 llm: d.llm,
+                memory: d.memory,
                 active: Mutex::new(HashMap::new()),
                 locks: Mutex::new(HashMap::new()),
             }),
@@ -837,6 +847,27 @@ impl Inner {
                     None,
                 )),
             },
+            Pending::Memory { attempts } => match intents::parse_slot(text, SlotKind::Text, pctx) {
+                Some(SlotValue::Text(t)) if !new_request && !t.trim().is_empty() => Ok((
+                    self.call_tool("memory_remember", json!({ "text": t }), tctx, calls)
+                        .await,
+                    Some("memory.remember".into()),
+                )),
+                _ if new_request => Err(()),
+                _ if attempts >= 1 => Ok((
+                    Decision::Say("Sorry, I didn't get it, so I haven't remembered anything.".into()),
+                    None,
+                )),
+                _ => Ok((
+                    Decision::Ask(
+                        "Sorry, what should I remember?".into(),
+                        Pending::Memory {
+                            attempts: attempts + 1,
+                        },
+                    ),
+                    None,
+                )),
+            },
             Pending::Timer { label, attempts } => {
                 match intents::parse_slot(text, SlotKind::Duration, pctx) {
                     Some(SlotValue::Duration(d)) => {
@@ -1018,6 +1049,57 @@ impl Inner {
         }
     }
 
+    /// "Forget what I said about X": find it, then ask before erasing.
+    async fn confirm_forget(
+        &self,
+        query: Option<String>,
+        tctx: &ToolContext,
+        calls: &mut Vec<ToolCallRecord>,
+    ) -> Decision {
+        if let Err(r) = self.router.check("memory", &tctx.channel, tctx.trust) {
+            return Decision::Refuse(r.say);
+        }
+        let Some(q) = query else {
+            return Decision::Say("Which memory? Say, for example: forget what I said about the spare key.".into());
+        };
+        let args = json!({ "query": q });
+        match self.tools.call(&self.router, "memory_forget", args.clone(), tctx).await {
+            Ok(Ok(out)) => {
+                let ids: Vec<String> = out.data["candidates"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|c| c["id"].as_i64()).map(|i| i.to_string()).collect())
+                    .unwrap_or_default();
+                calls.push(ToolCallRecord {
+                    name: "memory_forget".into(),
+                    arguments: args,
+                    result: out.data,
+                });
+                if ids.is_empty() {
+                    return Decision::Say(out.say);
+                }
+                Decision::Confirm(
+                    out.say,
+                    Pending::Confirm {
+                        tool: "memory_forget".into(),
+                        args: json!({ "ids": ids.join(",") }),
+                        decline: "Okay, I'll keep it.".into(),
+                        attempts: 0,
+                    },
+                )
+            }
+            Ok(Err(refusal)) => Decision::Refuse(refusal.say),
+            Err(e) => {
+                tracing::warn!(tool = "memory_forget", error = %e, "tool call failed");
+                calls.push(ToolCallRecord {
+                    name: "memory_forget".into(),
+                    arguments: args,
+                    result: json!({ "error": e.to_string() }),
+                });
+                Decision::Say(format!("Sorry, that didn't work: {e}."))
+            }
+        }
+    }
+
     /// A fresh fast-path intent.
     async fn handle(
         &self,
@@ -1084,9 +1166,26 @@ impl Inner {
             | Intent::TaskList { .. }
             | Intent::TaskComplete { .. }
             | Intent::TaskProgress { .. } => self.not_yet("task", "your task lists", tctx),
-            Intent::MemoryRemember { .. } | Intent::MemoryRecall { .. } => {
-                self.not_yet("memory", "notes to remember", tctx)
+            Intent::MemoryRemember { fact } => {
+                if let Err(r) = self.router.check("memory", &tctx.channel, tctx.trust) {
+                    return Decision::Refuse(r.say);
+                }
+                match fact {
+                    Some(f) => {
+                        self.call_tool("memory_remember", json!({ "text": f }), tctx, calls)
+                            .await
+                    }
+                    None => Decision::Ask(
+                        "What should I remember?".into(),
+                        Pending::Memory { attempts: 0 },
+                    ),
+                }
             }
+            Intent::MemoryRecall { query } => {
+                let args = query.map_or_else(|| json!({}), |q| json!({ "query": q }));
+                self.call_tool("memory_recall", args, tctx, calls).await
+            }
+            Intent::MemoryForget { query } => self.confirm_forget(query, tctx, calls).await,
             Intent::Help => Decision::Say(format!(
                 "I'm {}. I can set timers and reminders, tell you the time and the date, and answer simple questions. Try: set a timer for 10 minutes, or remind me to call mom tomorrow at 5 PM.",
                 self.cfg.name
@@ -1113,6 +1212,28 @@ impl Inner {
              If you do not know something, say so briefly.",
             self.cfg.name
         )
+    }
+
+    /// Relevant memories for the system prompt (after the fixed part, so its cached prefix
+    /// still matches), when the sender may use memory.
+    async fn memory_context(&self, input: &TurnInput, tctx: &ToolContext) -> String {
+        let Some(mem) = &self.memory else {
+            return String::new();
+        };
+        if self.router.check("memory", &tctx.channel, tctx.trust).is_err() {
+            return String::new();
+        }
+        let hits = mem.context_for(&input.work.text).await;
+        if hits.is_empty() {
+            return String::new();
+        }
+        tracing::debug!(memories = hits.len(), best = hits[0].score, "memories in context");
+        let mut s = String::from(" Facts the user asked you to remember, use them if they help:");
+        for h in hits {
+            s.push_str("\n- ");
+            s.push_str(h.fact.text.trim());
+        }
+        s
     }
 
     async fn llm_turn(
@@ -1145,7 +1266,8 @@ impl Inner {
             .store
             .read(move |c| sql::history(c, cid, Some(before), n))
             .await?;
-        let mut messages = vec![ChatMessage::new(Role::System, self.system_prompt())];
+        let system = self.system_prompt() + &self.memory_context(input, tctx).await;
+        let mut messages = vec![ChatMessage::new(Role::System, system)];
         for (inbound, body) in history {
             messages.push(ChatMessage::new(
                 if inbound { Role::User } else { Role::Assistant },

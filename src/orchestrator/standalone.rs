@@ -64,6 +64,16 @@ impl Engine {
                 None
             }
         };
+        let memory = crate::home::memory::Memory::open(
+            store.clone(),
+            events.clone(),
+            cfg.memory.clone(),
+            &cfg.models_dir(),
+        )
+        .await?;
+        if let (true, Err(e)) = (cfg.memory.enabled, memory.status()) {
+            eprintln!("warning: memory unavailable ({e}); facts are not remembered");
+        }
         let orchestrator = Orchestrator::new(Deps {
             store: store.clone(),
             events,
@@ -74,6 +84,7 @@ impl Engine {
             llm_config: cfg.llm.clone(),
             routing: cfg.routing.clone(),
             llm: llm.clone().map(|g| g as Arc<dyn super::LlmGateway>),
+            memory: Some(memory),
         });
         Ok(Self {
             orchestrator,

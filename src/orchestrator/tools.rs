@@ -61,6 +61,14 @@ pub enum ToolError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The service behind the tool failed or is unavailable (e.g. a model is missing).
+    #[error("{tool} failed: {message}")]
+    Failed {
+        /// Tool.
+        tool: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// A tool.

@@ -129,6 +129,24 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX reminders_due ON reminders (status, due_at);
     "#,
+    // Memory: remembered facts with their sentence embeddings (little-endian f32).
+    // `contact_id` has no foreign key: erasing a contact's memories is an explicit act
+    // (`DELETE /api/v1/memories?contact_id=`), and the search index mirrors this table.
+    r#"
+    CREATE TABLE memories (
+        id                INTEGER PRIMARY KEY,
+        text              TEXT NOT NULL,
+        contact_id        INTEGER,
+        conversation_id   INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
+        source_message_id INTEGER UNIQUE REFERENCES messages(id) ON DELETE SET NULL,
+        tags              TEXT NOT NULL DEFAULT '[]',
+        model             TEXT NOT NULL,
+        embedding         BLOB NOT NULL,
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL
+    );
+    CREATE INDEX memories_by_contact ON memories (contact_id, id);
+    "#,
 ];
 
 /// The schema version this binary writes.

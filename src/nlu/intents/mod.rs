@@ -188,6 +188,11 @@ pub enum Intent {
         /// The topic.
         query: Option<String>,
     },
+    /// "forget what I said about the spare key".
+    MemoryForget {
+        /// The topic.
+        query: Option<String>,
+    },
     /// "help", "what can you do".
     Help,
     /// "stop", "be quiet", "never mind".
@@ -222,6 +227,7 @@ impl Intent {
             Intent::TaskProgress { .. } => "task.progress",
             Intent::MemoryRemember { .. } => "memory.remember",
             Intent::MemoryRecall { .. } => "memory.recall",
+            Intent::MemoryForget { .. } => "memory.forget",
             Intent::Help => "help",
             Intent::Stop => "stop",
             Intent::Cancel => "cancel",

@@ -415,3 +415,36 @@ pub(super) fn recall(u: &Utt, t: &[Token]) -> Option<Intent> {
         query: u.text(rest),
     })
 }
+
+/// "forget what I said about the spare key", "forget that my pin is 1234". A bare "forget it"
+/// or "forget that" is a stop (matched before this).
+pub(super) fn forget(u: &Utt, t: &[Token]) -> Option<Intent> {
+    const TRIGGERS: &[&str] = &[
+        "forget what i said about",
+        "forget what i told you about",
+        "forget everything i said about",
+        "forget everything i told you about",
+        "forget everything about",
+        "forget what you know about",
+        "forget what you remember about",
+        "forget the fact that",
+        "forget about",
+        "forget that",
+        "stop remembering that",
+        "stop remembering",
+        "delete what i said about",
+        "delete the memory about",
+        "erase what i said about",
+    ];
+    let n = at_any(t, 0, TRIGGERS)?;
+    let mut rest = &t[n..];
+    while let Some(k) = at_any(rest, 0, super::DETERMINERS) {
+        rest = &rest[k..];
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    Some(Intent::MemoryForget {
+        query: u.text(rest),
+    })
+}
