@@ -70,10 +70,11 @@ lint: toolchain
 # The Python peers tests compare against, in a venv of their own (re-installed only when the
 # list changes; pip caches the wheels): faster-whisper (CTranslate2) for our ggml conversion of
 # Whisper, openWakeWord's own package (its 0.4.0 metadata pulls tflite: installed without deps)
-# for wake-word scores.
+# for wake-word scores, Hugging Face tokenizers for the memory model's token ids (numpy and
+# scipy also make the memory embeddings' reference forward pass and the search bench's peer).
 TEST_VENV := .venv-test
 TEST_PY_NODEPS := openwakeword==0.4.0
-TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn
+TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn tokenizers
 test-deps: deps
 	@[ -x $(TEST_VENV)/bin/python ] || python3 -m venv $(TEST_VENV)
 	@want="$(TEST_PY_NODEPS) | $(TEST_PY)"; \
@@ -101,6 +102,7 @@ bench: toolchain models bench-deps test-deps
 	LA_TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python $(CARGO) bench --locked --bench listen
 	LLAMA_CPP_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench llm
 	PIPER_TTS_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench tts
+	LA_TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python $(CARGO) bench --locked --bench memory
 
 # --- aarch64 cross build (Raspberry Pi 5 by default; CROSS_PROFILE=jetson for Orin) -------
 CROSS_TARGET := aarch64-unknown-linux-gnu

@@ -114,7 +114,11 @@ impl AppBuilder {
             outbox.clone(),
             cfg.assistant.missed_grace,
         );
-        health.set("memory", ComponentState::Starting, "loading the embedding model");
+        health.set(
+            "memory",
+            ComponentState::Starting,
+            "loading the embedding model",
+        );
         let memory = Memory::open(
             store.clone(),
             events.clone(),

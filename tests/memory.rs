@@ -206,7 +206,10 @@ fn embeddings_match_a_numpy_forward_pass_over_the_same_weights() -> TestResult {
     ];
     let want = run_python(
         EMBED_PEER,
-        &[dir.to_str().unwrap_or_default(), &serde_json::to_string(&texts)?],
+        &[
+            dir.to_str().unwrap_or_default(),
+            &serde_json::to_string(&texts)?,
+        ],
     );
     let e = Embedder::load(&dir, 256, 1)?;
     assert_eq!(e.dims(), 384);
@@ -258,22 +261,52 @@ const FACTS: &[&str] = &[
 
 /// (query, expected top-1, also acceptable within the top 3).
 const QUERIES: &[(&str, &str)] = &[
-    ("where is the spare key", "the spare key is under the flower pot"),
+    (
+        "where is the spare key",
+        "the spare key is under the flower pot",
+    ),
     ("what's the wifi password", "the wifi password is fish123"),
-    ("when do I see the dentist", "the dentist appointment is on Tuesday at 3 PM"),
-    ("when is grandma's birthday", "Grandma's birthday is on March 14th"),
-    ("where did I park the car", "the car is parked on level 2 of the garage"),
-    ("where is my passport", "the passport is in the top drawer of the desk"),
-    ("how do I call the plumber", "the plumber's number is 555 0134"),
-    ("which day is recycling collected", "the recycling goes out on Thursday mornings"),
+    (
+        "when do I see the dentist",
+        "the dentist appointment is on Tuesday at 3 PM",
+    ),
+    (
+        "when is grandma's birthday",
+        "Grandma's birthday is on March 14th",
+    ),
+    (
+        "where did I park the car",
+        "the car is parked on level 2 of the garage",
+    ),
+    (
+        "where is my passport",
+        "the passport is in the top drawer of the desk",
+    ),
+    (
+        "how do I call the plumber",
+        "the plumber's number is 555 0134",
+    ),
+    (
+        "which day is recycling collected",
+        "the recycling goes out on Thursday mornings",
+    ),
     ("what is Tom allergic to", "Tom is allergic to peanuts"),
     ("what's the code for the alarm", "the alarm code is 4821"),
-    ("where's the fuse box", "the fuse box is in the basement next to the stairs"),
-    ("how warm should the heating be at night", "the thermostat should stay at 20 degrees at night"),
+    (
+        "where's the fuse box",
+        "the fuse box is in the basement next to the stairs",
+    ),
+    (
+        "how warm should the heating be at night",
+        "the thermostat should stay at 20 degrees at night",
+    ),
 ];
 
 async fn open_memory(dir: &Path, cfg: MemoryConfig) -> TestResult<(Store, Arc<EventBus>, Memory)> {
-    let store = Store::open(&dir.join("db.sqlite"), &StoreOptions::default())?;
+    let store = Store::open(
+        &dir.join("db.sqlite"),
+        &StoreOptions::from(&Config::defaults().store),
+    )?;
     let events = Arc::new(EventBus::new(256));
     let memory = Memory::open(store.clone(), events.clone(), cfg, dir).await?;
     assert!(memory.status().is_ok(), "{:?}", memory.status());
@@ -299,7 +332,10 @@ async fn recall_ranks_the_right_household_fact_first() -> TestResult {
         let hits = memory.search(q, 3, 0.0, None).await?;
         let texts: Vec<&str> = hits.iter().map(|h| h.fact.text.as_str()).collect();
         eprintln!("{q:?} → {:?} ({:.3})", texts.first(), hits[0].score);
-        assert!(texts.contains(want), "{q:?}: {want:?} not in the top 3 {texts:?}");
+        assert!(
+            texts.contains(want),
+            "{q:?}: {want:?} not in the top 3 {texts:?}"
+        );
         if texts[0] == *want {
             top1 += 1;
         }
@@ -308,7 +344,9 @@ async fn recall_ranks_the_right_household_fact_first() -> TestResult {
     eprintln!("top-1: {top1}/{}", QUERIES.len());
     assert!(top1 >= QUERIES.len() - 1, "top-1 {top1}/{}", QUERIES.len());
     // The first query must be exactly right.
-    let hits = memory.search("where is the spare key", 1, 0.0, None).await?;
+    let hits = memory
+        .search("where is the spare key", 1, 0.0, None)
+        .await?;
     assert_eq!(hits[0].fact.text, "the spare key is under the flower pot");
     // A threshold keeps unrelated facts out.
     let none = memory
@@ -355,7 +393,11 @@ async fn near_duplicates_update_and_a_source_message_is_remembered_once() -> Tes
             ..NewFact::default()
         })
         .await?;
-    assert_eq!(other.outcome, Outcome::Created, "a different fact is not a duplicate");
+    assert_eq!(
+        other.outcome,
+        Outcome::Created,
+        "a different fact is not a duplicate"
+    );
     let kinds: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
         .map(|e| serde_json::to_value(e).unwrap_or_default()["updated"].to_string())
         .collect();
@@ -389,12 +431,16 @@ async fn forgetting_by_id_and_by_contact_keeps_table_and_index_in_step_across_a_
         ids.push(r.fact.id);
     }
     // Contact filter.
-    let hits = memory.search("where is the spare key", 6, -1.0, Some(2)).await?;
+    let hits = memory
+        .search("where is the spare key", 6, -1.0, Some(2))
+        .await?;
     assert_eq!(hits.len(), 3);
     assert!(hits.iter().all(|h| h.fact.contact_id == Some(2)));
     // By id.
     assert_eq!(memory.forget(vec![ids[0], 9999]).await?, vec![ids[0]]);
-    let hits = memory.search("where is the spare key", 1, 0.0, None).await?;
+    let hits = memory
+        .search("where is the spare key", 1, 0.0, None)
+        .await?;
     assert_ne!(hits[0].fact.id, ids[0]);
     // By contact.
     let gone = memory.forget_contact(2).await?;
@@ -447,7 +493,12 @@ async fn memories_api_creates_lists_searches_and_erases_with_named_errors() -> T
     assert_eq!(v["outcome"], "updated");
     assert_eq!(v["memory"]["id"], ids[0]);
     // Pages, newest first.
-    let p1: Value = d.get("/api/v1/memories?limit=2").send().await?.json().await?;
+    let p1: Value = d
+        .get("/api/v1/memories?limit=2")
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(p1["items"].as_array().map(Vec::len), Some(2));
     assert_eq!(p1["items"][0]["id"], ids[4]);
     let cursor = p1["next_cursor"].as_str().unwrap_or("").to_owned();
@@ -458,16 +509,24 @@ async fn memories_api_creates_lists_searches_and_erases_with_named_errors() -> T
         .json()
         .await?;
     assert_eq!(p2["items"][0]["id"], ids[2]);
-    let by_contact: Value = d.get("/api/v1/memories?contact_id=2").send().await?.json().await?;
-    assert_eq!(by_contact["items"].as_array().map(Vec::len), Some(2));
-    // Search.
-    let s: Value = d
-        .get("/api/v1/memories?q=where%20did%20I%20park&limit=2")
+    let by_contact: Value = d
+        .get("/api/v1/memories?contact_id=2")
         .send()
         .await?
         .json()
         .await?;
-    assert_eq!(s["items"][0]["text"], "the car is parked on level 2 of the garage");
+    assert_eq!(by_contact["items"].as_array().map(Vec::len), Some(2));
+    // Search.
+    let s: Value = d
+        .get("/api/v1/memories?q=where%20did%20I%20park%20the%20car&limit=2")
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        s["items"][0]["text"],
+        "the car is parked on level 2 of the garage"
+    );
     assert!(s["items"][0]["score"].as_f64().unwrap_or(0.0) > 0.4);
     // Validation names the field.
     for (req, field) in [
@@ -494,7 +553,12 @@ async fn memories_api_creates_lists_searches_and_erases_with_named_errors() -> T
         let msg = v["error"]["message"].as_str().unwrap_or("");
         assert!(msg.starts_with(&format!("{field}:")), "{path}: {msg}");
     }
-    let r = d.client.delete(d.url("/api/v1/memories")).bearer_auth(common::TOKEN).send().await?;
+    let r = d
+        .client
+        .delete(d.url("/api/v1/memories"))
+        .bearer_auth(common::TOKEN)
+        .send()
+        .await?;
     assert_eq!(r.status(), 400);
     // Forget one, then a contact.
     let r = d
@@ -512,7 +576,10 @@ async fn memories_api_creates_lists_searches_and_erases_with_named_errors() -> T
         .await?;
     assert_eq!(r.status(), 404);
     assert_eq!(
-        d.get(&format!("/api/v1/memories/{}", ids[1])).send().await?.status(),
+        d.get(&format!("/api/v1/memories/{}", ids[1]))
+            .send()
+            .await?
+            .status(),
         404
     );
     let r: Value = d
@@ -552,14 +619,22 @@ async fn say(d: &TestDaemon, conv: Option<i64>, text: &str) -> TestResult<Value>
     let resp = d.post("/api/v1/chat").json(&body).send().await?;
     assert_eq!(resp.status(), 200, "{text}");
     let v: Value = resp.json().await?;
-    eprintln!("> {text}\n< {} [{} {}]", v["reply"], v["intent"], v["outcome"]);
+    eprintln!(
+        "> {text}\n< {} [{} {}]",
+        v["reply"], v["intent"], v["outcome"]
+    );
     Ok(v)
 }
 
 #[tokio::test]
 async fn remember_recall_and_forget_through_the_chat_api() -> TestResult {
     let d = TestDaemon::start_with(with_memory, Vec::new()).await?;
-    let a = say(&d, None, "remember that the spare key is under the flower pot").await?;
+    let a = say(
+        &d,
+        None,
+        "remember that the spare key is under the flower pot",
+    )
+    .await?;
     assert_eq!(a["intent"], "memory.remember");
     assert_eq!(a["tool_calls"][0]["name"], "memory_remember");
     assert_eq!(
@@ -572,11 +647,22 @@ async fn remember_recall_and_forget_through_the_chat_api() -> TestResult {
     assert_eq!(q["reply"], "What should I remember?");
     assert_eq!(q["state"], "awaiting_slot");
     let r = say(&d, c, "that the wifi password is fish123").await?;
-    assert_eq!(r["tool_calls"][0]["arguments"]["text"], "the wifi password is fish123");
-    say(&d, c, "remember the recycling goes out on Thursday mornings").await?;
+    assert_eq!(
+        r["tool_calls"][0]["arguments"]["text"],
+        "the wifi password is fish123"
+    );
+    say(
+        &d,
+        c,
+        "remember the recycling goes out on Thursday mornings",
+    )
+    .await?;
     let r = say(&d, c, "what did I say about the spare key").await?;
     assert_eq!(r["intent"], "memory.recall");
-    assert_eq!(r["reply"], "You told me: The spare key is under the flower pot.");
+    assert_eq!(
+        r["reply"],
+        "You told me: The spare key is under the flower pot."
+    );
     let r = say(&d, c, "what did I tell you about the internet password").await?;
     assert!(
         r["reply"].as_str().unwrap_or("").contains("fish123"),
@@ -611,7 +697,10 @@ async fn remember_recall_and_forget_through_the_chat_api() -> TestResult {
         .unwrap_or_default();
     assert_eq!(
         texts,
-        ["the recycling goes out on Thursday mornings", "the wifi password is fish123"]
+        [
+            "the recycling goes out on Thursday mornings",
+            "the wifi password is fish123"
+        ]
     );
     // The stored fact points at the message that said it.
     let src = list["items"][1]["source_message_id"].as_i64();
@@ -650,10 +739,22 @@ async fn without_the_model_memory_says_so_instead_of_failing() -> TestResult {
     let v: Value = r.json().await?;
     assert_eq!(v["error"]["code"], "memory_unavailable");
     let ready = d.get("/readyz").send().await?;
-    assert_eq!(ready.status(), 200, "a missing model degrades, it does not block");
-    let a = say(&d, None, "remember that the spare key is under the flower pot").await?;
+    assert_eq!(
+        ready.status(),
+        200,
+        "a missing model degrades, it does not block"
+    );
+    let a = say(
+        &d,
+        None,
+        "remember that the spare key is under the flower pot",
+    )
+    .await?;
     assert!(
-        a["reply"].as_str().unwrap_or("").contains("memory is unavailable"),
+        a["reply"]
+            .as_str()
+            .unwrap_or("")
+            .contains("memory is unavailable"),
         "{}",
         a["reply"]
     );
@@ -696,7 +797,11 @@ async fn relevant_memories_reach_the_llm_prompt_and_irrelevant_ones_do_not() -> 
     )
     .await?;
     for f in FACTS {
-        let r = d.post("/api/v1/memories").json(&json!({"text": f})).send().await?;
+        let r = d
+            .post("/api/v1/memories")
+            .json(&json!({"text": f}))
+            .send()
+            .await?;
         assert_eq!(r.status(), 201);
     }
     let r = say(&d, None, "where did we hide the key to the front door?").await?;
@@ -704,14 +809,22 @@ async fn relevant_memories_reach_the_llm_prompt_and_irrelevant_ones_do_not() -> 
     let sys = |i: usize| -> String {
         prompts.0.lock().map_or_else(
             |_| String::new(),
-            |v| v[i]["messages"][0]["content"].as_str().unwrap_or("").to_owned(),
+            |v| {
+                v[i]["messages"][0]["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            },
         )
     };
     let s = sys(0);
     eprintln!("{s}");
     assert!(s.contains("- the spare key is under the flower pot"), "{s}");
     assert!(!s.contains("Grandma"), "{s}");
-    assert!(s.lines().filter(|l| l.starts_with("- ")).count() <= 3, "{s}");
+    assert!(
+        s.lines().filter(|l| l.starts_with("- ")).count() <= 3,
+        "{s}"
+    );
     // Nothing relevant: no memory section.
     say(&d, None, "tell me a joke about penguins").await?;
     let s = sys(1);

@@ -108,7 +108,11 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(messages::post_outbound))
         .routes(routes!(events::stream))
         .routes(routes!(chat::chat))
-        .routes(routes!(memories::list, memories::create, memories::erase_contact))
+        .routes(routes!(
+            memories::list,
+            memories::create,
+            memories::erase_contact
+        ))
         .routes(routes!(memories::get_one, memories::delete_one))
 }
 

@@ -97,9 +97,9 @@ pub fn model_path(cfg: &Config) -> Result<PathBuf, LlmError> {
         return Ok(PathBuf::from(m));
     }
     crate::models::resolve(&cfg.models_dir(), m).map_err(|e| LlmError::Load {
-            path: m.clone(),
-            reason: e.to_string(),
-        })
+        path: m.clone(),
+        reason: e.to_string(),
+    })
 }
 
 /// Load the configured backend and start its worker. `Ok(None)`: `llm.backend = "none"`.

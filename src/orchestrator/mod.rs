@@ -855,7 +855,9 @@ impl Inner {
                 )),
                 _ if new_request => Err(()),
                 _ if attempts >= 1 => Ok((
-                    Decision::Say("Sorry, I didn't get it, so I haven't remembered anything.".into()),
+                    Decision::Say(
+                        "Sorry, I didn't get it, so I haven't remembered anything.".into(),
+                    ),
                     None,
                 )),
                 _ => Ok((
@@ -1060,14 +1062,25 @@ impl Inner {
             return Decision::Refuse(r.say);
         }
         let Some(q) = query else {
-            return Decision::Say("Which memory? Say, for example: forget what I said about the spare key.".into());
+            return Decision::Say(
+                "Which memory? Say, for example: forget what I said about the spare key.".into(),
+            );
         };
         let args = json!({ "query": q });
-        match self.tools.call(&self.router, "memory_forget", args.clone(), tctx).await {
+        match self
+            .tools
+            .call(&self.router, "memory_forget", args.clone(), tctx)
+            .await
+        {
             Ok(Ok(out)) => {
                 let ids: Vec<String> = out.data["candidates"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|c| c["id"].as_i64()).map(|i| i.to_string()).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|c| c["id"].as_i64())
+                            .map(|i| i.to_string())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 calls.push(ToolCallRecord {
                     name: "memory_forget".into(),
@@ -1220,14 +1233,22 @@ impl Inner {
         let Some(mem) = &self.memory else {
             return String::new();
         };
-        if self.router.check("memory", &tctx.channel, tctx.trust).is_err() {
+        if self
+            .router
+            .check("memory", &tctx.channel, tctx.trust)
+            .is_err()
+        {
             return String::new();
         }
         let hits = mem.context_for(&input.work.text).await;
         if hits.is_empty() {
             return String::new();
         }
-        tracing::debug!(memories = hits.len(), best = hits[0].score, "memories in context");
+        tracing::debug!(
+            memories = hits.len(),
+            best = hits[0].score,
+            "memories in context"
+        );
         let mut s = String::from(" Facts the user asked you to remember, use them if they help:");
         for h in hits {
             s.push_str("\n- ");

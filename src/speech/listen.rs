@@ -23,18 +23,10 @@ pub struct Listening {
 /// A model named in the config: a value with a `/` is a path, else a manifest name resolved
 /// to its main file (or `file` inside its directory when given).
 pub fn model_file(cfg: &Config, name: &str, file: Option<&str>) -> Result<PathBuf, SpeechError> {
-    if name.contains('/') {
-        return Ok(PathBuf::from(name));
-    }
-    let store =
-        crate::models::ModelStore::new(cfg.models_dir()).map_err(|e| SpeechError::Model {
-            path: cfg.models_dir(),
-            reason: e.to_string(),
-        })?;
     let path = match file {
-        Some(f) => store.model_dir(name).join(f),
-        None => store.path_of(name).map_err(|e| SpeechError::Model {
-            path: store.model_dir(name),
+        Some(f) if !name.contains('/') => cfg.models_dir().join(name).join(f),
+        _ => crate::models::resolve(&cfg.models_dir(), name).map_err(|e| SpeechError::Model {
+            path: cfg.models_dir().join(name),
             reason: e.to_string(),
         })?,
     };

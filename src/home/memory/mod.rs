@@ -202,7 +202,12 @@ impl Memory {
             tokio::task::spawn_blocking(move || {
                 let dir = model_dir(&models_dir, &spec)?;
                 let e = Embedder::load(&dir, max_tokens, threads)?;
-                EmbedWorker::spawn(e, depth)
+                // The model's identity, stored with each embedding: its directory's name
+                // (the manifest name, whether configured by name or by path).
+                let name = dir
+                    .file_name()
+                    .map_or_else(|| spec.clone(), |n| n.to_string_lossy().into_owned());
+                Ok((EmbedWorker::spawn(e, depth)?, name))
             })
             .await
             .map_err(|e| MemoryError::Embed(format!("model loader panicked: {e}")))
@@ -211,8 +216,11 @@ impl Memory {
         } else {
             Err("switched off (memory.enabled = false)".to_owned())
         };
+        let (engine, model_name) = match engine {
+            Ok((w, name)) => (Ok(w), name),
+            Err(e) => (Err(e), cfg.model.clone()),
+        };
         let dims = engine.as_ref().map_or(embed::DIMS, EmbedWorker::dims);
-        let model_name = cfg.model.clone();
         let me = Self {
             inner: Arc::new(Inner {
                 store,
@@ -367,7 +375,9 @@ impl Memory {
             .scan(v.clone(), 8, contact)
             .await?
             .into_iter()
-            .find(|s| s.score >= self.inner.cfg.dedupe_score && contact_matches(self, s.id, contact));
+            .find(|s| {
+                s.score >= self.inner.cfg.dedupe_score && contact_matches(self, s.id, contact)
+            });
         let model = self.inner.model_name.clone();
         let (fact, outcome) = match dup {
             Some(d) => {
@@ -518,7 +528,11 @@ impl Memory {
     /// Forget facts by id; returns the ids that existed.
     pub async fn forget(&self, ids: Vec<i64>) -> Result<Vec<i64>, MemoryError> {
         let _guard = self.inner.writes.lock().await;
-        let gone = self.inner.store.write(move |c| sql::delete(c, &ids)).await?;
+        let gone = self
+            .inner
+            .store
+            .write(move |c| sql::delete(c, &ids))
+            .await?;
         {
             let mut ix = self.write_index();
             for id in &gone {

@@ -103,10 +103,7 @@ pub fn insert(conn: &Connection, r: &NewRow) -> Result<Fact, StoreError> {
         ],
     )?;
     let id = conn.last_insert_rowid();
-    get(conn, id)?.ok_or(StoreError::NotFound {
-        what: "memory",
-        id,
-    })
+    get(conn, id)?.ok_or(StoreError::NotFound { what: "memory", id })
 }
 
 /// Replace a fact's text and embedding (a near-duplicate said again); the newer wording wins.
@@ -123,18 +120,19 @@ pub fn update(
         "UPDATE memories SET text = ?2, tags = COALESCE(?3, tags), model = ?4, embedding = ?5,
                              updated_at = ?6
           WHERE id = ?1",
-        params![id, text, tags, model, to_blob(embedding), UnixMillis::now().0],
+        params![
+            id,
+            text,
+            tags,
+            model,
+            to_blob(embedding),
+            UnixMillis::now().0
+        ],
     )?;
     if n == 0 {
-        return Err(StoreError::NotFound {
-            what: "memory",
-            id,
-        });
+        return Err(StoreError::NotFound { what: "memory", id });
     }
-    get(conn, id)?.ok_or(StoreError::NotFound {
-        what: "memory",
-        id,
-    })
+    get(conn, id)?.ok_or(StoreError::NotFound { what: "memory", id })
 }
 
 /// Delete facts by id; returns the ids that existed.
@@ -173,11 +171,7 @@ pub fn list(
     ))?;
     let rows = stmt
         .query_map(
-            params![
-                contact_id,
-                before,
-                i64::try_from(limit).unwrap_or(i64::MAX)
-            ],
+            params![contact_id, before, i64::try_from(limit).unwrap_or(i64::MAX)],
             row_to_fact,
         )?
         .collect::<Result<_, _>>()?;

@@ -220,7 +220,11 @@ impl WordPiece {
             }
         }
         if self.strip_accents {
-            s = s.nfd().map(|(c, _)| c).filter(|c| !c.is_mark_nonspacing()).collect();
+            s = s
+                .nfd()
+                .map(|(c, _)| c)
+                .filter(|c| !c.is_mark_nonspacing())
+                .collect();
         }
         if self.lowercase {
             s = s.chars().flat_map(char::to_lowercase).collect();

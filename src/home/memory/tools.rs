@@ -59,7 +59,9 @@ impl Tool for Remember {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "memory_remember".into(),
-            description: "Remember a fact the user states, e.g. \"the spare key is under the flower pot\".".into(),
+            description:
+                "Remember a fact the user states, e.g. \"the spare key is under the flower pot\"."
+                    .into(),
             parameters: json!({"type": "object", "properties": {
                 "text": {"type": "string"}, "tags": {"type": "string"}},
                 "required": ["text"]}),
@@ -98,7 +100,10 @@ impl Tool for Remember {
                 .map_err(|e| tool_err("memory_remember", e))?;
             let say = match r.outcome {
                 Outcome::Created | Outcome::Replayed => {
-                    format!("Okay, I'll remember that {}.", r.fact.text.trim_end_matches('.'))
+                    format!(
+                        "Okay, I'll remember that {}.",
+                        r.fact.text.trim_end_matches('.')
+                    )
                 }
                 Outcome::Updated => format!(
                     "Okay, I've updated what I remembered: {}",

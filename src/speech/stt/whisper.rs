@@ -141,11 +141,7 @@ pub fn resolve_model(spec: &str, models_dir: &Path) -> Result<PathBuf, SpeechErr
             })
         };
     }
-    let store = crate::models::ModelStore::new(models_dir).map_err(|e| SpeechError::Model {
-        path: models_dir.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    store.path_of(spec).map_err(|e| SpeechError::Model {
+    crate::models::resolve(models_dir, spec).map_err(|e| SpeechError::Model {
         path: models_dir.join(spec),
         reason: e.to_string(),
     })
