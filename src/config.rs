@@ -15,9 +15,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod brain;
+pub mod caldav;
 pub mod speech;
 
 pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
+pub use caldav::CaldavConfig;
 pub use speech::{SpeechConfig, SttEngineKind, VadConfig, WakeConfig};
 
 /// The system-wide config file, used when `--config` is not given and the file exists.
@@ -126,6 +128,8 @@ pub struct RawConfig {
     pub routing: brain::RawRouting,
     /// `[speech]`.
     pub speech: speech::RawSpeech,
+    /// `[caldav]`.
+    pub caldav: caldav::RawCaldav,
 }
 
 /// `[server]`: the HTTP listener.
@@ -298,6 +302,8 @@ pub struct Config {
     pub routing: brain::RoutingConfig,
     /// The speech engines.
     pub speech: speech::SpeechConfig,
+    /// CalDAV sync of the calendar.
+    pub caldav: caldav::CaldavConfig,
 }
 
 /// HTTP listener.
@@ -611,6 +617,7 @@ impl Config {
             llm: brain::resolve_llm(raw.llm)?,
             routing: brain::resolve_routing(raw.routing)?,
             speech: speech::resolve_speech(raw.speech)?,
+            caldav: caldav::resolve_caldav(raw.caldav)?,
         })
     }
 

@@ -5,6 +5,7 @@
 //! `messaging` and `store` and translate their errors in `error.rs`.
 
 pub mod auth;
+pub mod caldav;
 pub mod chat;
 pub mod error;
 pub mod events;
@@ -61,6 +62,8 @@ pub struct ApiState {
     pub max_text_chars: usize,
     /// The OpenAPI document, rendered once.
     pub openapi: Arc<OnceLock<String>>,
+    /// CalDAV sync, when `[caldav]` is enabled and a calendar is registered.
+    pub caldav: Option<crate::home::caldav::Caldav>,
 }
 
 #[derive(OpenApi)]
@@ -74,6 +77,7 @@ pub struct ApiState {
         (name = "system", description = "Health, readiness, metrics, version"),
         (name = "messages", description = "Conversations and messages"),
         (name = "events", description = "The live event stream"),
+        (name = "calendar", description = "The calendar and its CalDAV sync"),
     )
 )]
 struct ApiDoc;
@@ -104,6 +108,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(messages::post_outbound))
         .routes(routes!(events::stream))
         .routes(routes!(chat::chat))
+        .routes(routes!(caldav::sync_now, caldav::sync_state))
 }
 
 /// The OpenAPI document as a value (used by tests and `openapi.json`).

@@ -1,4 +1,6 @@
-//! Home data the assistant keeps: reminders and timers now; calendar, tasks, contacts and
-//! memory join here with the Home data issue and plug into the same tool registry.
+//! Home data the assistant keeps: reminders and timers, and the CalDAV sync of the calendar;
+//! calendar, tasks, contacts and memory join here with the Home data issue and plug into the
+//! same tool registry.
 
+pub mod caldav;
 pub mod reminders;
