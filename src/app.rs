@@ -163,7 +163,12 @@ impl AppBuilder {
                 None
             }
             (Some(cal), true) => {
-                match Caldav::new(&cfg.caldav, store.clone(), cal.clone(), Some(health.clone())) {
+                match Caldav::new(
+                    &cfg.caldav,
+                    store.clone(),
+                    cal.clone(),
+                    Some(health.clone()),
+                ) {
                     Ok(c) => {
                         health.set("caldav", ComponentState::Ready, "first sync pending");
                         Some(c)

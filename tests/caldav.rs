@@ -14,7 +14,7 @@ use local_assistant::app::App;
 use local_assistant::config::{CaldavConfig, Config, Secret};
 use local_assistant::home::caldav::client::{Precondition, WriteOutcome};
 use local_assistant::home::caldav::{
-    state, CalendarChange, Caldav, LocalCalendar, LocalError, SyncReport,
+    state, Caldav, CalendarChange, LocalCalendar, LocalError, SyncReport,
 };
 use local_assistant::store::{Store, StoreOptions};
 
@@ -123,7 +123,12 @@ impl Radicale {
 
     async fn mkcalendar(&self, path: &str) -> TestResult {
         let r = self.http("MKCALENDAR", path).send().await?;
-        assert_eq!(r.status().as_u16(), 201, "MKCALENDAR {path}: {}", r.text().await?);
+        assert_eq!(
+            r.status().as_u16(),
+            201,
+            "MKCALENDAR {path}: {}",
+            r.text().await?
+        );
         Ok(())
     }
 
@@ -163,7 +168,8 @@ impl Radicale {
 
     /// Every object in the calendar: href → etag (a raw PROPFIND).
     async fn etags(&self) -> TestResult<HashMap<String, String>> {
-        let body = r#"<?xml version="1.0"?><propfind xmlns="DAV:"><prop><getetag/></prop></propfind>"#;
+        let body =
+            r#"<?xml version="1.0"?><propfind xmlns="DAV:"><prop><getetag/></prop></propfind>"#;
         let text = self
             .http("PROPFIND", "/alice/cal/")
             .header("Depth", "1")
@@ -246,7 +252,11 @@ impl MemCalendar {
         self.lock().counter
     }
     fn live(&self) -> usize {
-        self.lock().events.values().filter(|(_, i)| i.is_some()).count()
+        self.lock()
+            .events
+            .values()
+            .filter(|(_, i)| i.is_some())
+            .count()
     }
 }
 
@@ -336,7 +346,13 @@ impl Fixture {
     }
 }
 
-fn report(pushed: u32, pulled: u32, deleted_remote: u32, deleted_local: u32, conflicts: u32) -> SyncReport {
+fn report(
+    pushed: u32,
+    pulled: u32,
+    deleted_remote: u32,
+    deleted_local: u32,
+    conflicts: u32,
+) -> SyncReport {
     SyncReport {
         pushed,
         pulled,
@@ -360,7 +376,10 @@ async fn events_made_here_appear_there_and_events_made_there_appear_here() -> Te
     assert_eq!(f.sync().await?, report(2, 0, 0, 0, 0));
     // Seen with a raw HTTP GET …
     let raw = f.server.get("dentist-1").await?;
-    assert_eq!(raw.as_deref().and_then(summary_of).as_deref(), Some("Dentist"));
+    assert_eq!(
+        raw.as_deref().and_then(summary_of).as_deref(),
+        Some("Dentist")
+    );
     let raw = f.server.get("party@example.org").await?;
     assert_eq!(
         raw.as_deref().and_then(summary_of).as_deref(),
@@ -371,7 +390,10 @@ async fn events_made_here_appear_there_and_events_made_there_appear_here() -> Te
     let objs = tokio::task::spawn_blocking(move || {
         client.multiget(
             "/alice/cal/",
-            &["/alice/cal/dentist-1.ics".to_owned(), "/alice/cal/party@example.org.ics".to_owned()],
+            &[
+                "/alice/cal/dentist-1.ics".to_owned(),
+                "/alice/cal/party@example.org.ics".to_owned(),
+            ],
         )
     })
     .await??;
@@ -395,15 +417,18 @@ async fn edits_and_deletes_propagate_both_ways() -> TestResult {
     assert_eq!(f.sync().await?, report(1, 1, 0, 0, 0));
 
     // Edit here → there.
-    f.cal.save("a", "Local A, moved");
+    f.cal.save("a", "Local A moved");
     assert_eq!(f.sync().await?, report(1, 0, 0, 0, 0));
     let raw = f.server.get("a").await?;
-    assert_eq!(raw.as_deref().and_then(summary_of).as_deref(), Some("Local A, moved"));
+    assert_eq!(
+        raw.as_deref().and_then(summary_of).as_deref(),
+        Some("Local A moved")
+    );
 
     // Edit there → here.
-    f.server.put("b", "Remote B, renamed").await?;
+    f.server.put("b", "Remote B renamed").await?;
     assert_eq!(f.sync().await?, report(0, 1, 0, 0, 0));
-    assert_eq!(f.cal.summary("b").as_deref(), Some("Remote B, renamed"));
+    assert_eq!(f.cal.summary("b").as_deref(), Some("Remote B renamed"));
 
     // Delete here → there.
     f.cal.delete("a");
@@ -420,7 +445,8 @@ async fn edits_and_deletes_propagate_both_ways() -> TestResult {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_conflict_is_won_by_the_server_and_the_local_edit_is_kept_in_the_audit_log() -> TestResult {
+async fn a_conflict_is_won_by_the_server_and_the_local_edit_is_kept_in_the_audit_log() -> TestResult
+{
     let f = Fixture::new().await?;
     for uid in ["both-edited", "deleted-here", "deleted-there"] {
         f.cal.save(uid, "Original");
@@ -440,11 +466,20 @@ async fn a_conflict_is_won_by_the_server_and_the_local_edit_is_kept_in_the_audit
     assert_eq!(f.sync().await?, report(0, 0, 0, 0, 3));
 
     // The server's version won everywhere …
-    assert_eq!(f.cal.summary("both-edited").as_deref(), Some("Edited there"));
-    assert_eq!(f.cal.summary("deleted-here").as_deref(), Some("Edited there"));
+    assert_eq!(
+        f.cal.summary("both-edited").as_deref(),
+        Some("Edited there")
+    );
+    assert_eq!(
+        f.cal.summary("deleted-here").as_deref(),
+        Some("Edited there")
+    );
     assert_eq!(f.cal.get("deleted-there"), None);
     let raw = f.server.get("both-edited").await?;
-    assert_eq!(raw.as_deref().and_then(summary_of).as_deref(), Some("Edited there"));
+    assert_eq!(
+        raw.as_deref().and_then(summary_of).as_deref(),
+        Some("Edited there")
+    );
     assert_eq!(f.server.get("deleted-there").await?, None);
 
     // … and the local side is in the audit log.
@@ -479,7 +514,11 @@ async fn a_second_sync_without_changes_does_nothing() -> TestResult {
         assert!(f.sync().await?.is_empty());
     }
     assert_eq!(f.server.etags().await?, etags, "the server was written to");
-    assert_eq!(f.cal.version(), version, "the local calendar was written to");
+    assert_eq!(
+        f.cal.version(),
+        version,
+        "the local calendar was written to"
+    );
     Ok(())
 }
 
@@ -495,7 +534,11 @@ async fn a_stale_if_match_gets_412_and_the_sync_resolves_it_by_the_rule() -> Tes
     let (put, create, delete) = tokio::task::spawn_blocking(move || -> TestResult<_> {
         let stale = Precondition::Replace("\"not-the-etag\"".into());
         let put = client.put("/alice/cal/x.ics", &ics("x", "Sneaky"), &stale)?;
-        let create = client.put("/alice/cal/x.ics", &ics("x", "Sneaky"), &Precondition::Create)?;
+        let create = client.put(
+            "/alice/cal/x.ics",
+            &ics("x", "Sneaky"),
+            &Precondition::Create,
+        )?;
         let delete = client.delete("/alice/cal/x.ics", Some("\"not-the-etag\""))?;
         Ok((put, create, delete))
     })
@@ -504,7 +547,12 @@ async fn a_stale_if_match_gets_412_and_the_sync_resolves_it_by_the_rule() -> Tes
     assert_eq!(create, WriteOutcome::PreconditionFailed);
     assert_eq!(delete, WriteOutcome::PreconditionFailed);
     assert_eq!(
-        f.server.get("x").await?.as_deref().and_then(summary_of).as_deref(),
+        f.server
+            .get("x")
+            .await?
+            .as_deref()
+            .and_then(summary_of)
+            .as_deref(),
         Some("Mine")
     );
 
@@ -545,8 +593,14 @@ async fn a_crash_between_the_put_and_the_state_update_neither_duplicates_nor_los
     assert_eq!(f.sync().await?, report(0, 0, 0, 0, 0));
     let etags = f.server.etags().await?;
     assert_eq!(etags.len(), 2, "{etags:?}");
-    assert_eq!(f.cal.summary("new-1").as_deref(), Some("Created before the crash"));
-    assert_eq!(f.cal.summary("kept").as_deref(), Some("Edited before the crash"));
+    assert_eq!(
+        f.cal.summary("new-1").as_deref(),
+        Some("Created before the crash")
+    );
+    assert_eq!(
+        f.cal.summary("kept").as_deref(),
+        Some("Edited before the crash")
+    );
     assert!(state::conflicts_of(&f.store, "new-1").await?.is_empty());
     assert!(f.sync().await?.is_empty());
     Ok(())
@@ -576,7 +630,12 @@ async fn errors_name_the_url_the_status_and_what_the_server_said() -> TestResult
     let mut cfg = caldav_config(server.url("/alice/cal/"));
     cfg.password = Some(Secret::new("wrong"));
     let sync = Caldav::new(&cfg, store.clone(), Arc::new(MemCalendar::default()), None)?;
-    let msg = sync.sync_now().await.err().map(|e| e.to_string()).unwrap_or_default();
+    let msg = sync
+        .sync_now()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(msg.contains(&server.url("/alice/cal/")), "{msg}");
     assert!(msg.contains("401"), "{msg}");
     assert!(msg.contains("PROPFIND"), "{msg}");
@@ -585,7 +644,12 @@ async fn errors_name_the_url_the_status_and_what_the_server_said() -> TestResult
     let mut cfg = caldav_config(server.url("/alice/"));
     cfg.url = server.url("/alice/nothing-here/");
     let sync = Caldav::new(&cfg, store, Arc::new(MemCalendar::default()), None)?;
-    let msg = sync.sync_now().await.err().map(|e| e.to_string()).unwrap_or_default();
+    let msg = sync
+        .sync_now()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(msg.contains("/alice/nothing-here/"), "{msg}");
     Ok(())
 }
@@ -641,7 +705,12 @@ async fn the_sync_route_runs_a_sync_and_returns_counts() -> TestResult {
     assert_eq!(status["enabled"], true);
     assert_eq!(status["items"], 2, "{status}");
 
-    let ready: serde_json::Value = http.get(format!("{base}/readyz")).send().await?.json().await?;
+    let ready: serde_json::Value = http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert!(ready["components"]["caldav"].is_object(), "{ready}");
     app.stop().await?;
     Ok(())
@@ -650,7 +719,9 @@ async fn the_sync_route_runs_a_sync_and_returns_counts() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sync_route_says_when_caldav_is_off() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let app = App::builder(common::test_config(dir.path())).start().await?;
+    let app = App::builder(common::test_config(dir.path()))
+        .start()
+        .await?;
     let r = reqwest::Client::new()
         .post(format!("http://{}/api/v1/calendar/sync", app.local_addr()))
         .bearer_auth(TOKEN)
@@ -659,9 +730,41 @@ async fn the_sync_route_says_when_caldav_is_off() -> TestResult {
     assert_eq!(r.status().as_u16(), 409);
     let body: serde_json::Value = r.json().await?;
     assert!(
-        body["error"]["message"].as_str().unwrap_or_default().contains("[caldav]"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("[caldav]"),
         "{body}"
     );
     app.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_events_sync_in_batches_and_the_no_op_run_is_cheap() -> TestResult {
+    let f = Fixture::new().await?;
+    const N: usize = 150; // above the multiget batch of 100
+    for i in 0..N {
+        f.cal.save(&format!("local-{i}"), &format!("Local {i}"));
+        f.server
+            .put(&format!("remote-{i}"), &format!("Remote {i}"))
+            .await?;
+    }
+    let n = u32::try_from(N)?;
+    let started = Instant::now();
+    assert_eq!(f.sync().await?, report(n, n, 0, 0, 0));
+    let full = started.elapsed();
+    assert_eq!(f.cal.live(), 2 * N);
+    assert_eq!(f.server.etags().await?.len(), 2 * N);
+    assert_eq!(f.cal.summary("remote-149").as_deref(), Some("Remote 149"));
+
+    let started = Instant::now();
+    assert!(f.sync().await?.is_empty());
+    let noop = started.elapsed();
+    eprintln!(
+        "caldav: first sync of {N} local + {N} remote events: {full:?}; \
+         a run with nothing to do over {} events: {noop:?}",
+        2 * N
+    );
     Ok(())
 }

@@ -61,9 +61,13 @@ pub struct SyncState {
 impl From<CaldavError> for ApiError {
     fn from(e: CaldavError) -> Self {
         match e {
-            CaldavError::Disabled => Self::new(StatusCode::CONFLICT, e.to_string()).code("caldav_disabled"),
+            CaldavError::Disabled => {
+                Self::new(StatusCode::CONFLICT, e.to_string()).code("caldav_disabled")
+            }
             CaldavError::Store(s) => s.into(),
-            _ if e.is_remote() => Self::new(StatusCode::BAD_GATEWAY, e.to_string()).code("caldav_server"),
+            _ if e.is_remote() => {
+                Self::new(StatusCode::BAD_GATEWAY, e.to_string()).code("caldav_server")
+            }
             _ if e.is_retryable() => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             _ => {
                 tracing::error!(error = %e, "caldav sync failed");

@@ -83,7 +83,10 @@ pub fn resolve_caldav(raw: RawCaldav) -> Result<CaldavConfig, ConfigError> {
     if !(10..=86_400).contains(&raw.interval_secs) {
         return Err(key_err(
             "caldav.interval_secs",
-            format!("expected a number from 10 to 86400; got {}", raw.interval_secs),
+            format!(
+                "expected a number from 10 to 86400; got {}",
+                raw.interval_secs
+            ),
         ));
     }
     if !(1..=600).contains(&raw.timeout_secs) {

@@ -266,7 +266,12 @@ impl DavClient {
         }
     }
 
-    fn propfind(&self, path: &str, depth: &str, body: &str) -> Result<Vec<DavResponse>, CaldavError> {
+    fn propfind(
+        &self,
+        path: &str,
+        depth: &str,
+        body: &str,
+    ) -> Result<Vec<DavResponse>, CaldavError> {
         let r = self.send(
             "PROPFIND",
             path,
@@ -372,7 +377,12 @@ impl DavClient {
     }
 
     /// `PUT` a VCALENDAR with a precondition.
-    pub fn put(&self, path: &str, ics: &str, pre: &Precondition) -> Result<WriteOutcome, CaldavError> {
+    pub fn put(
+        &self,
+        path: &str,
+        ics: &str,
+        pre: &Precondition,
+    ) -> Result<WriteOutcome, CaldavError> {
         let mut headers = vec![("Content-Type", "text/calendar; charset=utf-8")];
         match pre {
             Precondition::Create => headers.push(("If-None-Match", "*")),
@@ -450,7 +460,9 @@ impl DavClient {
         members
             .into_iter()
             .filter(|r| r.props.is_calendar)
-            .filter(|r| r.props.components.is_empty() || r.props.components.iter().any(|c| c == "VEVENT"))
+            .filter(|r| {
+                r.props.components.is_empty() || r.props.components.iter().any(|c| c == "VEVENT")
+            })
             .map(|r| with_slash(href_path(&r.href)))
             .find(|p| p.trim_end_matches('/') != home.trim_end_matches('/'))
             .ok_or_else(|| not_found(&format!("no calendar collection for events under {home}")))

@@ -53,10 +53,19 @@ mod tests {
     #[test]
     fn uid_is_found_unfolded_with_parameters_and_any_line_end() {
         let cases: &[(&str, Option<&str>)] = &[
-            ("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:abc@x\r\nEND:VEVENT\r\n", Some("abc@x")),
-            ("BEGIN:VEVENT\nUID:long-\n uid-folded\nEND:VEVENT\n", Some("long-uid-folded")),
+            (
+                "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:abc@x\r\nEND:VEVENT\r\n",
+                Some("abc@x"),
+            ),
+            (
+                "BEGIN:VEVENT\nUID:long-\n uid-folded\nEND:VEVENT\n",
+                Some("long-uid-folded"),
+            ),
             ("BEGIN:VEVENT\nuid;X-A=1:lower\nEND:VEVENT\n", Some("lower")),
-            ("BEGIN:VEVENT\nUIDX:no\nSUMMARY:UID:not this\nEND:VEVENT\n", None),
+            (
+                "BEGIN:VEVENT\nUIDX:no\nSUMMARY:UID:not this\nEND:VEVENT\n",
+                None,
+            ),
             ("BEGIN:VEVENT\nUID:\nEND:VEVENT\n", None),
         ];
         for (ics, want) in cases {

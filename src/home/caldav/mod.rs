@@ -292,10 +292,7 @@ impl Caldav {
     }
 
     fn collection(&self) -> Option<String> {
-        self.inner
-            .collection
-            .lock()
-            .map_or(None, |g| g.clone())
+        self.inner.collection.lock().map_or(None, |g| g.clone())
     }
 
     async fn sync_locked(&self) -> Result<SyncReport, CaldavError> {

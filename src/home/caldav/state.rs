@@ -59,8 +59,7 @@ fn load_in(c: &Connection, collection: &str) -> Result<SyncState, StoreError> {
         // Another collection (or none yet): its items mean nothing here.
         _ => return Ok(state),
     }
-    let mut stmt =
-        c.prepare_cached("SELECT uid, href, etag, local_version FROM caldav_items")?;
+    let mut stmt = c.prepare_cached("SELECT uid, href, etag, local_version FROM caldav_items")?;
     let rows = stmt.query_map([], |r| {
         Ok(ItemState {
             uid: r.get(0)?,

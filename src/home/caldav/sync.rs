@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::client::{DavClient, Precondition, RemoteObject, WriteOutcome};
 use super::state::{self, ItemState};
-use super::{blocking, ics, CalendarChange, CaldavError, LocalCalendar, SyncReport};
+use super::{blocking, ics, CaldavError, CalendarChange, LocalCalendar, SyncReport};
 use crate::store::Store;
 
 /// What the server says about one event since the last run.
@@ -87,7 +87,10 @@ pub(super) async fn run(
         if synced.is_some_and(|v| ch.version <= v) {
             continue; // our own apply_remote, or already pushed
         }
-        if local.get(&ch.uid).is_none_or(|prev| prev.version < ch.version) {
+        if local
+            .get(&ch.uid)
+            .is_none_or(|prev| prev.version < ch.version)
+        {
             local.insert(ch.uid.clone(), ch);
         }
     }
@@ -153,13 +156,15 @@ pub(super) async fn run(
 
 impl Run<'_> {
     /// A local change the server has not seen.
-    async fn push(&mut self, l: CalendarChange, item: Option<&ItemState>) -> Result<(), CaldavError> {
+    async fn push(
+        &mut self,
+        l: CalendarChange,
+        item: Option<&ItemState>,
+    ) -> Result<(), CaldavError> {
         match (&l.ics, item) {
             (Some(text), _) => {
-                let href = item.map_or_else(
-                    || href_for(self.collection, &l.uid),
-                    |i| i.href.clone(),
-                );
+                let href =
+                    item.map_or_else(|| href_for(self.collection, &l.uid), |i| i.href.clone());
                 let pre = match item {
                     None => Precondition::Create,
                     Some(ItemState { etag: Some(e), .. }) => Precondition::Replace(e.clone()),

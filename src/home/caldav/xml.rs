@@ -231,7 +231,9 @@ fn on_open(
                 p.props.is_calendar = true;
             }
         }
-        (Ns::CalDav, "comp") if parent_is(stack, Ns::CalDav, "supported-calendar-component-set") => {
+        (Ns::CalDav, "comp")
+            if parent_is(stack, Ns::CalDav, "supported-calendar-component-set") =>
+        {
             let name = e.attributes().flatten().find_map(|a| {
                 (a.key.local_name().as_ref() == b"name")
                     .then(|| {
@@ -306,7 +308,8 @@ fn on_close(
             if let Some(p) = propstat.as_mut() {
                 // Keep the text as sent (no trimming inside), but drop the indentation some
                 // servers put around it.
-                p.props.calendar_data = Some(text.trim_start().to_owned()).filter(|s| !s.is_empty());
+                p.props.calendar_data =
+                    Some(text.trim_start().to_owned()).filter(|s| !s.is_empty());
             }
         }
         (Ns::Dav, "propstat") => {
