@@ -18,6 +18,7 @@ use crate::api::{self, ApiState};
 use crate::config::{Config, Secret};
 use crate::events::EventBus;
 use crate::home::memory::Memory;
+use crate::home::caldav::{Caldav, LocalCalendar};
 use crate::home::reminders::Reminders;
 use crate::messaging::inbox::Inbox;
 use crate::messaging::outbox::{DeliveryHandler, Outbox};
@@ -56,6 +57,7 @@ pub enum AppError {
 pub struct AppBuilder {
     config: Config,
     handlers: BTreeMap<String, Arc<dyn DeliveryHandler>>,
+    calendar: Option<Arc<dyn LocalCalendar>>,
 }
 
 impl AppBuilder {
@@ -63,6 +65,13 @@ impl AppBuilder {
     #[must_use]
     pub fn channel(mut self, name: &str, handler: Arc<dyn DeliveryHandler>) -> Self {
         self.handlers.insert(name.to_owned(), handler);
+        self
+    }
+
+    /// The calendar that `[caldav]` keeps in sync with the server.
+    #[must_use]
+    pub fn local_calendar(mut self, calendar: Arc<dyn LocalCalendar>) -> Self {
+        self.calendar = Some(calendar);
         self
     }
 
@@ -166,6 +175,35 @@ impl AppBuilder {
         });
         orchestrator.recover().await?;
 
+        let caldav = match (&self.calendar, cfg.caldav.enabled) {
+            (_, false) => None,
+            (None, true) => {
+                health.set(
+                    "caldav",
+                    ComponentState::Degraded,
+                    "enabled, but no local calendar is registered",
+                );
+                None
+            }
+            (Some(cal), true) => {
+                match Caldav::new(
+                    &cfg.caldav,
+                    store.clone(),
+                    cal.clone(),
+                    Some(health.clone()),
+                ) {
+                    Ok(c) => {
+                        health.set("caldav", ComponentState::Ready, "first sync pending");
+                        Some(c)
+                    }
+                    Err(e) => {
+                        health.set("caldav", ComponentState::Degraded, e.to_string());
+                        None
+                    }
+                }
+            }
+        };
+
         let shutdown = CancellationToken::new();
         let listener = tokio::net::TcpListener::bind(cfg.server.listen)
             .await
@@ -191,6 +229,7 @@ impl AppBuilder {
             events_cfg: cfg.events.clone(),
             shutdown: shutdown.clone(),
             openapi: Arc::new(OnceLock::new()),
+            caldav: caldav.clone(),
         };
         let router = api::router(state, cfg.server.max_body_bytes);
         let listener = listener.tap_io(|tcp| {
@@ -208,6 +247,9 @@ impl AppBuilder {
         let channels = outbox.channels();
         let outbox_task = tokio::spawn(outbox.run(shutdown.child_token()));
         let mut brain_tasks = vec![tokio::spawn(reminders.run(shutdown.child_token()))];
+        if let Some(c) = caldav {
+            brain_tasks.push(tokio::spawn(c.run(shutdown.child_token())));
+        }
         if cfg.assistant.answer_inbound {
             brain_tasks.push(tokio::spawn(
                 orchestrator.clone().run_inbox(shutdown.child_token()),
@@ -320,6 +362,7 @@ impl App {
         AppBuilder {
             config,
             handlers: BTreeMap::new(),
+            calendar: None,
         }
     }
 }

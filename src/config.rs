@@ -20,6 +20,11 @@ pub mod speech;
 
 pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
 pub use memory::MemoryConfig;
+pub mod caldav;
+pub mod speech;
+
+pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
+pub use caldav::CaldavConfig;
 pub use speech::{SpeechConfig, SttEngineKind, VadConfig, WakeConfig};
 
 /// The system-wide config file, used when `--config` is not given and the file exists.
@@ -130,6 +135,8 @@ pub struct RawConfig {
     pub speech: speech::RawSpeech,
     /// `[memory]`.
     pub memory: memory::RawMemory,
+    /// `[caldav]`.
+    pub caldav: caldav::RawCaldav,
 }
 
 /// `[server]`: the HTTP listener.
@@ -304,6 +311,8 @@ pub struct Config {
     pub speech: speech::SpeechConfig,
     /// Remembered facts.
     pub memory: memory::MemoryConfig,
+    /// CalDAV sync of the calendar.
+    pub caldav: caldav::CaldavConfig,
 }
 
 /// HTTP listener.
@@ -618,6 +627,7 @@ impl Config {
             routing: brain::resolve_routing(raw.routing)?,
             speech: speech::resolve_speech(raw.speech)?,
             memory: memory::resolve_memory(raw.memory)?,
+            caldav: caldav::resolve_caldav(raw.caldav)?,
         })
     }
 

@@ -5,6 +5,7 @@
 //! `messaging` and `store` and translate their errors in `error.rs`.
 
 pub mod auth;
+pub mod caldav;
 pub mod chat;
 pub mod error;
 pub mod events;
@@ -64,6 +65,8 @@ pub struct ApiState {
     pub max_text_chars: usize,
     /// The OpenAPI document, rendered once.
     pub openapi: Arc<OnceLock<String>>,
+    /// CalDAV sync, when `[caldav]` is enabled and a calendar is registered.
+    pub caldav: Option<crate::home::caldav::Caldav>,
 }
 
 #[derive(OpenApi)]
@@ -78,6 +81,7 @@ pub struct ApiState {
         (name = "messages", description = "Conversations and messages"),
         (name = "events", description = "The live event stream"),
         (name = "memories", description = "Facts the assistant remembers"),
+        (name = "calendar", description = "The calendar and its CalDAV sync"),
     )
 )]
 struct ApiDoc;
@@ -114,6 +118,7 @@ fn routes() -> OpenApiRouter<ApiState> {
             memories::erase_contact
         ))
         .routes(routes!(memories::get_one, memories::delete_one))
+        .routes(routes!(caldav::sync_now, caldav::sync_state))
 }
 
 /// The OpenAPI document as a value (used by tests and `openapi.json`).

@@ -1,5 +1,7 @@
-//! Home data the assistant keeps: reminders and timers now; calendar, tasks, contacts and
-//! memory join here with the Home data issue and plug into the same tool registry.
+//! Home data the assistant keeps: reminders and timers, and the CalDAV sync of the calendar;
+//! calendar, tasks, contacts and memory join here with the Home data issue and plug into the
+//! same tool registry.
 
 pub mod memory;
+pub mod caldav;
 pub mod reminders;

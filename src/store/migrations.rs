@@ -146,6 +146,23 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at        INTEGER NOT NULL
     );
     CREATE INDEX memories_by_contact ON memories (contact_id, id);
+    // CalDAV sync state (home::caldav): one row per synced event, keyed by its UID.
+    r#"
+    CREATE TABLE caldav_items (
+        uid           TEXT PRIMARY KEY,
+        href          TEXT NOT NULL UNIQUE,
+        etag          TEXT,
+        local_version INTEGER NOT NULL,
+        synced_at     INTEGER NOT NULL
+    );
+    CREATE TABLE caldav_sync (
+        id             INTEGER PRIMARY KEY CHECK (id = 1),
+        collection     TEXT NOT NULL,
+        local_version  INTEGER NOT NULL DEFAULT 0,
+        ctag           TEXT,
+        last_sync_at   INTEGER,
+        last_error     TEXT
+    );
     "#,
 ];
 
