@@ -41,8 +41,11 @@ pub struct SyncState {
     pub items: HashMap<String, ItemState>,
 }
 
+/// A `caldav_sync` row: collection, watermark, ctag, last sync, last error.
+type SyncRow = (String, i64, Option<String>, Option<i64>, Option<String>);
+
 fn load_in(c: &Connection, collection: &str) -> Result<SyncState, StoreError> {
-    let row: Option<(String, i64, Option<String>, Option<i64>, Option<String>)> = c
+    let row: Option<SyncRow> = c
         .prepare_cached(
             "SELECT collection, local_version, ctag, last_sync_at, last_error FROM caldav_sync WHERE id = 1",
         )?
