@@ -73,7 +73,7 @@ lint: toolchain
 # for wake-word scores.
 TEST_VENV := .venv-test
 TEST_PY_NODEPS := openwakeword==0.4.0
-TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn
+TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn vobject
 test-deps: deps
 	@[ -x $(TEST_VENV)/bin/python ] || python3 -m venv $(TEST_VENV)
 	@want="$(TEST_PY_NODEPS) | $(TEST_PY)"; \
@@ -98,6 +98,7 @@ bench-deps: deps
 
 bench: toolchain models bench-deps test-deps
 	$(CARGO) bench --locked --bench inbound
+	$(CARGO) bench --locked --bench reminders
 	LA_TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python $(CARGO) bench --locked --bench listen
 	LLAMA_CPP_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench llm
 	PIPER_TTS_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench tts

@@ -113,6 +113,11 @@ impl AppBuilder {
             outbox.clone(),
             cfg.assistant.missed_grace,
         );
+        let contacts = crate::home::contacts::Contacts::new(
+            store.clone(),
+            events.clone(),
+            cfg.contacts.default_region,
+        );
         health.set("llm", ComponentState::Starting, "loading");
         let llm = crate::orchestrator::llm::start(&cfg).await;
         match &llm {
@@ -133,6 +138,7 @@ impl AppBuilder {
             events: events.clone(),
             outbox: outbox.clone(),
             reminders: reminders.clone(),
+            contacts: contacts.clone(),
             metrics: metrics.clone(),
             assistant: cfg.assistant.clone(),
             llm_config: cfg.llm.clone(),
@@ -162,6 +168,8 @@ impl AppBuilder {
             health: health.clone(),
             metrics,
             orchestrator: orchestrator.clone(),
+            reminders: reminders.clone(),
+            contacts,
             max_text_chars: cfg.inbox.max_text_chars,
             token: token.clone(),
             events_cfg: cfg.events.clone(),

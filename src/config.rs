@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod brain;
+pub mod contacts;
 pub mod speech;
 
 pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
@@ -126,6 +127,8 @@ pub struct RawConfig {
     pub routing: brain::RawRouting,
     /// `[speech]`.
     pub speech: speech::RawSpeech,
+    /// `[contacts]`.
+    pub contacts: contacts::RawContacts,
 }
 
 /// `[server]`: the HTTP listener.
@@ -298,6 +301,8 @@ pub struct Config {
     pub routing: brain::RoutingConfig,
     /// The speech engines.
     pub speech: speech::SpeechConfig,
+    /// Contacts.
+    pub contacts: contacts::ContactsConfig,
 }
 
 /// HTTP listener.
@@ -611,6 +616,7 @@ impl Config {
             llm: brain::resolve_llm(raw.llm)?,
             routing: brain::resolve_routing(raw.routing)?,
             speech: speech::resolve_speech(raw.speech)?,
+            contacts: contacts::resolve_contacts(raw.contacts)?,
         })
     }
 

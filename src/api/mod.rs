@@ -6,9 +6,11 @@
 
 pub mod auth;
 pub mod chat;
+pub mod contacts;
 pub mod error;
 pub mod events;
 pub mod messages;
+pub mod reminders;
 pub mod system;
 
 use std::sync::{Arc, OnceLock};
@@ -57,6 +59,10 @@ pub struct ApiState {
     pub shutdown: CancellationToken,
     /// The conversation engine.
     pub orchestrator: crate::orchestrator::Orchestrator,
+    /// Reminders and timers.
+    pub reminders: crate::home::reminders::Reminders,
+    /// Contacts.
+    pub contacts: crate::home::contacts::Contacts,
     /// Longest accepted chat text, in characters.
     pub max_text_chars: usize,
     /// The OpenAPI document, rendered once.
@@ -74,6 +80,8 @@ pub struct ApiState {
         (name = "system", description = "Health, readiness, metrics, version"),
         (name = "messages", description = "Conversations and messages"),
         (name = "events", description = "The live event stream"),
+        (name = "contacts", description = "Contacts, caller identification, vCard"),
+        (name = "reminders", description = "Reminders and timers"),
     )
 )]
 struct ApiDoc;
@@ -104,6 +112,13 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(messages::post_outbound))
         .routes(routes!(events::stream))
         .routes(routes!(chat::chat))
+        .routes(routes!(contacts::list, contacts::create))
+        .routes(routes!(contacts::export))
+        .routes(routes!(contacts::import))
+        .routes(routes!(contacts::get, contacts::patch, contacts::delete))
+        .routes(routes!(reminders::list, reminders::create))
+        .routes(routes!(reminders::get, reminders::patch, reminders::delete))
+        .routes(routes!(reminders::snooze))
 }
 
 /// The OpenAPI document as a value (used by tests and `openapi.json`).

@@ -185,6 +185,8 @@ pub struct Deps {
     pub outbox: Outbox,
     /// Reminders.
     pub reminders: Reminders,
+    /// Contacts.
+    pub contacts: crate::home::contacts::Contacts,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// `[assistant]`.
@@ -223,7 +225,8 @@ pub const DIRECT_CHANNELS: &[&str] = &["api", "cli"];
 impl Orchestrator {
     /// The engine with the built-in tools.
     pub fn new(d: Deps) -> Self {
-        let tools = tools::builtin(&d.reminders);
+        let mut tools = tools::builtin(&d.reminders);
+        crate::home::contacts::tools::register(&mut tools, &d.contacts);
         Self {
             inner: Arc::new(Inner {
                 store: d.store,
@@ -244,6 +247,11 @@ impl Orchestrator {
     /// The routing rules.
     pub fn router(&self) -> &Router {
         &self.inner.router
+    }
+
+    /// The device time zone.
+    pub fn timezone(&self) -> jiff::tz::TimeZone {
+        self.inner.cfg.timezone.clone()
     }
 
     /// The tool registry.
