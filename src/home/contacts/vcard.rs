@@ -179,9 +179,16 @@ fn parse_line(line: usize, text: &str) -> Result<Property, String> {
             // vCard 2.1 / 3.0 bare type: "TEL;CELL:…".
             None => ("TYPE".to_owned(), p.clone()),
         };
+        // `TYPE="cell,voice"` (4.0) is the same list as `TYPE=cell,voice`.
         let values = split_unquoted(&v, ',')
             .into_iter()
-            .map(|s| s.trim().trim_matches('"').to_owned())
+            .flat_map(|s| {
+                s.trim()
+                    .trim_matches('"')
+                    .split(',')
+                    .map(|x| x.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
             .filter(|s| !s.is_empty())
             .collect();
         params.push((k, values));
