@@ -139,7 +139,7 @@ async fn invalid_contacts_are_refused_with_the_field_named() -> TestResult {
     let cases = [
         (json!({}), 422, "display_name"),
         (json!({"display_name": "X", "phones": [{"number": "+49 30 901820"}, {"number": "12"}]}), 422, "phones[1].number"),
-        (json!({"display_name": "X", "phones": [{"number": "12"}]}), 422, "(default region DE)"),
+        (json!({"display_name": "X", "phones": [{"number": "12"}]}), 422, "default region DE"),
         (json!({"display_name": "X", "phones": [{"number": "0171 1234567", "label": "car"}]}), 422, "phones[0].label"),
         (json!({"display_name": "X", "emails": [{"address": "nope"}]}), 422, "emails[0].address"),
         (json!({"display_name": "X", "trust": "boss"}), 422, "trust"),
@@ -329,7 +329,7 @@ for card in vobject.readComponents(sys.stdin.read(), validate=True):
         "version": card.version.value,
         "fn": card.fn.value,
         "n": [card.n.value.family, card.n.value.given],
-        "nickname": card.nickname.value,
+        "nickname": [n.value for n in card.contents["nickname"]],
         "tel": [[t.value, t.params.get("TYPE", [])] for t in card.contents["tel"]],
         "email": [e.value for e in card.contents["email"]],
         "note": card.note.value,
@@ -366,8 +366,7 @@ print(json.dumps(out))
             _ => vec!["tel:+12025550143".into(), "tel:+442079460958".into()],
         };
         assert_eq!(tels, want);
-        let nick = c["nickname"].as_str().unwrap_or("");
-        assert!(nick.contains("Zo") && nick.contains("Auntie"), "{nick}");
+        assert_eq!(c["nickname"], json!(["Zo", "Auntie"]));
     }
 
     // A card written by vobject imports, its national number read in the default region.
@@ -418,7 +417,7 @@ async fn an_import_with_one_bad_card_names_it_and_stores_nothing() -> TestResult
         // An unreadable number: card 2, on its TEL line (line 9 of the file).
         (
             format!("{good}BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Bad Number\r\nN:Number;Bad;;;\r\nTEL;TYPE=CELL:call me maybe\r\nEND:VCARD\r\n"),
-            "card 2 (\"Bad Number\"), line 9",
+            "card 2 (\"Bad Number\"), line 10",
         ),
         // A number another contact already has.
         (
@@ -426,7 +425,7 @@ async fn an_import_with_one_bad_card_names_it_and_stores_nothing() -> TestResult
             "already belongs to contact",
         ),
         // A broken line.
-        (format!("{good}BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Broken\r\nthis is no property\r\nEND:VCARD\r\n"), "line 8"),
+        (format!("{good}BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Broken\r\nthis is no property\r\nEND:VCARD\r\n"), "line 9"),
         // The same number twice in the file.
         (format!("{good}{}", good.replace("Good One", "Twin")), "also the number of card 1"),
     ];

@@ -526,9 +526,10 @@ pub fn write(cards: &[OutCard<'_>], v: Version) -> String {
             escape(c.family_name),
             escape(c.given_name)
         ));
-        if !c.nicknames.is_empty() {
-            let n: Vec<String> = c.nicknames.iter().map(|s| escape(s)).collect();
-            line(format!("NICKNAME:{}", n.join(",")));
+        // One property per alias: parsers disagree on NICKNAME lists (vobject keeps only the
+        // first value of one), every parser reads repeated properties.
+        for n in &c.nicknames {
+            line(format!("NICKNAME:{}", escape(n)));
         }
         for (number, label) in &c.phones {
             match v {
