@@ -75,7 +75,7 @@ lint: toolchain
 # scipy also make the memory embeddings' reference forward pass and the search bench's peer).
 TEST_VENV := .venv-test
 TEST_PY_NODEPS := openwakeword==0.4.0
-TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn tokenizers
+TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn tokenizers vobject
 test-deps: deps
 	@[ -x $(TEST_VENV)/bin/python ] || python3 -m venv $(TEST_VENV)
 	@want="$(TEST_PY_NODEPS) | $(TEST_PY)"; \
@@ -100,6 +100,7 @@ bench-deps: deps
 
 bench: toolchain models bench-deps test-deps
 	$(CARGO) bench --locked --bench inbound
+	$(CARGO) bench --locked --bench reminders
 	LA_TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python $(CARGO) bench --locked --bench listen
 	LLAMA_CPP_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench llm
 	PIPER_TTS_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench tts

@@ -144,6 +144,11 @@ impl AppBuilder {
                 health.set("memory", ComponentState::Degraded, e);
             }
         }
+        let contacts = crate::home::contacts::Contacts::new(
+            store.clone(),
+            events.clone(),
+            cfg.contacts.default_region,
+        );
         health.set("llm", ComponentState::Starting, "loading");
         let llm = crate::orchestrator::llm::start(&cfg).await;
         match &llm {
@@ -164,6 +169,7 @@ impl AppBuilder {
             events: events.clone(),
             outbox: outbox.clone(),
             reminders: reminders.clone(),
+            contacts: contacts.clone(),
             metrics: metrics.clone(),
             assistant: cfg.assistant.clone(),
             llm_config: cfg.llm.clone(),
@@ -224,6 +230,8 @@ impl AppBuilder {
             metrics,
             orchestrator: orchestrator.clone(),
             memory,
+            reminders: reminders.clone(),
+            contacts,
             max_text_chars: cfg.inbox.max_text_chars,
             token: token.clone(),
             events_cfg: cfg.events.clone(),

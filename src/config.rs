@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub mod brain;
 pub mod caldav;
 pub mod memory;
+pub mod contacts;
 pub mod speech;
 
 pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
@@ -134,6 +135,8 @@ pub struct RawConfig {
     pub memory: memory::RawMemory,
     /// `[caldav]`.
     pub caldav: caldav::RawCaldav,
+    /// `[contacts]`.
+    pub contacts: contacts::RawContacts,
 }
 
 /// `[server]`: the HTTP listener.
@@ -310,6 +313,8 @@ pub struct Config {
     pub memory: memory::MemoryConfig,
     /// CalDAV sync of the calendar.
     pub caldav: caldav::CaldavConfig,
+    /// Contacts.
+    pub contacts: contacts::ContactsConfig,
 }
 
 /// HTTP listener.
@@ -625,6 +630,7 @@ impl Config {
             speech: speech::resolve_speech(raw.speech)?,
             memory: memory::resolve_memory(raw.memory)?,
             caldav: caldav::resolve_caldav(raw.caldav)?,
+            contacts: contacts::resolve_contacts(raw.contacts)?,
         })
     }
 

@@ -121,6 +121,81 @@ pub enum EventKind {
         memory_ids: Vec<i64>,
         /// Set when a contact's memories were erased together.
         contact_id: Option<i64>,
+    /// A reminder or timer was created.
+    #[serde(rename = "reminder.created")]
+    ReminderCreated {
+        /// The reminder.
+        reminder_id: i64,
+        /// Its conversation.
+        conversation_id: ConversationId,
+        /// `reminder` or `timer`.
+        kind: String,
+        /// Its text.
+        text: String,
+        /// When it is due (RFC 3339 with zone).
+        due: String,
+    },
+    /// A reminder's text or due time was changed.
+    #[serde(rename = "reminder.updated")]
+    ReminderUpdated {
+        /// The reminder.
+        reminder_id: i64,
+        /// Its conversation.
+        conversation_id: ConversationId,
+        /// When it is due now.
+        due: String,
+    },
+    /// A reminder was snoozed.
+    #[serde(rename = "reminder.snoozed")]
+    ReminderSnoozed {
+        /// The reminder that is due again (a one-off copy for a recurring one).
+        reminder_id: i64,
+        /// Its conversation.
+        conversation_id: ConversationId,
+        /// When it is due again.
+        due: String,
+        /// By how many minutes.
+        minutes: i64,
+    },
+    /// A reminder or timer was cancelled.
+    #[serde(rename = "reminder.cancelled")]
+    ReminderCancelled {
+        /// The reminder.
+        reminder_id: i64,
+        /// Its conversation.
+        conversation_id: ConversationId,
+    },
+    /// A contact was created.
+    #[serde(rename = "contact.created")]
+    ContactCreated {
+        /// The contact.
+        contact_id: i64,
+        /// Its name.
+        display_name: String,
+    },
+    /// A contact was changed.
+    #[serde(rename = "contact.updated")]
+    ContactUpdated {
+        /// The contact.
+        contact_id: i64,
+        /// Its name.
+        display_name: String,
+    },
+    /// A contact was deleted.
+    #[serde(rename = "contact.deleted")]
+    ContactDeleted {
+        /// The contact.
+        contact_id: i64,
+        /// Its name.
+        display_name: String,
+    },
+    /// A vCard file was imported.
+    #[serde(rename = "contacts.imported")]
+    ContactsImported {
+        /// New contacts.
+        created: usize,
+        /// Updated contacts.
+        updated: usize,
     },
     /// A component changed state.
     #[serde(rename = "component.state_changed")]

@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::home::memory::MemoryError;
+use crate::home::contacts::ContactError;
+use crate::home::reminders::ReminderError;
 use crate::messaging::inbox::InboxError;
 use crate::messaging::outbox::OutboxError;
 use crate::store::StoreError;
@@ -79,6 +81,7 @@ fn default_code(status: StatusCode) -> &'static str {
         StatusCode::FORBIDDEN => "forbidden",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::CONFLICT => "conflict",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::UNPROCESSABLE_ENTITY => "validation_failed",
@@ -130,6 +133,33 @@ impl From<StoreError> for ApiError {
                     "internal database error; see the log",
                 )
             }
+        }
+    }
+}
+
+impl From<ContactError> for ApiError {
+    fn from(e: ContactError) -> Self {
+        match e {
+            ContactError::Invalid { .. } => Self::unprocessable(e.to_string()),
+            ContactError::Conflict { .. } => {
+                Self::new(StatusCode::CONFLICT, e.to_string()).code("conflict")
+            }
+            ContactError::NotFound(_) => Self::not_found(e.to_string()),
+            ContactError::VCard(_) => Self::unprocessable(e.to_string()).code("invalid_vcard"),
+            ContactError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<ReminderError> for ApiError {
+    fn from(e: ReminderError) -> Self {
+        match e {
+            ReminderError::Invalid { .. } => Self::unprocessable(e.to_string()),
+            ReminderError::NotFound(_) => Self::not_found(e.to_string()),
+            ReminderError::State { .. } => {
+                Self::new(StatusCode::CONFLICT, e.to_string()).code("conflict")
+            }
+            ReminderError::Store(s) => s.into(),
         }
     }
 }

@@ -7,10 +7,12 @@
 pub mod auth;
 pub mod caldav;
 pub mod chat;
+pub mod contacts;
 pub mod error;
 pub mod events;
 pub mod memories;
 pub mod messages;
+pub mod reminders;
 pub mod system;
 
 use std::sync::{Arc, OnceLock};
@@ -61,6 +63,10 @@ pub struct ApiState {
     pub orchestrator: crate::orchestrator::Orchestrator,
     /// Remembered facts.
     pub memory: crate::home::memory::Memory,
+    /// Reminders and timers.
+    pub reminders: crate::home::reminders::Reminders,
+    /// Contacts.
+    pub contacts: crate::home::contacts::Contacts,
     /// Longest accepted chat text, in characters.
     pub max_text_chars: usize,
     /// The OpenAPI document, rendered once.
@@ -82,6 +88,8 @@ pub struct ApiState {
         (name = "events", description = "The live event stream"),
         (name = "memories", description = "Facts the assistant remembers"),
         (name = "calendar", description = "The calendar and its CalDAV sync"),
+        (name = "contacts", description = "Contacts, caller identification, vCard"),
+        (name = "reminders", description = "Reminders and timers"),
     )
 )]
 struct ApiDoc;
@@ -119,6 +127,13 @@ fn routes() -> OpenApiRouter<ApiState> {
         ))
         .routes(routes!(memories::get_one, memories::delete_one))
         .routes(routes!(caldav::sync_now, caldav::sync_state))
+        .routes(routes!(contacts::list, contacts::create))
+        .routes(routes!(contacts::export))
+        .routes(routes!(contacts::import))
+        .routes(routes!(contacts::get, contacts::patch, contacts::delete))
+        .routes(routes!(reminders::list, reminders::create))
+        .routes(routes!(reminders::get, reminders::patch, reminders::delete))
+        .routes(routes!(reminders::snooze))
 }
 
 /// The OpenAPI document as a value (used by tests and `openapi.json`).

@@ -4,4 +4,5 @@
 
 pub mod memory;
 pub mod caldav;
+pub mod contacts;
 pub mod reminders;

@@ -188,6 +188,8 @@ pub struct Deps {
     pub outbox: Outbox,
     /// Reminders.
     pub reminders: Reminders,
+    /// Contacts.
+    pub contacts: crate::home::contacts::Contacts,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// `[assistant]`.
@@ -233,6 +235,7 @@ impl Orchestrator {
         if let Some(m) = &d.memory {
             crate::home::memory::tools::register(&mut tools, m);
         }
+        crate::home::contacts::tools::register(&mut tools, &d.contacts);
         Self {
             inner: Arc::new(Inner {
                 store: d.store,
@@ -254,6 +257,11 @@ impl Orchestrator {
     /// The routing rules.
     pub fn router(&self) -> &Router {
         &self.inner.router
+    }
+
+    /// The device time zone.
+    pub fn timezone(&self) -> jiff::tz::TimeZone {
+        self.inner.cfg.timezone.clone()
     }
 
     /// The tool registry.

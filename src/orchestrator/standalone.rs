@@ -57,6 +57,11 @@ impl Engine {
             outbox.clone(),
             cfg.assistant.missed_grace,
         );
+        let contacts = crate::home::contacts::Contacts::new(
+            store.clone(),
+            events.clone(),
+            cfg.contacts.default_region,
+        );
         let llm = match super::llm::start(cfg).await {
             Ok(l) => l,
             Err(e) => {
@@ -79,6 +84,7 @@ impl Engine {
             events,
             outbox,
             reminders,
+            contacts,
             metrics,
             assistant: cfg.assistant.clone(),
             llm_config: cfg.llm.clone(),

@@ -399,6 +399,7 @@ impl Tool for TimerSet {
                     due,
                     rule: None,
                     source_message_id: ctx.source_message_id,
+                    target: None,
                 })
                 .await?;
             let say = if label.is_empty() {
@@ -612,9 +613,10 @@ impl Tool for ReminderSet {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "reminder_set".into(),
-            description: "Set a reminder: what to remind of and when (RFC 3339 time with zone, e.g. 2026-11-26T17:00:00+01:00[Europe/Berlin]); optional repeat: daily, weekly:mon,thu, monthly:4 or every:SECONDS.".into(),
+            description: "Set a reminder: what to remind of and when (RFC 3339 time with zone, e.g. 2026-11-26T17:00:00+01:00[Europe/Berlin]); optional repeat: daily, weekly:mon,thu, monthly:4 or every:SECONDS; optional deliver_to: here (default) or speaker.".into(),
             parameters: json!({"type": "object", "properties": {
-                "text": {"type": "string"}, "at": {"type": "string"}, "repeat": {"type": "string"}},
+                "text": {"type": "string"}, "at": {"type": "string"}, "repeat": {"type": "string"},
+                "deliver_to": {"type": "string", "enum": ["here", "speaker"]}},
                 "required": ["text", "at"]}),
         }
     }
@@ -668,6 +670,10 @@ impl Tool for ReminderSet {
                     due: at.clone(),
                     rule: rule.clone(),
                     source_message_id: ctx.source_message_id,
+                    target: match args.get("deliver_to").and_then(Value::as_str) {
+                        Some("speaker") => Some(crate::home::reminders::DeliveryTarget::speaker()),
+                        _ => None,
+                    },
                 })
                 .await?;
             let when = speak::day_and_time(&r.due, &ctx.now);
@@ -681,6 +687,65 @@ impl Tool for ReminderSet {
             Ok(ToolOutput {
                 say,
                 data: json!({ "id": r.id, "due": r.due.to_string() }),
+            })
+        })
+    }
+}
+
+struct SnoozeTool(Reminders);
+
+impl Tool for SnoozeTool {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "reminder_snooze".into(),
+            description: "Snooze the reminder or timer that just fired (or the one with `id`) by `minutes` (default 10).".into(),
+            parameters: json!({"type": "object", "properties": {
+                "minutes": {"type": "integer"}, "id": {"type": "integer"}}}),
+        }
+    }
+    fn group(&self) -> &'static str {
+        "reminder"
+    }
+    fn call<'a>(
+        &'a self,
+        args: Value,
+        ctx: &'a ToolContext,
+    ) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
+        Box::pin(async move {
+            let minutes = args.get("minutes").and_then(Value::as_i64).unwrap_or(10);
+            let target = match args.get("id").and_then(Value::as_i64) {
+                Some(id) => self.0.get(id).await.ok().filter(|r| r.conversation_id == ctx.conversation_id),
+                // "Right after it fired": the last one of this conversation in the past hour.
+                None => {
+                    self.0
+                        .last_fired(ctx.conversation_id, std::time::Duration::from_secs(3600))
+                        .await?
+                }
+            };
+            let Some(r) = target else {
+                return Ok(ToolOutput {
+                    say: "There's no reminder that just went off to snooze.".into(),
+                    data: json!({ "snoozed": false }),
+                });
+            };
+            let snoozed = self.0.snooze(r.id, minutes).await.map_err(|e| match e {
+                crate::home::reminders::ReminderError::Store(s) => ToolError::Store(s),
+                other => ToolError::InvalidArguments {
+                    tool: "reminder_snooze".into(),
+                    message: other.to_string(),
+                },
+            })?;
+            let what = match (snoozed.kind, snoozed.text.is_empty()) {
+                (Kind::Timer, true) => "the timer".to_owned(),
+                (Kind::Timer, false) => format!("the {} timer", snoozed.text),
+                (Kind::Reminder, _) => format!("the reminder to {}", snoozed.text),
+            };
+            Ok(ToolOutput {
+                say: format!(
+                    "Okay, I'll remind you again in {} ({what}).",
+                    speak::duration(SignedDuration::from_mins(minutes))
+                ),
+                data: json!({ "snoozed": true, "id": snoozed.id, "due": snoozed.due.to_string() }),
             })
         })
     }
@@ -757,6 +822,7 @@ pub fn builtin(reminders: &Reminders) -> ToolRegistry {
     r.register(Arc::new(ReminderSet(reminders.clone())));
     r.register(Arc::new(ListTool(reminders.clone(), Kind::Reminder)));
     r.register(Arc::new(CancelTool(reminders.clone(), Kind::Reminder)));
+    r.register(Arc::new(SnoozeTool(reminders.clone())));
     r
 }
 

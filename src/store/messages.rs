@@ -42,21 +42,10 @@ pub struct Accepted {
     pub replayed: bool,
 }
 
-/// Find or create the contact for a phone number; returns its id.
-fn contact_for_phone(conn: &Connection, phone: &str, now: UnixMillis) -> Result<i64, StoreError> {
-    // Look up first: the sender is usually known, and then one indexed read is all it takes.
-    let known: Option<i64> = conn
-        .prepare_cached("SELECT id FROM contacts WHERE phone = ?1")?
-        .query_row([phone], |r| r.get(0))
-        .optional()?;
-    if let Some(id) = known {
-        return Ok(id);
-    }
-    Ok(conn
-        .prepare_cached(
-            "INSERT INTO contacts (phone, created_at, updated_at) VALUES (?1, ?2, ?2) RETURNING id",
-        )?
-        .query_row(params![phone, now.0], |r| r.get(0))?)
+/// The contact an address belongs to (caller identification, see `home::contacts`). Senders
+/// that are nobody's are not stored as contacts.
+fn contact_for(conn: &Connection, address: &str) -> Result<Option<i64>, StoreError> {
+    Ok(crate::home::contacts::sql::identify(conn, address, None)?.map(|(id, _)| id))
 }
 
 /// Find or create the conversation with `address` on `channel`, touching its timestamp.
@@ -106,11 +95,7 @@ pub fn accept_inbound(conn: &Connection, m: &NewInbound) -> Result<Accepted, Sto
         });
     }
     let now = m.received_at;
-    let contact_id = if m.from_is_phone {
-        Some(contact_for_phone(conn, &m.from, now)?)
-    } else {
-        None
-    };
+    let contact_id = contact_for(conn, &m.from)?;
     let conversation_id = conversation_for(conn, &m.channel, &m.from, contact_id, now)?;
     let media = serde_json::to_string(&m.media).unwrap_or_else(|_| "[]".into());
     let message_id: i64 = conn
@@ -146,11 +131,8 @@ pub fn insert_outbound(
     body: &str,
     now: UnixMillis,
 ) -> Result<(MessageId, ConversationId), StoreError> {
-    let contact_id = if address_is_phone {
-        Some(contact_for_phone(conn, address, now)?)
-    } else {
-        None
-    };
+    let _ = address_is_phone;
+    let contact_id = contact_for(conn, address)?;
     let conversation_id = conversation_for(conn, channel, address, contact_id, now)?;
     let id: i64 = conn.query_row(
         "INSERT INTO messages (conversation_id, channel, direction, body, status, created_at, updated_at)

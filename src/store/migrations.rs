@@ -163,6 +163,58 @@ pub const MIGRATIONS: &[&str] = &[
         last_sync_at   INTEGER,
         last_error     TEXT
     );
+    // Contacts (names, aliases, several numbers and emails, notes, vCard UID) and reminder
+    // delivery targets and snooze.
+    r#"
+    ALTER TABLE contacts ADD COLUMN given_name  TEXT NOT NULL DEFAULT '';
+    ALTER TABLE contacts ADD COLUMN family_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE contacts ADD COLUMN notes       TEXT NOT NULL DEFAULT '';
+    ALTER TABLE contacts ADD COLUMN uid         TEXT;
+    -- Case-folded names for lookups by name ("mom", "Anna"), kept by the contacts service.
+    ALTER TABLE contacts ADD COLUMN folded_name    TEXT NOT NULL DEFAULT '';
+    ALTER TABLE contacts ADD COLUMN folded_given   TEXT NOT NULL DEFAULT '';
+    ALTER TABLE contacts ADD COLUMN folded_family  TEXT NOT NULL DEFAULT '';
+    ALTER TABLE contacts ADD COLUMN folded_aliases TEXT NOT NULL DEFAULT '';
+    ALTER TABLE contacts ADD COLUMN search         TEXT NOT NULL DEFAULT '';
+    CREATE INDEX contacts_folded_name ON contacts (folded_name);
+    CREATE UNIQUE INDEX contacts_uid ON contacts (uid) WHERE uid IS NOT NULL;
+    CREATE TABLE contact_phones (
+        id         INTEGER PRIMARY KEY,
+        contact_id INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+        number     TEXT NOT NULL UNIQUE,
+        label      TEXT NOT NULL DEFAULT 'mobile',
+        position   INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX contact_phones_by_contact ON contact_phones (contact_id, position);
+    CREATE TABLE contact_emails (
+        id         INTEGER PRIMARY KEY,
+        contact_id INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+        address    TEXT NOT NULL UNIQUE,
+        label      TEXT NOT NULL DEFAULT 'home',
+        position   INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX contact_emails_by_contact ON contact_emails (contact_id, position);
+    CREATE TABLE contact_aliases (
+        id         INTEGER PRIMARY KEY,
+        contact_id INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+        alias      TEXT NOT NULL,
+        folded     TEXT NOT NULL,
+        UNIQUE (contact_id, folded)
+    );
+    CREATE INDEX contact_aliases_folded ON contact_aliases (folded);
+    -- Senders used to be stored as nameless contacts; a contact is now only what someone
+    -- entered. Conversations keep their address and lose the empty link.
+    DELETE FROM contacts WHERE display_name IS NULL AND trust = 'unknown';
+    INSERT INTO contact_phones (contact_id, number, label)
+        SELECT id, phone, 'mobile' FROM contacts WHERE phone IS NOT NULL;
+    UPDATE contacts SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
+    UPDATE contacts SET folded_name = lower(display_name), search = lower(display_name) || ' ' || coalesce(phone, '');
+
+    ALTER TABLE reminders ADD COLUMN target_channel TEXT;
+    ALTER TABLE reminders ADD COLUMN target_address TEXT;
+    ALTER TABLE reminders ADD COLUMN snooze_count   INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE reminders ADD COLUMN last_fired_at  INTEGER;
+    CREATE INDEX reminders_by_conversation ON reminders (conversation_id, status, due_at);
     "#,
 ];
 
