@@ -121,6 +121,7 @@ pub enum EventKind {
         memory_ids: Vec<i64>,
         /// Set when a contact's memories were erased together.
         contact_id: Option<i64>,
+    },
     /// A reminder or timer was created.
     #[serde(rename = "reminder.created")]
     ReminderCreated {
