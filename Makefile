@@ -70,10 +70,10 @@ lint: toolchain
 # The Python peers tests compare against, in a venv of their own (re-installed only when the
 # list changes; pip caches the wheels): faster-whisper (CTranslate2) for our ggml conversion of
 # Whisper, openWakeWord's own package (its 0.4.0 metadata pulls tflite: installed without deps)
-# for wake-word scores.
+# for wake-word scores, icalendar as the independent parser/writer of our ICS feed and imports.
 TEST_VENV := .venv-test
 TEST_PY_NODEPS := openwakeword==0.4.0
-TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn
+TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn icalendar==7.3.2
 test-deps: deps
 	@[ -x $(TEST_VENV)/bin/python ] || python3 -m venv $(TEST_VENV)
 	@want="$(TEST_PY_NODEPS) | $(TEST_PY)"; \

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiState};
 use crate::config::{Config, Secret};
 use crate::events::EventBus;
+use crate::home::calendar::Calendar;
 use crate::home::reminders::Reminders;
 use crate::messaging::inbox::Inbox;
 use crate::messaging::outbox::{DeliveryHandler, Outbox};
@@ -98,6 +99,20 @@ impl AppBuilder {
         .await
         .map_err(|e| AppError::Join(e.to_string()))??;
 
+        let feed_path = api::auth::feed_token_path(&cfg.data_dir);
+        let feed_configured = cfg.calendar.feed_token.clone();
+        let feed_token = tokio::task::spawn_blocking(move || {
+            api::auth::ensure_token_file(&feed_path, feed_configured.as_ref())
+        })
+        .await
+        .map_err(|e| AppError::Join(e.to_string()))??;
+        let calendar = Calendar::new(
+            store.clone(),
+            events.clone(),
+            cfg.assistant.timezone.clone(),
+            cfg.calendar.clone(),
+        );
+
         let outbox = Outbox::new(
             store.clone(),
             events.clone(),
@@ -133,6 +148,7 @@ impl AppBuilder {
             events: events.clone(),
             outbox: outbox.clone(),
             reminders: reminders.clone(),
+            calendar: calendar.clone(),
             metrics: metrics.clone(),
             assistant: cfg.assistant.clone(),
             llm_config: cfg.llm.clone(),
@@ -167,6 +183,8 @@ impl AppBuilder {
             events_cfg: cfg.events.clone(),
             shutdown: shutdown.clone(),
             openapi: Arc::new(OnceLock::new()),
+            calendar,
+            calendar_feed_token: feed_token,
         };
         let router = api::router(state, cfg.server.max_body_bytes);
         let listener = listener.tap_io(|tcp| {

@@ -15,8 +15,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod brain;
+pub mod calendar;
 pub mod speech;
 
+pub use calendar::CalendarConfig;
 pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
 pub use speech::{SpeechConfig, SttEngineKind, VadConfig, WakeConfig};
 
@@ -126,6 +128,8 @@ pub struct RawConfig {
     pub routing: brain::RawRouting,
     /// `[speech]`.
     pub speech: speech::RawSpeech,
+    /// `[calendar]`.
+    pub calendar: calendar::RawCalendar,
 }
 
 /// `[server]`: the HTTP listener.
@@ -298,6 +302,8 @@ pub struct Config {
     pub routing: brain::RoutingConfig,
     /// The speech engines.
     pub speech: speech::SpeechConfig,
+    /// Appointments.
+    pub calendar: calendar::CalendarConfig,
 }
 
 /// HTTP listener.
@@ -611,6 +617,7 @@ impl Config {
             llm: brain::resolve_llm(raw.llm)?,
             routing: brain::resolve_routing(raw.routing)?,
             speech: speech::resolve_speech(raw.speech)?,
+            calendar: calendar::resolve_calendar(raw.calendar)?,
         })
     }
 

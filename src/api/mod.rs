@@ -5,6 +5,7 @@
 //! `messaging` and `store` and translate their errors in `error.rs`.
 
 pub mod auth;
+pub mod calendar;
 pub mod chat;
 pub mod error;
 pub mod events;
@@ -61,6 +62,10 @@ pub struct ApiState {
     pub max_text_chars: usize,
     /// The OpenAPI document, rendered once.
     pub openapi: Arc<OnceLock<String>>,
+    /// Appointments.
+    pub calendar: crate::home::calendar::Calendar,
+    /// The read-only token of `GET /calendar.ics`.
+    pub calendar_feed_token: Secret,
 }
 
 #[derive(OpenApi)]
@@ -74,6 +79,7 @@ pub struct ApiState {
         (name = "system", description = "Health, readiness, metrics, version"),
         (name = "messages", description = "Conversations and messages"),
         (name = "events", description = "The live event stream"),
+        (name = "calendar", description = "Appointments, free slots, ICS import and the subscription feed"),
     )
 )]
 struct ApiDoc;
@@ -104,6 +110,11 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(messages::post_outbound))
         .routes(routes!(events::stream))
         .routes(routes!(chat::chat))
+        .routes(routes!(calendar::list, calendar::create))
+        .routes(routes!(calendar::free_slots))
+        .routes(routes!(calendar::import))
+        .routes(routes!(calendar::get, calendar::patch, calendar::delete))
+        .routes(routes!(calendar::feed))
 }
 
 /// The OpenAPI document as a value (used by tests and `openapi.json`).

@@ -1,4 +1,5 @@
 //! Home data the assistant keeps: reminders and timers now; calendar, tasks, contacts and
 //! memory join here with the Home data issue and plug into the same tool registry.
 
+pub mod calendar;
 pub mod reminders;

@@ -57,6 +57,12 @@ impl Engine {
             outbox.clone(),
             cfg.assistant.missed_grace,
         );
+        let calendar = crate::home::calendar::Calendar::new(
+            store.clone(),
+            events.clone(),
+            cfg.assistant.timezone.clone(),
+            cfg.calendar.clone(),
+        );
         let llm = match super::llm::start(cfg).await {
             Ok(l) => l,
             Err(e) => {
@@ -69,6 +75,7 @@ impl Engine {
             events,
             outbox,
             reminders,
+            calendar,
             metrics,
             assistant: cfg.assistant.clone(),
             llm_config: cfg.llm.clone(),
