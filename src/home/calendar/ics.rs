@@ -380,6 +380,10 @@ fn parse_line(l: &str, n: usize) -> Result<Prop, IcsError> {
 
 fn parse_tree(text: &str) -> Result<Comp, IcsError> {
     let lines = unfold(text);
+    let first = lines.iter().map(|l| l.trim()).find(|l| !l.is_empty());
+    if !first.is_some_and(|l| l.eq_ignore_ascii_case("BEGIN:VCALENDAR")) {
+        return Err(IcsError::NotCalendar);
+    }
     let mut stack: Vec<Comp> = vec![Comp::default()];
     let mut saw_calendar = false;
     for (i, l) in lines.iter().enumerate() {
@@ -422,10 +426,14 @@ fn parse_tree(text: &str) -> Result<Comp, IcsError> {
                     break;
                 }
             }
-            _ => match stack.last_mut() {
-                Some(c) if stack.len() > 1 => c.props.push(p),
-                _ => return Err(IcsError::NotCalendar),
-            },
+            _ => {
+                if stack.len() < 2 {
+                    return Err(IcsError::NotCalendar);
+                }
+                if let Some(c) = stack.last_mut() {
+                    c.props.push(p);
+                }
+            }
         }
     }
     if !saw_calendar {

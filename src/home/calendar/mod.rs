@@ -991,6 +991,59 @@ mod tests {
         }
     }
 
+    async fn service(dir: &std::path::Path) -> Calendar {
+        let cfg = crate::config::Config::defaults();
+        let store = Store::open(&dir.join("t.db"), &crate::store::StoreOptions::from(&cfg.store))
+            .expect("store");
+        Calendar::new(
+            store,
+            Arc::new(EventBus::new(16)),
+            TimeZone::get("Europe/Berlin").expect("tz"),
+            CalendarConfig::default(),
+        )
+    }
+
+    /// The interface the CalDAV side syncs through: versions from one counter, tombstones,
+    /// a complete VCALENDAR per change, and remote changes applied by uid.
+    #[tokio::test]
+    async fn the_change_feed_orders_every_change_and_applies_remote_ones() {
+        let dir = tempfile::tempdir().expect("dir");
+        let cal = service(dir.path()).await;
+        assert_eq!(cal.current_version().await.expect("v"), 0);
+        let a = cal
+            .create(NewEvent::new("a", z("2026-06-01T09:00[Europe/Berlin]"), z("2026-06-01T10:00[Europe/Berlin]")), None)
+            .await
+            .expect("a");
+        let b = cal
+            .create(NewEvent::new("b", z("2026-06-02T09:00[Europe/Berlin]"), z("2026-06-02T10:00[Europe/Berlin]")), None)
+            .await
+            .expect("b");
+        cal.move_to(&a.event.uid, None, &z("2026-06-03T09:00[Europe/Berlin]")).await.expect("move");
+        cal.delete(&b.event.uid).await.expect("delete");
+        let changes = cal.changes_since(0).await.expect("changes");
+        let seen: Vec<(String, i64, bool)> = changes.iter().map(|c| (c.uid.clone(), c.version, c.ics.is_some())).collect();
+        assert_eq!(seen, vec![(a.event.uid.clone(), 3, true), (b.event.uid.clone(), 4, false)]);
+        assert!(changes[0].ics.as_deref().is_some_and(|t| t.contains("DTSTART;TZID=Europe/Berlin:20260603T090000") && t.contains("SEQUENCE:1")));
+        assert_eq!(cal.changes_since(4).await.expect("none"), Vec::new());
+        assert_eq!(cal.current_version().await.expect("v"), 4);
+
+        // A remote edit comes back in as a new local version; a remote delete tombstones.
+        let text = changes[0].ics.clone().unwrap_or_default().replace("SUMMARY:a", "SUMMARY:a (edited remotely)");
+        let v = cal.apply_remote(&a.event.uid, Some(&text)).await.expect("apply");
+        assert_eq!(v, 5);
+        assert_eq!(cal.get(&a.event.uid).await.expect("get").title, "a (edited remotely)");
+        let remote = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:remote-1\r\nSUMMARY:from the phone\r\nDTSTART:20260605T080000Z\r\nDTEND:20260605T083000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        assert_eq!(cal.apply_remote("remote-1", Some(remote)).await.expect("new"), 6);
+        assert!(cal.apply_remote("other", Some(remote)).await.is_err(), "the uid must match");
+        assert_eq!(cal.apply_remote("remote-1", None).await.expect("del"), 7);
+        assert!(matches!(cal.get("remote-1").await, Err(CalendarError::NotFound { .. })));
+        let tail = cal.changes_since(5).await.expect("tail");
+        assert_eq!(tail.len(), 1);
+        assert_eq!((tail[0].uid.as_str(), tail[0].version, tail[0].ics.is_none()), ("remote-1", 7, true));
+        // Reviving a deleted uid works (a remote re-creation).
+        assert_eq!(cal.apply_remote("remote-1", Some(remote)).await.expect("again"), 8);
+    }
+
     #[test]
     fn free_slots_fill_the_gaps_of_the_waking_day() {
         let busy = vec![

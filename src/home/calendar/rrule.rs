@@ -98,6 +98,10 @@ pub struct RRuleError {
     pub message: String,
 }
 
+fn list(v: &str) -> Vec<&str> {
+    v.split(',').map(str::trim).collect()
+}
+
 fn err(part: &str, message: impl Into<String>) -> RRuleError {
     RRuleError {
         part: part.to_owned(),
@@ -228,7 +232,6 @@ impl std::str::FromStr for RRule {
                 return Err(err(part, format!("{key} is given twice")));
             }
             seen.push(key.clone());
-            let list = |v: &str| v.split(',').map(str::trim).collect::<Vec<_>>();
             match key.as_str() {
                 "FREQ" => {
                     freq = Some(match v.to_ascii_uppercase().as_str() {
@@ -686,7 +689,7 @@ mod tests {
     }
 
     fn ts(s: &str) -> Timestamp {
-        z(s).timestamp()
+        s.parse().expect("timestamp")
     }
 
     /// (rule, DTSTART, window from, window to, expected instances as RFC 3339 with offset).

@@ -328,7 +328,9 @@ impl Tool for Move {
                 .check_moved(&e, &to)
                 .await
                 .map_err(|e| cal_err(T, e))?;
-            let mut say = format!("Moved {} to {}.", o.title, speak::day_and_time(&to, &ctx.now));
+            let when = speak::day_and_time(&to, &ctx.now);
+            let when = when.strip_prefix("on ").unwrap_or(&when);
+            let mut say = format!("Moved {} to {when}.", o.title);
             if !conflicts.is_empty() {
                 say.push_str(&format!(" Note that it now overlaps with {}.", conflict_words(&conflicts, &ctx.now)));
             }
