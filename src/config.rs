@@ -18,8 +18,8 @@ pub mod brain;
 pub mod calendar;
 pub mod speech;
 
-pub use calendar::CalendarConfig;
 pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
+pub use calendar::CalendarConfig;
 pub use speech::{SpeechConfig, SttEngineKind, VadConfig, WakeConfig};
 
 /// The system-wide config file, used when `--config` is not given and the file exists.

@@ -39,11 +39,7 @@ fn run_py(script: &str, args: &[&str]) -> TestResult<String> {
         .args(args)
         .output()?;
     if !out.status.success() {
-        return Err(format!(
-            "python failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
+        return Err(format!("python failed: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
     Ok(String::from_utf8(out.stdout)?)
 }
@@ -113,7 +109,11 @@ async fn the_feed_is_valid_rfc5545_for_python_icalendar() -> TestResult {
                "attendees": [{"name": "Anna", "email": "anna@example.org"}, {"name": "Bob", "phone": "+14155550100"}]}),
     )
     .await?;
-    create(&d, json!({"title": "Holiday", "start": "2026-08-01", "end": "2026-08-15"})).await?;
+    create(
+        &d,
+        json!({"title": "Holiday", "start": "2026-08-01", "end": "2026-08-15"}),
+    )
+    .await?;
     // Move one instance of the series: an override (RECURRENCE-ID).
     let list: Value = d
         .get("/api/v1/calendar?from=2026-03-01&to=2026-05-01&q=yoga")
@@ -122,7 +122,10 @@ async fn the_feed_is_valid_rfc5545_for_python_icalendar() -> TestResult {
         .json()
         .await?;
     assert_eq!(list["total"], 3, "{list}"); // 4 instances, one EXDATE
-    let uid = list["items"][0]["uid"].as_str().unwrap_or_default().to_owned();
+    let uid = list["items"][0]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let r = d
         .client
         .patch(d.url(&format!("/api/v1/calendar/{uid}")))
@@ -135,7 +138,11 @@ async fn the_feed_is_valid_rfc5545_for_python_icalendar() -> TestResult {
     // The feed: its own token, not the API's.
     let r = d.client.get(d.url("/calendar.ics")).send().await?;
     assert_eq!(r.status(), 401);
-    let r = d.client.get(d.url("/calendar.ics?token=nope")).send().await?;
+    let r = d
+        .client
+        .get(d.url("/calendar.ics?token=nope"))
+        .send()
+        .await?;
     assert_eq!(r.status(), 403);
     let r = d
         .client
@@ -190,7 +197,10 @@ async fn the_feed_is_valid_rfc5545_for_python_icalendar() -> TestResult {
     let mut tzs: Vec<String> = serde_json::from_value(v["tzs"].clone())?;
     tzs.sort();
     assert_eq!(tzs, ["America/New_York", "Europe/Berlin"]);
-    assert_eq!(v["vtimezone_ok"], true, "our VTIMEZONE disagrees with the IANA zone");
+    assert_eq!(
+        v["vtimezone_ok"], true,
+        "our VTIMEZONE disagrees with the IANA zone"
+    );
     assert_eq!(v["checked"], 2);
     Ok(())
 }
@@ -267,7 +277,10 @@ async fn an_ics_written_by_python_icalendar_imports_and_round_trips() -> TestRes
         .await?
         .json()
         .await?;
-    assert_eq!((again["created"].as_u64(), again["updated"].as_u64()), (Some(0), Some(3)));
+    assert_eq!(
+        (again["created"].as_u64(), again["updated"].as_u64()),
+        (Some(0), Some(3))
+    );
 
     let list: Value = d
         .get("/api/v1/calendar?from=2026-01-01&to=2026-12-31&q=book")
@@ -300,13 +313,20 @@ async fn an_ics_written_by_python_icalendar_imports_and_round_trips() -> TestRes
         .await?;
     assert_eq!(club["notes"], "Line one\nLine two; with, punctuation");
     assert_eq!(club["alarms"], json!([30]));
-    let leap: Value = d
-        .get("/api/v1/calendar?from=2026-01-01&to=2029-01-01&q=leap")
+    let none: Value = d
+        .get("/api/v1/calendar?from=2026-01-01&to=2027-01-01&q=leap")
         .send()
         .await?
         .json()
         .await?;
-    assert_eq!(leap["total"], 1, "only 2028 has a February 29: {leap}");
+    assert_eq!(none["total"], 0, "2026 has no February 29: {none}");
+    let leap: Value = d
+        .get("/api/v1/calendar?from=2028-01-01&to=2028-12-31&q=leap")
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(leap["total"], 1, "2028 has a February 29: {leap}");
     assert!(leap["items"][0]["start"]
         .as_str()
         .is_some_and(|s| s.starts_with("2028-02-29T00:00")));
@@ -395,19 +415,81 @@ async fn rest_validation_errors_name_the_field() -> TestResult {
     let start = "2026-05-04T10:00";
     expect_invalid(&d, json!({"start": start}), "title", "required").await?;
     expect_invalid(&d, json!({"title": "x"}), "start", "required").await?;
-    expect_invalid(&d, json!({"title": "x", "start": "next tuesday"}), "start", "not a time").await?;
-    expect_invalid(&d, json!({"title": "x", "start": start, "end": "2026-05-04T09:00"}), "end", "after the start").await?;
-    expect_invalid(&d, json!({"title": "x", "start": start, "timezone": "Mars/Base"}), "timezone", "IANA").await?;
-    expect_invalid(&d, json!({"title": "x", "start": start, "rrule": "FREQ=WEEKLY;BYDAY=XX"}), "rrule", "BYDAY=XX").await?;
-    expect_invalid(&d, json!({"title": "x", "start": start, "rrule": "FREQ=DAILY;BYHOUR=9"}), "rrule", "BYHOUR").await?;
-    expect_invalid(&d, json!({"title": "x", "start": start, "alarms": [-5]}), "alarms[0]", "0 to 40320").await?;
-    expect_invalid(&d, json!({"title": "x", "start": start, "attendees": [{"name": "A"}, {"email": "nope"}]}), "attendees[1].email", "not an email").await?;
-    expect_invalid(&d, json!({"title": "x", "start": start, "colour": "red"}), "colour", "unknown field").await?;
-    expect_invalid(&d, json!({"title": "x", "start": start, "duration_minutes": 0}), "duration_minutes", "1 to").await?;
-    let r = d.get("/api/v1/calendar?from=2026-01-01&to=2028-01-01").send().await?;
+    expect_invalid(
+        &d,
+        json!({"title": "x", "start": "next tuesday"}),
+        "start",
+        "not a time",
+    )
+    .await?;
+    expect_invalid(
+        &d,
+        json!({"title": "x", "start": start, "end": "2026-05-04T09:00"}),
+        "end",
+        "after the start",
+    )
+    .await?;
+    expect_invalid(
+        &d,
+        json!({"title": "x", "start": start, "timezone": "Mars/Base"}),
+        "timezone",
+        "IANA",
+    )
+    .await?;
+    expect_invalid(
+        &d,
+        json!({"title": "x", "start": start, "rrule": "FREQ=WEEKLY;BYDAY=XX"}),
+        "rrule",
+        "BYDAY=XX",
+    )
+    .await?;
+    expect_invalid(
+        &d,
+        json!({"title": "x", "start": start, "rrule": "FREQ=DAILY;BYHOUR=9"}),
+        "rrule",
+        "BYHOUR",
+    )
+    .await?;
+    expect_invalid(
+        &d,
+        json!({"title": "x", "start": start, "alarms": [-5]}),
+        "alarms[0]",
+        "0 to 40320",
+    )
+    .await?;
+    expect_invalid(
+        &d,
+        json!({"title": "x", "start": start, "attendees": [{"name": "A"}, {"email": "nope"}]}),
+        "attendees[1].email",
+        "not an email",
+    )
+    .await?;
+    expect_invalid(
+        &d,
+        json!({"title": "x", "start": start, "colour": "red"}),
+        "colour",
+        "unknown field",
+    )
+    .await?;
+    expect_invalid(
+        &d,
+        json!({"title": "x", "start": start, "duration_minutes": 0}),
+        "duration_minutes",
+        "1 to",
+    )
+    .await?;
+    let r = d
+        .get("/api/v1/calendar?from=2026-01-01&to=2028-01-01")
+        .send()
+        .await?;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await?;
-    assert!(v["error"]["message"].as_str().is_some_and(|m| m.starts_with("to:")), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("to:")),
+        "{v}"
+    );
     let r = d.get("/api/v1/calendar?limit=0").send().await?;
     assert_eq!(r.status(), 400);
     let r = d.get("/api/v1/calendar/nope@x").send().await?;
@@ -425,8 +507,17 @@ async fn rest_validation_errors_name_the_field() -> TestResult {
     assert_eq!(r.status(), 401);
     // The OpenAPI document lists the routes.
     let doc: Value = d.get("/api/v1/openapi.json").send().await?.json().await?;
-    for p in ["/api/v1/calendar", "/api/v1/calendar/{uid}", "/api/v1/calendar/free-slots", "/api/v1/calendar/import", "/calendar.ics"] {
-        assert!(doc["paths"].get(p).is_some(), "{p} missing from the OpenAPI document");
+    for p in [
+        "/api/v1/calendar",
+        "/api/v1/calendar/{uid}",
+        "/api/v1/calendar/free-slots",
+        "/api/v1/calendar/import",
+        "/calendar.ics",
+    ] {
+        assert!(
+            doc["paths"].get(p).is_some(),
+            "{p} missing from the OpenAPI document"
+        );
     }
     Ok(())
 }
@@ -452,10 +543,17 @@ async fn conflicts_include_recurring_instances_and_free_slots_fill_the_gaps() ->
     let conflicts = c["conflicts"].as_array().cloned().unwrap_or_default();
     assert_eq!(conflicts.len(), 1, "{c}");
     assert_eq!(conflicts[0]["title"], "Team sync");
-    assert_eq!(conflicts[0]["start"], "2026-10-29T14:00:00+01:00[Europe/Berlin]");
+    assert_eq!(
+        conflicts[0]["start"],
+        "2026-10-29T14:00:00+01:00[Europe/Berlin]"
+    );
     assert_eq!(conflicts[0]["recurring"], true);
     // Touching is not overlapping.
-    let c = create(&d, json!({"title": "Walk", "start": "2026-10-29T15:15", "duration_minutes": 30})).await?;
+    let c = create(
+        &d,
+        json!({"title": "Walk", "start": "2026-10-29T15:15", "duration_minutes": 30}),
+    )
+    .await?;
     assert_eq!(c["conflicts"], json!([]));
     // All-day events never conflict.
     let c = create(&d, json!({"title": "Trip", "start": "2026-10-29"})).await?;
@@ -482,7 +580,10 @@ async fn conflicts_include_recurring_instances_and_free_slots_fill_the_gaps() ->
         .unwrap_or_default();
     assert_eq!(
         got,
-        [("12:00".into(), "14:00".into()), ("15:45".into(), "18:00".into())],
+        [
+            ("12:00".into(), "14:00".into()),
+            ("15:45".into(), "18:00".into())
+        ],
         "{slots}"
     );
     // The bus saw the creations.
@@ -491,7 +592,10 @@ async fn conflicts_include_recurring_instances_and_free_slots_fill_the_gaps() ->
     assert_eq!(v["type"], "calendar.changed");
     assert_eq!(v["action"], "created");
     // Delete leaves the series listing without that event.
-    let uid = series["event"]["uid"].as_str().unwrap_or_default().to_owned();
+    let uid = series["event"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let r = d
         .client
         .delete(d.url(&format!("/api/v1/calendar/{uid}")))
@@ -517,7 +621,10 @@ async fn say(d: &TestDaemon, conv: Option<i64>, text: &str) -> TestResult<Value>
     let resp = d.post("/api/v1/chat").json(&body).send().await?;
     assert_eq!(resp.status(), 200, "{text}");
     let v: Value = resp.json().await?;
-    eprintln!("> {text}\n< {} [{} {}]", v["reply"], v["intent"], v["outcome"]);
+    eprintln!(
+        "> {text}\n< {} [{} {}]",
+        v["reply"], v["intent"], v["outcome"]
+    );
     Ok(v)
 }
 
@@ -540,7 +647,10 @@ async fn a_conversation_books_moves_and_cancels_an_appointment() -> TestResult {
     assert!(reply(&r).starts_with("Booked dentist "), "{}", reply(&r));
     assert!(reply(&r).contains("at 3 PM until 4 PM"), "{}", reply(&r));
     assert_eq!(r["tool_calls"][0]["result"]["booked"], true);
-    let start = r["tool_calls"][0]["result"]["start"].as_str().unwrap_or("").to_owned();
+    let start = r["tool_calls"][0]["result"]["start"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
     assert!(start.contains("T15:00:00"), "{start}");
 
     // Listing that day reads naturally.
@@ -565,9 +675,20 @@ async fn a_conversation_books_moves_and_cancels_an_appointment() -> TestResult {
     assert!(reply(&m).starts_with("Moved dentist to "), "{}", reply(&m));
     let to = m["tool_calls"][0]["result"]["to"].as_str().unwrap_or("");
     assert!(to.contains("T10:00:00"), "{to}");
-    let uid = m["tool_calls"][0]["result"]["uid"].as_str().unwrap_or("").to_owned();
-    let ev: Value = d.get(&format!("/api/v1/calendar/{uid}")).send().await?.json().await?;
-    assert!(ev["end"].as_str().is_some_and(|e| e.contains("T11:00:00")), "{ev}");
+    let uid = m["tool_calls"][0]["result"]["uid"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let ev: Value = d
+        .get(&format!("/api/v1/calendar/{uid}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(
+        ev["end"].as_str().is_some_and(|e| e.contains("T11:00:00")),
+        "{ev}"
+    );
     assert_eq!(ev["sequence"], 1);
 
     // Now the conflicting meeting books without a question.

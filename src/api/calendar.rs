@@ -289,7 +289,10 @@ fn zone(state: &ApiState, tz: Option<&str>) -> Result<TimeZone, ApiError> {
     match tz.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(state.calendar.time_zone().clone()),
         Some(n) => TimeZone::get(n).map_err(|_| {
-            field("timezone", format!("{n:?} is not an IANA time zone such as Europe/Berlin"))
+            field(
+                "timezone",
+                format!("{n:?} is not an IANA time zone such as Europe/Berlin"),
+            )
         }),
     }
 }
@@ -323,7 +326,8 @@ pub async fn list(
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<OccurrencePage>, ApiError> {
     let tz = state.calendar.time_zone().clone();
-    let from = query_time("from", p.from.as_deref(), &tz)?.unwrap_or_else(|| Zoned::now().with_time_zone(tz.clone()));
+    let from = query_time("from", p.from.as_deref(), &tz)?
+        .unwrap_or_else(|| Zoned::now().with_time_zone(tz.clone()));
     let to = match query_time("to", p.to.as_deref(), &tz)? {
         Some(t) => t,
         None => from
@@ -341,17 +345,37 @@ pub async fn list(
     let limit = match p.limit {
         None => 100,
         Some(n) if (1..=500).contains(&n) => n,
-        Some(n) => return Err(ApiError::bad_request(format!("limit: must be 1 to 500; got {n}"))),
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "limit: must be 1 to 500; got {n}"
+            )))
+        }
     };
     let offset = p.offset.unwrap_or(0);
-    let mut items = state.calendar.list(from.timestamp(), to.timestamp()).await?;
-    if let Some(q) = p.q.as_deref().map(str::to_lowercase).filter(|q| !q.is_empty()) {
+    let mut items = state
+        .calendar
+        .list(from.timestamp(), to.timestamp())
+        .await?;
+    if let Some(q) =
+        p.q.as_deref()
+            .map(str::to_lowercase)
+            .filter(|q| !q.is_empty())
+    {
         items.retain(|o| o.title.to_lowercase().contains(&q));
     }
     let total = items.len();
-    let page: Vec<OccurrenceDto> = items.into_iter().skip(offset).take(limit).map(Into::into).collect();
+    let page: Vec<OccurrenceDto> = items
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(Into::into)
+        .collect();
     let next_offset = (offset + page.len() < total).then_some(offset + page.len());
-    Ok(Json(OccurrencePage { items: page, total, next_offset }))
+    Ok(Json(OccurrencePage {
+        items: page,
+        total,
+        next_offset,
+    }))
 }
 
 /// One appointment.
@@ -361,7 +385,10 @@ pub async fn list(
         (status = 200, description = "The appointment", body = EventDto),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 404, description = "No such appointment", body = ErrorBody)))]
-pub async fn get(State(state): State<ApiState>, Path(uid): Path<String>) -> Result<Json<EventDto>, ApiError> {
+pub async fn get(
+    State(state): State<ApiState>,
+    Path(uid): Path<String>,
+) -> Result<Json<EventDto>, ApiError> {
     Ok(Json(state.calendar.get(&uid).await?.into()))
 }
 
@@ -388,17 +415,37 @@ pub async fn create(
     ApiJson(b): ApiJson<CreateEvent>,
 ) -> Result<Response, ApiError> {
     let tz = zone(&state, b.timezone.as_deref())?;
-    let title = b.title.as_deref().map(str::trim).filter(|t| !t.is_empty()).ok_or_else(|| field("title", "is required and must not be empty"))?;
-    let start_s = b.start.as_deref().ok_or_else(|| field("start", "is required"))?;
+    let title = b
+        .title
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| field("title", "is required and must not be empty"))?;
+    let start_s = b
+        .start
+        .as_deref()
+        .ok_or_else(|| field("start", "is required"))?;
     let (start, all_day) = time("start", start_s, &tz)?;
     let end = match (b.end.as_deref(), b.duration_minutes) {
-        (Some(_), Some(_)) => return Err(field("duration_minutes", "give either end or duration_minutes, not both")),
+        (Some(_), Some(_)) => {
+            return Err(field(
+                "duration_minutes",
+                "give either end or duration_minutes, not both",
+            ))
+        }
         (Some(e), None) => time("end", e, &tz)?.0,
         (None, Some(m)) if (1..=527_040).contains(&m) => start
             .checked_add(jiff::SignedDuration::from_mins(m))
             .map_err(|e| field("duration_minutes", e))?,
-        (None, Some(m)) => return Err(field("duration_minutes", format!("must be 1 to 527040; got {m}"))),
-        (None, None) if all_day => start.checked_add(jiff::Span::new().days(1)).map_err(|e| field("start", e))?,
+        (None, Some(m)) => {
+            return Err(field(
+                "duration_minutes",
+                format!("must be 1 to 527040; got {m}"),
+            ))
+        }
+        (None, None) if all_day => start
+            .checked_add(jiff::Span::new().days(1))
+            .map_err(|e| field("start", e))?,
         (None, None) => start
             .checked_add(state.calendar.config().default_duration)
             .map_err(|e| field("start", e))?,
@@ -450,7 +497,11 @@ pub async fn patch(
     let p = EventPatch {
         title: b.title,
         start,
-        end: b.end.as_deref().map(|e| time("end", e, &tz).map(|t| t.0)).transpose()?,
+        end: b
+            .end
+            .as_deref()
+            .map(|e| time("end", e, &tz).map(|t| t.0))
+            .transpose()?,
         all_day,
         location: b.location.map(Some),
         notes: b.notes.map(Some),
@@ -469,7 +520,10 @@ pub async fn patch(
         (status = 204, description = "Deleted"),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 404, description = "No such appointment", body = ErrorBody)))]
-pub async fn delete(State(state): State<ApiState>, Path(uid): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path(uid): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.calendar.delete(&uid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -486,7 +540,8 @@ pub async fn free_slots(
     ApiQuery(p): ApiQuery<FreeParams>,
 ) -> Result<Json<Vec<SlotDto>>, ApiError> {
     let tz = state.calendar.time_zone().clone();
-    let from = query_time("from", p.from.as_deref(), &tz)?.unwrap_or_else(|| Zoned::now().with_time_zone(tz.clone()));
+    let from = query_time("from", p.from.as_deref(), &tz)?
+        .unwrap_or_else(|| Zoned::now().with_time_zone(tz.clone()));
     let to = match query_time("to", p.to.as_deref(), &tz)? {
         Some(t) => t,
         None => from
@@ -500,12 +555,18 @@ pub async fn free_slots(
         return Err(ApiError::bad_request("to: must be after from"));
     }
     if from.duration_until(&to) > jiff::SignedDuration::from_hours(24 * 62) {
-        return Err(ApiError::bad_request("to: a free-slot range may span at most 62 days"));
+        return Err(ApiError::bad_request(
+            "to: a free-slot range may span at most 62 days",
+        ));
     }
     let min = match p.min_minutes {
         None => None,
         Some(m) if (5..=720).contains(&m) => Some(jiff::SignedDuration::from_mins(m)),
-        Some(m) => return Err(ApiError::bad_request(format!("min_minutes: must be 5 to 720; got {m}"))),
+        Some(m) => {
+            return Err(ApiError::bad_request(format!(
+                "min_minutes: must be 5 to 720; got {m}"
+            )))
+        }
     };
     let slots = state.calendar.free(&from, &to, min).await?;
     Ok(Json(slots.into_iter().map(Into::into).collect()))
@@ -534,8 +595,9 @@ pub async fn import(
             format!("expected Content-Type: text/calendar; got {ct:?}"),
         ));
     }
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::unprocessable(format!("body: not UTF-8 text ({e})")).code("invalid_ics"))?;
+    let text = std::str::from_utf8(&body).map_err(|e| {
+        ApiError::unprocessable(format!("body: not UTF-8 text ({e})")).code("invalid_ics")
+    })?;
     Ok(Json(state.calendar.import(text).await?))
 }
 
@@ -563,7 +625,10 @@ pub async fn feed(
             "missing feed token: subscribe to /calendar.ics?token=<calendar.feed_token or <data_dir>/calendar-feed-token>",
         ));
     };
-    if !bool::from(t.as_bytes().ct_eq(state.calendar_feed_token.expose().as_bytes())) {
+    if !bool::from(
+        t.as_bytes()
+            .ct_eq(state.calendar_feed_token.expose().as_bytes()),
+    ) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid feed token"));
     }
     let body = state.calendar.feed().await?;

@@ -72,7 +72,12 @@ fn key_err(key: &str, message: String) -> ConfigError {
 }
 
 fn hhmm(key: &str, v: &str) -> Result<jiff::civil::Time, ConfigError> {
-    let bad = || key_err(key, format!("expected a time of day like \"08:00\"; got {v:?}"));
+    let bad = || {
+        key_err(
+            key,
+            format!("expected a time of day like \"08:00\"; got {v:?}"),
+        )
+    };
     let (h, m) = v.trim().split_once(':').ok_or_else(bad)?;
     let h: i8 = h.parse().map_err(|_| bad())?;
     let m: i8 = m.parse().map_err(|_| bad())?;
@@ -101,9 +106,14 @@ pub fn resolve_calendar(raw: RawCalendar) -> Result<CalendarConfig, ConfigError>
     }
     let minutes = |key: &str, v: u64, lo: u64, hi: u64| {
         if (lo..=hi).contains(&v) {
-            Ok(jiff::SignedDuration::from_mins(i64::try_from(v).unwrap_or(hi as i64)))
+            Ok(jiff::SignedDuration::from_mins(
+                i64::try_from(v).unwrap_or(hi as i64),
+            ))
         } else {
-            Err(key_err(key, format!("expected a number from {lo} to {hi}; got {v}")))
+            Err(key_err(
+                key,
+                format!("expected a number from {lo} to {hi}; got {v}"),
+            ))
         }
     };
     Ok(CalendarConfig {

@@ -273,7 +273,9 @@ impl Inner {
                     }
                     None if new_request => Err(()),
                     None if attempts >= 1 => Ok((
-                        Decision::Say("Sorry, I didn't get the time, so I haven't moved it.".into()),
+                        Decision::Say(
+                            "Sorry, I didn't get the time, so I haven't moved it.".into(),
+                        ),
                         None,
                     )),
                     None => Ok((

@@ -26,16 +26,18 @@ fn decode(body: &str) -> rusqlite::Result<Event> {
 
 /// Bump the global counter; returns the new version.
 pub fn next_version(c: &Connection) -> Result<i64, StoreError> {
-    Ok(c
-        .prepare_cached("UPDATE calendar_clock SET version = version + 1 WHERE id = 1 RETURNING version")?
-        .query_row([], |r| r.get(0))?)
+    Ok(c.prepare_cached(
+        "UPDATE calendar_clock SET version = version + 1 WHERE id = 1 RETURNING version",
+    )?
+    .query_row([], |r| r.get(0))?)
 }
 
 /// The highest version handed out (0 when nothing happened yet).
 pub fn current_version(c: &Connection) -> Result<i64, StoreError> {
-    Ok(c
-        .prepare_cached("SELECT version FROM calendar_clock WHERE id = 1")?
-        .query_row([], |r| r.get(0))?)
+    Ok(
+        c.prepare_cached("SELECT version FROM calendar_clock WHERE id = 1")?
+            .query_row([], |r| r.get(0))?,
+    )
 }
 
 /// Insert or replace the event with `e.uid` (reviving a tombstone), stamping a new version
@@ -49,7 +51,8 @@ pub fn upsert(
     let version = next_version(c)?;
     let now = UnixMillis::now().0;
     e.version = version;
-    let body = serde_json::to_string(&*e).map_err(|err| StoreError::CommitFailed(format!("cannot encode event {}: {err}", e.uid)))?;
+    let body = serde_json::to_string(&*e)
+        .map_err(|err| StoreError::CommitFailed(format!("cannot encode event {}: {err}", e.uid)))?;
     c.prepare_cached(
         "INSERT INTO calendar_events (uid, version, deleted, title, start_at, end_at, timezone,
                                       all_day, rrule, last_end_at, body, source_message_id,
@@ -97,50 +100,49 @@ pub fn tombstone(c: &Connection, uid: &str) -> Result<Option<i64>, StoreError> {
 
 /// The live event `uid`.
 pub fn get(c: &Connection, uid: &str) -> Result<Option<Event>, StoreError> {
-    Ok(c
-        .prepare_cached("SELECT body FROM calendar_events WHERE uid = ?1 AND deleted = 0")?
-        .query_row([uid], |r| decode(&r.get::<_, String>(0)?))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT body FROM calendar_events WHERE uid = ?1 AND deleted = 0")?
+            .query_row([uid], |r| decode(&r.get::<_, String>(0)?))
+            .optional()?,
+    )
 }
 
 /// The event booked by this message (idempotent tool calls).
 pub fn by_source(c: &Connection, source: MessageId) -> Result<Option<Event>, StoreError> {
-    Ok(c
-        .prepare_cached(
-            "SELECT body FROM calendar_events WHERE source_message_id = ?1 AND deleted = 0",
-        )?
-        .query_row([source.0], |r| decode(&r.get::<_, String>(0)?))
-        .optional()?)
+    Ok(c.prepare_cached(
+        "SELECT body FROM calendar_events WHERE source_message_id = ?1 AND deleted = 0",
+    )?
+    .query_row([source.0], |r| decode(&r.get::<_, String>(0)?))
+    .optional()?)
 }
 
 /// Live events that may have an instance overlapping `[from_ms, to_ms)`.
 pub fn in_range(c: &Connection, from_ms: i64, to_ms: i64) -> Result<Vec<Event>, StoreError> {
-    Ok(c
-        .prepare_cached(
-            "SELECT body FROM calendar_events
+    Ok(c.prepare_cached(
+        "SELECT body FROM calendar_events
              WHERE deleted = 0 AND start_at < ?2 AND (last_end_at IS NULL OR last_end_at > ?1)
              ORDER BY start_at, id",
-        )?
-        .query_map(params![from_ms, to_ms], |r| decode(&r.get::<_, String>(0)?))?
-        .collect::<Result<_, _>>()?)
+    )?
+    .query_map(params![from_ms, to_ms], |r| decode(&r.get::<_, String>(0)?))?
+    .collect::<Result<_, _>>()?)
 }
 
 /// Every live event (the subscription feed).
 pub fn all(c: &Connection) -> Result<Vec<Event>, StoreError> {
-    Ok(c
-        .prepare_cached("SELECT body FROM calendar_events WHERE deleted = 0 ORDER BY start_at, id")?
-        .query_map([], |r| decode(&r.get::<_, String>(0)?))?
-        .collect::<Result<_, _>>()?)
+    Ok(c.prepare_cached(
+        "SELECT body FROM calendar_events WHERE deleted = 0 ORDER BY start_at, id",
+    )?
+    .query_map([], |r| decode(&r.get::<_, String>(0)?))?
+    .collect::<Result<_, _>>()?)
 }
 
 /// The most recently changed live event.
 pub fn latest(c: &Connection) -> Result<Option<Event>, StoreError> {
-    Ok(c
-        .prepare_cached(
-            "SELECT body FROM calendar_events WHERE deleted = 0 ORDER BY version DESC LIMIT 1",
-        )?
-        .query_row([], |r| decode(&r.get::<_, String>(0)?))
-        .optional()?)
+    Ok(c.prepare_cached(
+        "SELECT body FROM calendar_events WHERE deleted = 0 ORDER BY version DESC LIMIT 1",
+    )?
+    .query_row([], |r| decode(&r.get::<_, String>(0)?))
+    .optional()?)
 }
 
 /// Changes with a version above `since`, oldest first.

@@ -94,7 +94,10 @@ fn fmt_utc(ts: Timestamp) -> String {
 }
 
 fn is_utc(z: &Zoned) -> bool {
-    matches!(z.time_zone().iana_name(), Some("UTC" | "Etc/UTC" | "Etc/Zulu" | "Zulu"))
+    matches!(
+        z.time_zone().iana_name(),
+        Some("UTC" | "Etc/UTC" | "Etc/Zulu" | "Zulu")
+    )
 }
 
 /// `NAME;params:value` for a DATE or DATE-TIME property.
@@ -133,7 +136,11 @@ pub fn vtimezone(out: &mut String, tz: &TimeZone, from: Timestamp, to: Timestamp
     line(out, "BEGIN:VTIMEZONE");
     line(out, &format!("TZID:{name}"));
     let mut transitions: Vec<_> = tz.preceding(from).take(1).collect();
-    transitions.extend(tz.following(from).take_while(|t| t.timestamp() < to).take(400));
+    transitions.extend(
+        tz.following(from)
+            .take_while(|t| t.timestamp() < to)
+            .take(400),
+    );
     if transitions.is_empty() {
         let o = tz.to_offset(from);
         line(out, "BEGIN:STANDARD");
@@ -147,7 +154,11 @@ pub fn vtimezone(out: &mut String, tz: &TimeZone, from: Timestamp, to: Timestamp
             .timestamp()
             .checked_sub(jiff::SignedDuration::from_secs(1))
             .map_or(t.offset(), |ts| tz.to_offset(ts));
-        let kind = if t.dst().is_dst() { "DAYLIGHT" } else { "STANDARD" };
+        let kind = if t.dst().is_dst() {
+            "DAYLIGHT"
+        } else {
+            "STANDARD"
+        };
         let local = t.timestamp().to_zoned(TimeZone::fixed(before)).datetime();
         line(out, &format!("BEGIN:{kind}"));
         line(out, &format!("DTSTART:{}", fmt_local(local)));
@@ -219,8 +230,14 @@ fn write_event(out: &mut String, e: &Event, now: Timestamp) {
         line(out, &format!("DTSTAMP:{}", fmt_utc(now)));
         line(out, &format!("LAST-MODIFIED:{}", fmt_utc(e.updated_at)));
         line(out, &format!("SEQUENCE:{}", e.sequence));
-        line(out, &time_prop("RECURRENCE-ID", &o.recurrence_id, e.all_day));
-        line(out, &format!("SUMMARY:{}", escape(o.title.as_deref().unwrap_or(&e.title))));
+        line(
+            out,
+            &time_prop("RECURRENCE-ID", &o.recurrence_id, e.all_day),
+        );
+        line(
+            out,
+            &format!("SUMMARY:{}", escape(o.title.as_deref().unwrap_or(&e.title))),
+        );
         line(out, &time_prop("DTSTART", &o.start, e.all_day));
         line(out, &time_prop("DTEND", &o.end, e.all_day));
         if let Some(l) = o.location.as_ref().or(e.location.as_ref()) {
@@ -261,7 +278,11 @@ pub fn write_calendar(events: &[Event], now: Timestamp) -> String {
         let last = e
             .last_end_ms()
             .and_then(|ms| Timestamp::from_millisecond(ms).ok())
-            .unwrap_or_else(|| now.max(e.end.timestamp()).checked_add(jiff::SignedDuration::from_hours(24 * 366 * 2)).unwrap_or(now));
+            .unwrap_or_else(|| {
+                now.max(e.end.timestamp())
+                    .checked_add(jiff::SignedDuration::from_hours(24 * 366 * 2))
+                    .unwrap_or(now)
+            });
         let to = year(last, 1);
         let entry = zones
             .entry(name.to_owned())
@@ -502,15 +523,24 @@ pub fn resolve_tzid(id: &str) -> Option<TimeZone> {
 }
 
 /// One DATE or DATE-TIME value: (time, is a DATE).
-fn parse_value(v: &str, tzid: Option<&str>, is_date: bool, device: &TimeZone) -> Result<(Zoned, bool), String> {
+fn parse_value(
+    v: &str,
+    tzid: Option<&str>,
+    is_date: bool,
+    device: &TimeZone,
+) -> Result<(Zoned, bool), String> {
     let v = v.trim();
     let date = |d: &str| -> Result<Date, String> {
         if d.len() != 8 || !d.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("{v:?} is not a date (YYYYMMDD)"));
         }
         let num = |r: std::ops::Range<usize>| d[r].parse::<i16>().map_err(|e| e.to_string());
-        Date::new(num(0..4)?, i8::try_from(num(4..6)?).map_err(|e| e.to_string())?, i8::try_from(num(6..8)?).map_err(|e| e.to_string())?)
-            .map_err(|e| format!("{v:?} is not a valid date: {e}"))
+        Date::new(
+            num(0..4)?,
+            i8::try_from(num(4..6)?).map_err(|e| e.to_string())?,
+            i8::try_from(num(6..8)?).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("{v:?} is not a valid date: {e}"))
     };
     if is_date || v.len() == 8 {
         let d = date(v)?;
@@ -531,12 +561,15 @@ fn parse_value(v: &str, tzid: Option<&str>, is_date: bool, device: &TimeZone) ->
         return Err(format!("{v:?} is not a date-time (YYYYMMDDTHHMMSS)"));
     }
     let n = |r: std::ops::Range<usize>| t[r].parse::<i8>().unwrap_or(99);
-    let time = Time::new(n(0..2), n(2..4), n(4..6).min(59), 0).map_err(|e| format!("{v:?}: {e}"))?;
+    let time =
+        Time::new(n(0..2), n(2..4), n(4..6).min(59), 0).map_err(|e| format!("{v:?}: {e}"))?;
     let dt = d.to_datetime(time);
     let tz = if utc {
         TimeZone::UTC
     } else if let Some(id) = tzid {
-        resolve_tzid(id).ok_or_else(|| format!("unknown time zone TZID={id:?} (use an IANA name such as Europe/Berlin)"))?
+        resolve_tzid(id).ok_or_else(|| {
+            format!("unknown time zone TZID={id:?} (use an IANA name such as Europe/Berlin)")
+        })?
     } else {
         // Floating time: the device's wall clock.
         device.clone()
@@ -546,7 +579,9 @@ fn parse_value(v: &str, tzid: Option<&str>, is_date: bool, device: &TimeZone) ->
 }
 
 fn prop_time(p: &Prop, device: &TimeZone) -> Result<(Zoned, bool), String> {
-    let is_date = p.param("VALUE").is_some_and(|v| v.eq_ignore_ascii_case("DATE"));
+    let is_date = p
+        .param("VALUE")
+        .is_some_and(|v| v.eq_ignore_ascii_case("DATE"));
     parse_value(&p.value, p.param("TZID"), is_date, device).map_err(|e| format!("{}: {e}", p.name))
 }
 
@@ -590,7 +625,10 @@ fn parse_attendee(p: &Prop) -> Attendee {
     let v = p.value.trim();
     let lower = v.to_ascii_lowercase();
     let mut a = Attendee {
-        name: p.param("CN").map(|s| s.trim_matches('"').to_owned()).filter(|s| !s.is_empty()),
+        name: p
+            .param("CN")
+            .map(|s| s.trim_matches('"').to_owned())
+            .filter(|s| !s.is_empty()),
         ..Attendee::default()
     };
     if lower.starts_with("mailto:") {
@@ -626,11 +664,21 @@ fn event_of(c: &Comp, device: &TimeZone, warnings: &mut Vec<String>) -> Result<E
         .filter(|u| !u.is_empty())
         .ok_or_else(|| "a VEVENT without UID".to_owned())?;
     let ctx = |m: String| format!("event {uid:?}: {m}");
-    let (start, all_day) = prop_time(c.prop("DTSTART").ok_or_else(|| ctx("DTSTART is missing".into()))?, device).map_err(ctx)?;
+    let (start, all_day) = prop_time(
+        c.prop("DTSTART")
+            .ok_or_else(|| ctx("DTSTART is missing".into()))?,
+        device,
+    )
+    .map_err(ctx)?;
     let end = if let Some(p) = c.prop("DTEND") {
         prop_time(p, device).map_err(ctx)?.0
     } else if let Some(p) = c.prop("DURATION") {
-        let (d, s) = parse_duration(&p.value).ok_or_else(|| ctx(format!("DURATION: {:?} is not a duration like PT1H", p.value)))?;
+        let (d, s) = parse_duration(&p.value).ok_or_else(|| {
+            ctx(format!(
+                "DURATION: {:?} is not a duration like PT1H",
+                p.value
+            ))
+        })?;
         start
             .checked_add(Span::new().days(d).seconds(s))
             .map_err(|e| ctx(format!("DURATION: {e}")))?
@@ -664,7 +712,10 @@ fn event_of(c: &Comp, device: &TimeZone, warnings: &mut Vec<String>) -> Result<E
     }
     let rrule = match c.prop("RRULE") {
         Some(p) => {
-            let r: super::rrule::RRule = p.value.parse().map_err(|e: super::rrule::RRuleError| ctx(format!("RRULE: {e}")))?;
+            let r: super::rrule::RRule = p
+                .value
+                .parse()
+                .map_err(|e: super::rrule::RRuleError| ctx(format!("RRULE: {e}")))?;
             Some(r.to_string())
         }
         None => None,
@@ -674,10 +725,17 @@ fn event_of(c: &Comp, device: &TimeZone, warnings: &mut Vec<String>) -> Result<E
         let Some(t) = a.prop("TRIGGER") else {
             continue;
         };
-        let related_end = t.param("RELATED").is_some_and(|r| r.eq_ignore_ascii_case("END"));
+        let related_end = t
+            .param("RELATED")
+            .is_some_and(|r| r.eq_ignore_ascii_case("END"));
         match parse_duration(&t.value) {
-            Some((d, s)) if !related_end && d * 86_400 + s <= 0 => alarms.push(-(d * 1440 + s / 60)),
-            _ => warnings.push(ctx(format!("VALARM TRIGGER {:?} is not \"minutes before the start\" and was ignored", t.value))),
+            Some((d, s)) if !related_end && d * 86_400 + s <= 0 => {
+                alarms.push(-(d * 1440 + s / 60))
+            }
+            _ => warnings.push(ctx(format!(
+                "VALARM TRIGGER {:?} is not \"minutes before the start\" and was ignored",
+                t.value
+            ))),
         }
     }
     let created = c
@@ -688,7 +746,11 @@ fn event_of(c: &Comp, device: &TimeZone, warnings: &mut Vec<String>) -> Result<E
         .prop("LAST-MODIFIED")
         .and_then(|p| prop_time(p, device).ok())
         .map_or_else(Timestamp::now, |(z, _)| z.timestamp());
-    let text = |name: &str| c.prop(name).map(|p| unescape(&p.value)).filter(|s| !s.trim().is_empty());
+    let text = |name: &str| {
+        c.prop(name)
+            .map(|p| unescape(&p.value))
+            .filter(|s| !s.trim().is_empty())
+    };
     Ok(Event {
         uid: uid.clone(),
         title: text("SUMMARY").unwrap_or_else(|| "(no title)".into()),
@@ -702,7 +764,10 @@ fn event_of(c: &Comp, device: &TimeZone, warnings: &mut Vec<String>) -> Result<E
         exdates,
         overrides: Vec::new(),
         alarms,
-        sequence: c.prop("SEQUENCE").and_then(|p| p.value.trim().parse().ok()).unwrap_or(0),
+        sequence: c
+            .prop("SEQUENCE")
+            .and_then(|p| p.value.trim().parse().ok())
+            .unwrap_or(0),
         version: 0,
         created_at: created,
         updated_at: modified,
@@ -721,7 +786,8 @@ pub fn parse_calendar(text: &str, device: &TimeZone) -> Result<Parsed, IcsError>
             "VEVENT" => {}
             "VTIMEZONE" => continue,
             other => {
-                out.warnings.push(format!("{other} components are not imported"));
+                out.warnings
+                    .push(format!("{other} components are not imported"));
                 continue;
             }
         }
@@ -732,19 +798,27 @@ pub fn parse_calendar(text: &str, device: &TimeZone) -> Result<Parsed, IcsError>
                 continue;
             }
         };
-        let cancelled = c.prop("STATUS").is_some_and(|s| s.value.trim().eq_ignore_ascii_case("CANCELLED"));
+        let cancelled = c
+            .prop("STATUS")
+            .is_some_and(|s| s.value.trim().eq_ignore_ascii_case("CANCELLED"));
         match c.prop("RECURRENCE-ID") {
             Some(p) => match prop_time(p, device) {
                 Ok((rid, _)) => instances.push((e, rid, cancelled)),
                 Err(m) => out.errors.push(format!("event {:?}: {m}", e.uid)),
             },
-            None if cancelled => out.warnings.push(format!("event {:?} is cancelled and was not imported", e.uid)),
+            None if cancelled => out.warnings.push(format!(
+                "event {:?} is cancelled and was not imported",
+                e.uid
+            )),
             None => out.events.push(e),
         }
     }
     for (inst, rid, cancelled) in instances {
         let Some(master) = out.events.iter_mut().find(|m| m.uid == inst.uid) else {
-            out.errors.push(format!("event {:?}: a RECURRENCE-ID instance without its series", inst.uid));
+            out.errors.push(format!(
+                "event {:?}: a RECURRENCE-ID instance without its series",
+                inst.uid
+            ));
             continue;
         };
         if cancelled {
@@ -754,12 +828,16 @@ pub fn parse_calendar(text: &str, device: &TimeZone) -> Result<Parsed, IcsError>
         let o = Override {
             recurrence_id: rid,
             title: (inst.title != master.title).then(|| inst.title.clone()),
-            location: inst.location.filter(|l| Some(l) != master.location.as_ref()),
+            location: inst
+                .location
+                .filter(|l| Some(l) != master.location.as_ref()),
             notes: inst.notes.filter(|n| Some(n) != master.notes.as_ref()),
             start: inst.start,
             end: inst.end,
         };
-        master.overrides.retain(|x| x.recurrence_id.timestamp() != o.recurrence_id.timestamp());
+        master
+            .overrides
+            .retain(|x| x.recurrence_id.timestamp() != o.recurrence_id.timestamp());
         master.overrides.push(o);
     }
     Ok(out)
@@ -805,7 +883,10 @@ mod tests {
     #[test]
     fn written_lines_are_folded_crlf_and_read_back_equal() {
         let e = sample();
-        let text = write_calendar(std::slice::from_ref(&e), z("2026-01-10T10:00[UTC]").timestamp());
+        let text = write_calendar(
+            std::slice::from_ref(&e),
+            z("2026-01-10T10:00[UTC]").timestamp(),
+        );
         for l in text.split("\r\n") {
             assert!(l.len() <= 75, "{l:?} is {} octets", l.len());
             assert!(!l.contains('\n'));
@@ -830,12 +911,25 @@ mod tests {
         assert!(p.events[0].all_day);
         assert_eq!(p.events[0].end.date().to_string(), "2026-08-15");
         assert_eq!(p.events[1].duration(), jiff::SignedDuration::from_mins(45));
-        assert_eq!(p.events[2].start.time_zone().iana_name(), Some("America/New_York"));
-        assert_eq!(p.events[3].start.time_zone().iana_name(), Some("Europe/Berlin"));
+        assert_eq!(
+            p.events[2].start.time_zone().iana_name(),
+            Some("America/New_York")
+        );
+        assert_eq!(
+            p.events[3].start.time_zone().iana_name(),
+            Some("Europe/Berlin")
+        );
         assert_eq!(p.events[3].alarms, vec![26 * 60]);
         assert_eq!(p.errors.len(), 1);
-        assert!(p.errors[0].contains("Mars/Olympus") && p.errors[0].contains("\"5\""), "{:?}", p.errors);
-        assert_eq!(parse_calendar("hello", &ny).unwrap_err(), IcsError::NotCalendar);
+        assert!(
+            p.errors[0].contains("Mars/Olympus") && p.errors[0].contains("\"5\""),
+            "{:?}",
+            p.errors
+        );
+        assert_eq!(
+            parse_calendar("hello", &ny).unwrap_err(),
+            IcsError::NotCalendar
+        );
         let e = parse_calendar("BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:1\n", &ny).unwrap_err();
         assert!(matches!(e, IcsError::Syntax { .. }), "{e}");
     }

@@ -371,7 +371,8 @@ impl Event {
         let mut skip: Vec<Timestamp> = self.exdates.iter().map(Zoned::timestamp).collect();
         skip.extend(self.overrides.iter().map(|o| o.recurrence_id.timestamp()));
         // Instances that started before `from` may still be running.
-        let span = self.duration().abs() + SignedDuration::from_hours(if self.all_day { 50 } else { 0 });
+        let span =
+            self.duration().abs() + SignedDuration::from_hours(if self.all_day { 50 } else { 0 });
         let early = from.checked_sub(span).unwrap_or(from);
         let mut out: Vec<Occurrence> = rule
             .expand(&self.start, &skip, early, to, limit.saturating_add(64))
@@ -384,7 +385,11 @@ impl Event {
             .collect();
         for o in &self.overrides {
             if overlaps(o.start.timestamp(), o.end.timestamp(), from, to) {
-                let mut occ = base(o.start.clone(), o.end.clone(), Some(o.recurrence_id.clone()));
+                let mut occ = base(
+                    o.start.clone(),
+                    o.end.clone(),
+                    Some(o.recurrence_id.clone()),
+                );
                 if let Some(t) = &o.title {
                     occ.title.clone_from(t);
                 }
@@ -394,7 +399,7 @@ impl Event {
                 out.push(occ);
             }
         }
-        out.sort_by(|a, b| a.start.timestamp().cmp(&b.start.timestamp()));
+        out.sort_by_key(|o| o.start.timestamp());
         out.truncate(limit);
         out
     }
@@ -407,11 +412,20 @@ impl Event {
         if self.title.chars().count() > 500 {
             return Err(invalid("title", "must be at most 500 characters"));
         }
-        if self.uid.trim().is_empty() || self.uid.len() > 255 || self.uid.chars().any(char::is_control) {
-            return Err(invalid("uid", "must be 1 to 255 characters without control characters"));
+        if self.uid.trim().is_empty()
+            || self.uid.len() > 255
+            || self.uid.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                "uid",
+                "must be 1 to 255 characters without control characters",
+            ));
         }
         if self.start.time_zone().iana_name().is_none() {
-            return Err(invalid("timezone", "must be an IANA time zone such as Europe/Berlin"));
+            return Err(invalid(
+                "timezone",
+                "must be an IANA time zone such as Europe/Berlin",
+            ));
         }
         if self.end <= self.start {
             return Err(invalid(
@@ -420,37 +434,58 @@ impl Event {
             ));
         }
         if self.all_day && self.start.time() != Time::midnight() {
-            return Err(invalid("start", "an all-day event starts at midnight (give a date)"));
+            return Err(invalid(
+                "start",
+                "an all-day event starts at midnight (give a date)",
+            ));
         }
         if self.duration() > SignedDuration::from_hours(24 * 366) {
             return Err(invalid("end", "an appointment may last at most a year"));
         }
         if let Some(r) = &self.rrule {
-            let rule: RRule = r.parse().map_err(|e: rrule::RRuleError| invalid("rrule", e.to_string()))?;
+            let rule: RRule = r
+                .parse()
+                .map_err(|e: rrule::RRuleError| invalid("rrule", e.to_string()))?;
             if let Some(rrule::Until::Date(_)) = rule.until {
                 if !self.all_day {
-                    return Err(invalid("rrule", "UNTIL must be a date-time (…T…Z) for an event with a time"));
+                    return Err(invalid(
+                        "rrule",
+                        "UNTIL must be a date-time (…T…Z) for an event with a time",
+                    ));
                 }
             }
         }
         for (i, a) in self.alarms.iter().enumerate() {
             if !(0..=40_320).contains(a) {
-                return Err(invalid(format!("alarms[{i}]"), format!("minutes before the start must be 0 to 40320; got {a}")));
+                return Err(invalid(
+                    format!("alarms[{i}]"),
+                    format!("minutes before the start must be 0 to 40320; got {a}"),
+                ));
             }
         }
         for (i, a) in self.attendees.iter().enumerate() {
-            if a.name.is_none() && a.email.is_none() && a.phone.is_none() && a.contact_id.is_none() {
-                return Err(invalid(format!("attendees[{i}]"), "needs a name, an email, a phone or a contact_id"));
+            if a.name.is_none() && a.email.is_none() && a.phone.is_none() && a.contact_id.is_none()
+            {
+                return Err(invalid(
+                    format!("attendees[{i}]"),
+                    "needs a name, an email, a phone or a contact_id",
+                ));
             }
             if let Some(e) = &a.email {
                 if !e.contains('@') || e.contains(char::is_whitespace) {
-                    return Err(invalid(format!("attendees[{i}].email"), format!("{e:?} is not an email address")));
+                    return Err(invalid(
+                        format!("attendees[{i}].email"),
+                        format!("{e:?} is not an email address"),
+                    ));
                 }
             }
         }
         for (i, o) in self.overrides.iter().enumerate() {
             if o.end <= o.start {
-                return Err(invalid(format!("overrides[{i}].end"), "must be after its start"));
+                return Err(invalid(
+                    format!("overrides[{i}].end"),
+                    "must be after its start",
+                ));
             }
         }
         Ok(())
@@ -519,7 +554,9 @@ fn count_word(n: usize) -> String {
     const WORDS: [&str; 11] = [
         "no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
     ];
-    WORDS.get(n).map_or_else(|| n.to_string(), |w| (*w).to_owned())
+    WORDS
+        .get(n)
+        .map_or_else(|| n.to_string(), |w| (*w).to_owned())
 }
 
 /// How one instance is said within a listing whose span is `[from, to)`.
@@ -540,11 +577,19 @@ pub fn describe_occurrence(o: &Occurrence, now: &Zoned, one_day: bool) -> String
 
 /// "You have two appointments tomorrow: dentist at 3 PM and lunch with Anna at noon."
 pub fn describe_list(items: &[Occurrence], label: &str, now: &Zoned, one_day: bool) -> String {
-    let label = if label.is_empty() { String::new() } else { format!(" {label}") };
+    let label = if label.is_empty() {
+        String::new()
+    } else {
+        format!(" {label}")
+    };
     if items.is_empty() {
         return format!("You have no appointments{label}.");
     }
-    let noun = if items.len() == 1 { "appointment" } else { "appointments" };
+    let noun = if items.len() == 1 {
+        "appointment"
+    } else {
+        "appointments"
+    };
     let shown: Vec<String> = items
         .iter()
         .take(8)
@@ -564,16 +609,26 @@ pub fn describe_list(items: &[Occurrence], label: &str, now: &Zoned, one_day: bo
 
 /// "You're free from 1 PM to 3 PM and from 4 PM to 6 PM on Thursday."
 pub fn describe_free(slots: &[Slot], label: &str, now: &Zoned) -> String {
-    let label = if label.is_empty() { String::new() } else { format!(" {label}") };
+    let label = if label.is_empty() {
+        String::new()
+    } else {
+        format!(" {label}")
+    };
     if slots.is_empty() {
         return format!("You have no free time{label}.");
     }
-    let one_day = slots.iter().all(|s| s.start.date() == slots[0].start.date());
+    let one_day = slots
+        .iter()
+        .all(|s| s.start.date() == slots[0].start.date());
     let parts: Vec<String> = slots
         .iter()
         .take(6)
         .map(|s| {
-            let span = format!("from {} to {}", speak::time_of_day(&s.start), speak::time_of_day(&s.end));
+            let span = format!(
+                "from {} to {}",
+                speak::time_of_day(&s.start),
+                speak::time_of_day(&s.end)
+            );
             if one_day {
                 span
             } else {
@@ -643,7 +698,9 @@ impl Calendar {
             .checked_add(SignedDuration::from_hours(24 * CONFLICT_HORIZON_DAYS))
             .unwrap_or(from);
         let to = match e.last_end_ms() {
-            Some(ms) => Timestamp::from_millisecond(ms).unwrap_or(horizon).min(horizon),
+            Some(ms) => Timestamp::from_millisecond(ms)
+                .unwrap_or(horizon)
+                .min(horizon),
             None => horizon,
         }
         .max(e.end.timestamp());
@@ -651,15 +708,24 @@ impl Calendar {
         if mine.is_empty() {
             return Ok(Vec::new());
         }
-        let (f, t) = (mine[0].start.timestamp(), mine.iter().map(|o| o.end.timestamp()).max().unwrap_or(to));
+        let (f, t) = (
+            mine[0].start.timestamp(),
+            mine.iter().map(|o| o.end.timestamp()).max().unwrap_or(to),
+        );
         let others = self.list(f, t).await?;
         let mut out: Vec<Occurrence> = Vec::new();
         for o in others {
             if o.uid == e.uid || o.all_day {
                 continue;
             }
-            if mine.iter().any(|m| overlaps(m.start.timestamp(), m.end.timestamp(), o.start.timestamp(), o.end.timestamp()))
-                && !out.iter().any(|x| x.uid == o.uid && x.start == o.start)
+            if mine.iter().any(|m| {
+                overlaps(
+                    m.start.timestamp(),
+                    m.end.timestamp(),
+                    o.start.timestamp(),
+                    o.end.timestamp(),
+                )
+            }) && !out.iter().any(|x| x.uid == o.uid && x.start == o.start)
             {
                 out.push(o);
             }
@@ -668,17 +734,28 @@ impl Calendar {
     }
 
     /// Book a new appointment (idempotent on `source`); conflicts are reported, not refused.
-    pub async fn create(&self, new: NewEvent, source: Option<MessageId>) -> Result<Booked, CalendarError> {
+    pub async fn create(
+        &self,
+        new: NewEvent,
+        source: Option<MessageId>,
+    ) -> Result<Booked, CalendarError> {
         if let Some(src) = source {
             if let Some(e) = self.store.read(move |c| db::by_source(c, src)).await? {
-                return Ok(Booked { event: e, conflicts: Vec::new(), created: false });
+                return Ok(Booked {
+                    event: e,
+                    conflicts: Vec::new(),
+                    created: false,
+                });
             }
         }
         let mut e = new.into_event();
         e.validate()?;
         let uid = e.uid.clone();
         if self.store.read(move |c| db::get(c, &uid)).await?.is_some() {
-            return Err(invalid("uid", format!("an appointment with uid {:?} exists already", e.uid)));
+            return Err(invalid(
+                "uid",
+                format!("an appointment with uid {:?} exists already", e.uid),
+            ));
         }
         let conflicts = self.conflicts(&e).await?;
         let last = e.last_end_ms();
@@ -690,7 +767,11 @@ impl Calendar {
             })
             .await?;
         self.announce(&e.uid, "created", e.version);
-        Ok(Booked { event: e, conflicts, created: true })
+        Ok(Booked {
+            event: e,
+            conflicts,
+            created: true,
+        })
     }
 
     /// The conflicts a booking would have (validating it first).
@@ -701,11 +782,17 @@ impl Calendar {
     }
 
     /// The conflicts of one instance of `e` moved to start at `to`.
-    pub async fn check_moved(&self, e: &Event, to: &Zoned) -> Result<Vec<Occurrence>, CalendarError> {
+    pub async fn check_moved(
+        &self,
+        e: &Event,
+        to: &Zoned,
+    ) -> Result<Vec<Occurrence>, CalendarError> {
         let mut one = e.clone();
         one.rrule = None;
         one.overrides.clear();
-        one.end = to.checked_add(e.duration()).map_err(|x| invalid("start", x.to_string()))?;
+        one.end = to
+            .checked_add(e.duration())
+            .map_err(|x| invalid("start", x.to_string()))?;
         one.start = to.clone();
         self.conflicts(&one).await
     }
@@ -721,25 +808,41 @@ impl Calendar {
         self.store
             .read(move |c| db::get(c, &u))
             .await?
-            .ok_or_else(|| CalendarError::NotFound { uid: uid.to_owned() })
+            .ok_or_else(|| CalendarError::NotFound {
+                uid: uid.to_owned(),
+            })
     }
 
     /// The instances overlapping `[from, to)`, in start order.
-    pub async fn list(&self, from: Timestamp, to: Timestamp) -> Result<Vec<Occurrence>, CalendarError> {
+    pub async fn list(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Occurrence>, CalendarError> {
         let (f, t) = (from.as_millisecond(), to.as_millisecond());
         let events = self.store.read(move |c| db::in_range(c, f, t)).await?;
         let mut out: Vec<Occurrence> = events
             .iter()
             .flat_map(|e| e.occurrences(from, to, MAX_INSTANCES))
             .collect();
-        out.sort_by(|a, b| a.start.timestamp().cmp(&b.start.timestamp()).then(a.uid.cmp(&b.uid)));
+        out.sort_by(|a, b| {
+            a.start
+                .timestamp()
+                .cmp(&b.start.timestamp())
+                .then(a.uid.cmp(&b.uid))
+        });
         out.truncate(MAX_INSTANCES);
         Ok(out)
     }
 
     /// Free gaps in `[from, to)` within the waking hours, at least `min` long (default from
     /// the config).
-    pub async fn free(&self, from: &Zoned, to: &Zoned, min: Option<SignedDuration>) -> Result<Vec<Slot>, CalendarError> {
+    pub async fn free(
+        &self,
+        from: &Zoned,
+        to: &Zoned,
+        min: Option<SignedDuration>,
+    ) -> Result<Vec<Slot>, CalendarError> {
         let busy = self.list(from.timestamp(), to.timestamp()).await?;
         Ok(free_slots(
             &busy,
@@ -776,7 +879,9 @@ impl Calendar {
         if let Some(s) = p.start {
             // A new start without a new end keeps the length.
             if p.end.is_none() {
-                e.end = s.checked_add(len).map_err(|x| invalid("start", x.to_string()))?;
+                e.end = s
+                    .checked_add(len)
+                    .map_err(|x| invalid("start", x.to_string()))?;
             }
             e.start = s;
         }
@@ -810,16 +915,26 @@ impl Calendar {
 
     /// Reschedule keeping the length: the whole event, or (for a series, when `instance` is
     /// the original start of one instance) only that instance.
-    pub async fn move_to(&self, uid: &str, instance: Option<&Zoned>, to: &Zoned) -> Result<Event, CalendarError> {
+    pub async fn move_to(
+        &self,
+        uid: &str,
+        instance: Option<&Zoned>,
+        to: &Zoned,
+    ) -> Result<Event, CalendarError> {
         let mut e = self.get(uid).await?;
         match (e.rule().is_some(), instance) {
             (true, Some(rid)) => {
-                let existing = e.overrides.iter().position(|o| o.recurrence_id.timestamp() == rid.timestamp());
+                let existing = e
+                    .overrides
+                    .iter()
+                    .position(|o| o.recurrence_id.timestamp() == rid.timestamp());
                 let len = match existing {
                     Some(i) => e.overrides[i].start.duration_until(&e.overrides[i].end),
                     None => e.duration(),
                 };
-                let end = to.checked_add(len).map_err(|x| invalid("start", x.to_string()))?;
+                let end = to
+                    .checked_add(len)
+                    .map_err(|x| invalid("start", x.to_string()))?;
                 match existing {
                     Some(i) => {
                         e.overrides[i].start = to.clone();
@@ -837,7 +952,9 @@ impl Calendar {
             }
             _ => {
                 let len = e.duration();
-                e.end = to.checked_add(len).map_err(|x| invalid("start", x.to_string()))?;
+                e.end = to
+                    .checked_add(len)
+                    .map_err(|x| invalid("start", x.to_string()))?;
                 e.start = to.clone();
             }
         }
@@ -846,10 +963,19 @@ impl Calendar {
     }
 
     /// Cancel one instance of a series (an EXDATE).
-    pub async fn cancel_instance(&self, uid: &str, instance: &Zoned) -> Result<Event, CalendarError> {
+    pub async fn cancel_instance(
+        &self,
+        uid: &str,
+        instance: &Zoned,
+    ) -> Result<Event, CalendarError> {
         let mut e = self.get(uid).await?;
-        e.overrides.retain(|o| o.recurrence_id.timestamp() != instance.timestamp());
-        if !e.exdates.iter().any(|x| x.timestamp() == instance.timestamp()) {
+        e.overrides
+            .retain(|o| o.recurrence_id.timestamp() != instance.timestamp());
+        if !e
+            .exdates
+            .iter()
+            .any(|x| x.timestamp() == instance.timestamp())
+        {
             e.exdates.push(instance.clone());
         }
         e.sequence += 1;
@@ -863,7 +989,9 @@ impl Calendar {
             .store
             .write(move |c| db::tombstone(c, &u))
             .await?
-            .ok_or_else(|| CalendarError::NotFound { uid: uid.to_owned() })?;
+            .ok_or_else(|| CalendarError::NotFound {
+                uid: uid.to_owned(),
+            })?;
         self.announce(uid, "deleted", v);
         Ok(v)
     }
@@ -893,7 +1021,9 @@ impl Calendar {
                 Ok((_, true)) => report.created += 1,
                 Ok((_, false)) => report.updated += 1,
                 Err(CalendarError::Invalid { field, message }) => {
-                    report.errors.push(format!("event {uid:?}: {field}: {message}"));
+                    report
+                        .errors
+                        .push(format!("event {uid:?}: {field}: {message}"));
                 }
                 Err(other) => return Err(other),
             }
@@ -923,12 +1053,17 @@ impl Calendar {
 
     /// Events changed (created, updated or deleted) with version > `since`, oldest first.
     pub async fn changes_since(&self, since: i64) -> Result<Vec<CalendarChange>, CalendarError> {
-        let rows = self.store.read(move |c| db::changes_since(c, since)).await?;
+        let rows = self
+            .store
+            .read(move |c| db::changes_since(c, since))
+            .await?;
         let now = Timestamp::now();
         Ok(rows
             .into_iter()
             .map(|r| CalendarChange {
-                ics: r.event.map(|e| ics::write_calendar(std::slice::from_ref(&e), now)),
+                ics: r
+                    .event
+                    .map(|e| ics::write_calendar(std::slice::from_ref(&e), now)),
                 uid: r.uid,
                 version: r.version,
             })
@@ -955,7 +1090,12 @@ impl Calendar {
             .events
             .into_iter()
             .find(|e| e.uid == uid)
-            .ok_or_else(|| invalid("ics", format!("the calendar text holds no VEVENT with UID {uid:?}")))?;
+            .ok_or_else(|| {
+                invalid(
+                    "ics",
+                    format!("the calendar text holds no VEVENT with UID {uid:?}"),
+                )
+            })?;
         Ok(self.upsert_from_remote(event).await?.0)
     }
 
@@ -966,7 +1106,8 @@ impl Calendar {
 
     /// Midnight of `d` in the device zone.
     pub fn midnight(&self, d: Date) -> Result<Zoned, CalendarError> {
-        d.to_zoned(self.tz.clone()).map_err(|e| invalid("date", e.to_string()))
+        d.to_zoned(self.tz.clone())
+            .map_err(|e| invalid("date", e.to_string()))
     }
 }
 
@@ -993,8 +1134,11 @@ mod tests {
 
     async fn service(dir: &std::path::Path) -> Calendar {
         let cfg = crate::config::Config::defaults();
-        let store = Store::open(&dir.join("t.db"), &crate::store::StoreOptions::from(&cfg.store))
-            .expect("store");
+        let store = Store::open(
+            &dir.join("t.db"),
+            &crate::store::StoreOptions::from(&cfg.store),
+        )
+        .expect("store");
         Calendar::new(
             store,
             Arc::new(EventBus::new(16)),
@@ -1011,45 +1155,115 @@ mod tests {
         let cal = service(dir.path()).await;
         assert_eq!(cal.current_version().await.expect("v"), 0);
         let a = cal
-            .create(NewEvent::new("a", z("2026-06-01T09:00[Europe/Berlin]"), z("2026-06-01T10:00[Europe/Berlin]")), None)
+            .create(
+                NewEvent::new(
+                    "a",
+                    z("2026-06-01T09:00[Europe/Berlin]"),
+                    z("2026-06-01T10:00[Europe/Berlin]"),
+                ),
+                None,
+            )
             .await
             .expect("a");
         let b = cal
-            .create(NewEvent::new("b", z("2026-06-02T09:00[Europe/Berlin]"), z("2026-06-02T10:00[Europe/Berlin]")), None)
+            .create(
+                NewEvent::new(
+                    "b",
+                    z("2026-06-02T09:00[Europe/Berlin]"),
+                    z("2026-06-02T10:00[Europe/Berlin]"),
+                ),
+                None,
+            )
             .await
             .expect("b");
-        cal.move_to(&a.event.uid, None, &z("2026-06-03T09:00[Europe/Berlin]")).await.expect("move");
+        cal.move_to(&a.event.uid, None, &z("2026-06-03T09:00[Europe/Berlin]"))
+            .await
+            .expect("move");
         cal.delete(&b.event.uid).await.expect("delete");
         let changes = cal.changes_since(0).await.expect("changes");
-        let seen: Vec<(String, i64, bool)> = changes.iter().map(|c| (c.uid.clone(), c.version, c.ics.is_some())).collect();
-        assert_eq!(seen, vec![(a.event.uid.clone(), 3, true), (b.event.uid.clone(), 4, false)]);
-        assert!(changes[0].ics.as_deref().is_some_and(|t| t.contains("DTSTART;TZID=Europe/Berlin:20260603T090000") && t.contains("SEQUENCE:1")));
+        let seen: Vec<(String, i64, bool)> = changes
+            .iter()
+            .map(|c| (c.uid.clone(), c.version, c.ics.is_some()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (a.event.uid.clone(), 3, true),
+                (b.event.uid.clone(), 4, false)
+            ]
+        );
+        assert!(changes[0]
+            .ics
+            .as_deref()
+            .is_some_and(|t| t.contains("DTSTART;TZID=Europe/Berlin:20260603T090000")
+                && t.contains("SEQUENCE:1")));
         assert_eq!(cal.changes_since(4).await.expect("none"), Vec::new());
         assert_eq!(cal.current_version().await.expect("v"), 4);
 
         // A remote edit comes back in as a new local version; a remote delete tombstones.
-        let text = changes[0].ics.clone().unwrap_or_default().replace("SUMMARY:a", "SUMMARY:a (edited remotely)");
-        let v = cal.apply_remote(&a.event.uid, Some(&text)).await.expect("apply");
+        let text = changes[0]
+            .ics
+            .clone()
+            .unwrap_or_default()
+            .replace("SUMMARY:a", "SUMMARY:a (edited remotely)");
+        let v = cal
+            .apply_remote(&a.event.uid, Some(&text))
+            .await
+            .expect("apply");
         assert_eq!(v, 5);
-        assert_eq!(cal.get(&a.event.uid).await.expect("get").title, "a (edited remotely)");
+        assert_eq!(
+            cal.get(&a.event.uid).await.expect("get").title,
+            "a (edited remotely)"
+        );
         let remote = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:remote-1\r\nSUMMARY:from the phone\r\nDTSTART:20260605T080000Z\r\nDTEND:20260605T083000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-        assert_eq!(cal.apply_remote("remote-1", Some(remote)).await.expect("new"), 6);
-        assert!(cal.apply_remote("other", Some(remote)).await.is_err(), "the uid must match");
+        assert_eq!(
+            cal.apply_remote("remote-1", Some(remote))
+                .await
+                .expect("new"),
+            6
+        );
+        assert!(
+            cal.apply_remote("other", Some(remote)).await.is_err(),
+            "the uid must match"
+        );
         assert_eq!(cal.apply_remote("remote-1", None).await.expect("del"), 7);
-        assert!(matches!(cal.get("remote-1").await, Err(CalendarError::NotFound { .. })));
+        assert!(matches!(
+            cal.get("remote-1").await,
+            Err(CalendarError::NotFound { .. })
+        ));
         let tail = cal.changes_since(5).await.expect("tail");
         assert_eq!(tail.len(), 1);
-        assert_eq!((tail[0].uid.as_str(), tail[0].version, tail[0].ics.is_none()), ("remote-1", 7, true));
+        assert_eq!(
+            (tail[0].uid.as_str(), tail[0].version, tail[0].ics.is_none()),
+            ("remote-1", 7, true)
+        );
         // Reviving a deleted uid works (a remote re-creation).
-        assert_eq!(cal.apply_remote("remote-1", Some(remote)).await.expect("again"), 8);
+        assert_eq!(
+            cal.apply_remote("remote-1", Some(remote))
+                .await
+                .expect("again"),
+            8
+        );
     }
 
     #[test]
     fn free_slots_fill_the_gaps_of_the_waking_day() {
         let busy = vec![
-            occ("a", "2026-11-26T13:00[Europe/Berlin]", "2026-11-26T14:00[Europe/Berlin]"),
-            occ("b", "2026-11-26T13:30[Europe/Berlin]", "2026-11-26T15:00[Europe/Berlin]"),
-            occ("c", "2026-11-26T15:10[Europe/Berlin]", "2026-11-26T16:00[Europe/Berlin]"),
+            occ(
+                "a",
+                "2026-11-26T13:00[Europe/Berlin]",
+                "2026-11-26T14:00[Europe/Berlin]",
+            ),
+            occ(
+                "b",
+                "2026-11-26T13:30[Europe/Berlin]",
+                "2026-11-26T15:00[Europe/Berlin]",
+            ),
+            occ(
+                "c",
+                "2026-11-26T15:10[Europe/Berlin]",
+                "2026-11-26T16:00[Europe/Berlin]",
+            ),
         ];
         let slots = free_slots(
             &busy,
@@ -1076,14 +1290,25 @@ mod tests {
     fn listings_read_naturally() {
         let now = z("2026-11-25T10:00[Europe/Berlin]");
         let items = vec![
-            occ("dentist", "2026-11-26T15:00[Europe/Berlin]", "2026-11-26T16:00[Europe/Berlin]"),
-            occ("lunch with Anna", "2026-11-26T12:00[Europe/Berlin]", "2026-11-26T13:00[Europe/Berlin]"),
+            occ(
+                "dentist",
+                "2026-11-26T15:00[Europe/Berlin]",
+                "2026-11-26T16:00[Europe/Berlin]",
+            ),
+            occ(
+                "lunch with Anna",
+                "2026-11-26T12:00[Europe/Berlin]",
+                "2026-11-26T13:00[Europe/Berlin]",
+            ),
         ];
         assert_eq!(
             describe_list(&items, "tomorrow", &now, true),
             "You have two appointments tomorrow: dentist at 3 PM and lunch with Anna at noon."
         );
-        assert_eq!(describe_list(&[], "tomorrow", &now, true), "You have no appointments tomorrow.");
+        assert_eq!(
+            describe_list(&[], "tomorrow", &now, true),
+            "You have no appointments tomorrow."
+        );
     }
 
     #[test]
@@ -1116,16 +1341,36 @@ mod tests {
         };
         e.validate().expect("valid");
         let got: Vec<String> = e
-            .occurrences(z("2026-06-01T00:00[UTC]").timestamp(), z("2026-07-01T00:00[UTC]").timestamp(), 100)
+            .occurrences(
+                z("2026-06-01T00:00[UTC]").timestamp(),
+                z("2026-07-01T00:00[UTC]").timestamp(),
+                100,
+            )
             .iter()
             .map(|o| format!("{} {}", o.start.strftime("%d %H:%M"), o.title))
             .collect();
-        assert_eq!(got, ["01 09:00 standup", "03 11:00 standup (late)", "04 09:00 standup", "05 09:00 standup"]);
+        assert_eq!(
+            got,
+            [
+                "01 09:00 standup",
+                "03 11:00 standup (late)",
+                "04 09:00 standup",
+                "05 09:00 standup"
+            ]
+        );
         let last = e.last_end_ms().expect("ends");
-        assert_eq!(last, z("2026-06-05T09:15[Europe/Berlin]").timestamp().as_millisecond());
+        assert_eq!(
+            last,
+            z("2026-06-05T09:15[Europe/Berlin]")
+                .timestamp()
+                .as_millisecond()
+        );
         let mut bad = e.clone();
         bad.rrule = Some("FREQ=DAILY;BYDAY=XX".into());
         let msg = bad.validate().unwrap_err().to_string();
-        assert!(msg.starts_with("rrule:") && msg.contains("BYDAY=XX"), "{msg}");
+        assert!(
+            msg.starts_with("rrule:") && msg.contains("BYDAY=XX"),
+            "{msg}"
+        );
     }
 }

@@ -127,9 +127,7 @@ fn weekday_of(code: &str) -> Option<Weekday> {
 
 /// The two-letter RFC 5545 code of a weekday (`MO`).
 pub fn weekday_code(d: Weekday) -> &'static str {
-    DAYS.iter()
-        .find(|(_, w)| *w == d)
-        .map_or("MO", |(c, _)| c)
+    DAYS.iter().find(|(_, w)| *w == d).map_or("MO", |(c, _)| c)
 }
 
 /// Parse `YYYYMMDD`, `YYYYMMDDTHHMMSS` or `YYYYMMDDTHHMMSSZ` (the forms of RFC 5545 DATE and
@@ -140,7 +138,12 @@ pub fn parse_until(s: &str) -> Option<Until> {
         if d.len() != 8 || !d.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        Date::new(d[..4].parse().ok()?, d[4..6].parse().ok()?, d[6..8].parse().ok()?).ok()
+        Date::new(
+            d[..4].parse().ok()?,
+            d[4..6].parse().ok()?,
+            d[6..8].parse().ok()?,
+        )
+        .ok()
     };
     if s.len() == 8 {
         return date(s).map(Until::Date);
@@ -155,10 +158,13 @@ pub fn parse_until(s: &str) -> Option<Until> {
         return None;
     }
     let sec: i8 = t[4..6].parse().ok()?;
-    let dt = d
-        .to_datetime(jiff::civil::Time::new(t[..2].parse().ok()?, t[2..4].parse().ok()?, sec.min(59), 0).ok()?);
+    let dt = d.to_datetime(
+        jiff::civil::Time::new(t[..2].parse().ok()?, t[2..4].parse().ok()?, sec.min(59), 0).ok()?,
+    );
     if utc {
-        Some(Until::Utc(dt.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp()))
+        Some(Until::Utc(
+            dt.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp(),
+        ))
     } else {
         Some(Until::Local(dt))
     }
@@ -175,7 +181,13 @@ impl Until {
             Self::Date(d) => format_date(*d),
             Self::Utc(ts) => {
                 let z = ts.to_zoned(jiff::tz::TimeZone::UTC);
-                format!("{}T{:02}{:02}{:02}Z", format_date(z.date()), z.hour(), z.minute(), z.second())
+                format!(
+                    "{}T{:02}{:02}{:02}Z",
+                    format_date(z.date()),
+                    z.hour(),
+                    z.minute(),
+                    z.second()
+                )
             }
             Self::Local(dt) => format!(
                 "{}T{:02}{:02}{:02}",
@@ -240,9 +252,14 @@ impl std::str::FromStr for RRule {
                         "MONTHLY" => Freq::Monthly,
                         "YEARLY" => Freq::Yearly,
                         "SECONDLY" | "MINUTELY" | "HOURLY" => {
-                            return Err(err(part, "only DAILY, WEEKLY, MONTHLY and YEARLY rules are supported"))
+                            return Err(err(
+                                part,
+                                "only DAILY, WEEKLY, MONTHLY and YEARLY rules are supported",
+                            ))
                         }
-                        _ => return Err(err(part, "FREQ must be DAILY, WEEKLY, MONTHLY or YEARLY")),
+                        _ => {
+                            return Err(err(part, "FREQ must be DAILY, WEEKLY, MONTHLY or YEARLY"))
+                        }
                     })
                 }
                 "INTERVAL" => {
@@ -250,24 +267,36 @@ impl std::str::FromStr for RRule {
                         .parse::<u32>()
                         .ok()
                         .filter(|n| (1..=10_000).contains(n))
-                        .ok_or_else(|| err(part, "INTERVAL must be a whole number from 1 to 10000"))?
+                        .ok_or_else(|| {
+                            err(part, "INTERVAL must be a whole number from 1 to 10000")
+                        })?
                 }
                 "COUNT" => {
                     rule.count = Some(
                         v.parse::<u32>()
                             .ok()
                             .filter(|n| (1..=100_000).contains(n))
-                            .ok_or_else(|| err(part, "COUNT must be a whole number from 1 to 100000"))?,
+                            .ok_or_else(|| {
+                                err(part, "COUNT must be a whole number from 1 to 100000")
+                            })?,
                     )
                 }
                 "UNTIL" => {
                     rule.until = Some(parse_until(v).ok_or_else(|| {
-                        err(part, "UNTIL must be a date (20261231) or a date-time (20261231T235959Z)")
+                        err(
+                            part,
+                            "UNTIL must be a date (20261231) or a date-time (20261231T235959Z)",
+                        )
                     })?)
                 }
                 "BYDAY" => {
                     for item in list(v) {
-                        let bad = || err(part, format!("{item:?} is not a weekday like MO, 2MO or -1FR"));
+                        let bad = || {
+                            err(
+                                part,
+                                format!("{item:?} is not a weekday like MO, 2MO or -1FR"),
+                            )
+                        };
                         if item.len() < 2 {
                             return Err(bad());
                         }
@@ -303,7 +332,9 @@ impl std::str::FromStr for RRule {
                             item.parse::<i8>()
                                 .ok()
                                 .filter(|n| (1..=12).contains(n))
-                                .ok_or_else(|| err(part, format!("{item:?} is not a month (1 to 12)")))?,
+                                .ok_or_else(|| {
+                                    err(part, format!("{item:?} is not a month (1 to 12)"))
+                                })?,
                         );
                     }
                 }
@@ -319,10 +350,14 @@ impl std::str::FromStr for RRule {
                     }
                 }
                 "WKST" => {
-                    rule.wkst = weekday_of(v).ok_or_else(|| err(part, "WKST must be a weekday code like MO or SU"))?
+                    rule.wkst = weekday_of(v)
+                        .ok_or_else(|| err(part, "WKST must be a weekday code like MO or SU"))?
                 }
                 "BYSECOND" | "BYMINUTE" | "BYHOUR" | "BYYEARDAY" | "BYWEEKNO" => {
-                    return Err(err(part, format!("{key} is not supported (instances keep the time of DTSTART)")))
+                    return Err(err(
+                        part,
+                        format!("{key} is not supported (instances keep the time of DTSTART)"),
+                    ))
                 }
                 _ => return Err(err(part, format!("{key} is not an RRULE part"))),
             }
@@ -340,7 +375,10 @@ impl std::str::FromStr for RRule {
             ));
         }
         if !rule.by_month_day.is_empty() && rule.freq == Freq::Weekly {
-            return Err(err("BYMONTHDAY", "BYMONTHDAY cannot be used with FREQ=WEEKLY"));
+            return Err(err(
+                "BYMONTHDAY",
+                "BYMONTHDAY cannot be used with FREQ=WEEKLY",
+            ));
         }
         Ok(rule)
     }
@@ -360,10 +398,18 @@ impl fmt::Display for RRule {
         }
         let join = |v: Vec<String>| v.join(",");
         if !self.by_month.is_empty() {
-            write!(f, ";BYMONTH={}", join(self.by_month.iter().map(ToString::to_string).collect()))?;
+            write!(
+                f,
+                ";BYMONTH={}",
+                join(self.by_month.iter().map(ToString::to_string).collect())
+            )?;
         }
         if !self.by_month_day.is_empty() {
-            write!(f, ";BYMONTHDAY={}", join(self.by_month_day.iter().map(ToString::to_string).collect()))?;
+            write!(
+                f,
+                ";BYMONTHDAY={}",
+                join(self.by_month_day.iter().map(ToString::to_string).collect())
+            )?;
         }
         if !self.by_day.is_empty() {
             let days = self
@@ -377,7 +423,11 @@ impl fmt::Display for RRule {
             write!(f, ";BYDAY={}", join(days))?;
         }
         if !self.by_set_pos.is_empty() {
-            write!(f, ";BYSETPOS={}", join(self.by_set_pos.iter().map(ToString::to_string).collect()))?;
+            write!(
+                f,
+                ";BYSETPOS={}",
+                join(self.by_set_pos.iter().map(ToString::to_string).collect())
+            )?;
         }
         if self.wkst != Weekday::Monday {
             write!(f, ";WKST={}", weekday_code(self.wkst))?;
@@ -485,7 +535,8 @@ impl RRule {
                 let ok = (self.by_month.is_empty() || self.by_month.contains(&d.month()))
                     && (self.by_month_day.is_empty()
                         || month_days(d.first_of_month(), &self.by_month_day).contains(&d))
-                    && (self.by_day.is_empty() || self.by_day.iter().any(|b| b.weekday == d.weekday()));
+                    && (self.by_day.is_empty()
+                        || self.by_day.iter().any(|b| b.weekday == d.weekday()));
                 if ok {
                     vec![d]
                 } else {
@@ -696,58 +747,188 @@ mod tests {
     #[allow(clippy::type_complexity)]
     const TABLE: &[(&str, &str, &str, &str, &[&str])] = &[
         // Daily at 08:00 across the Berlin spring-forward: wall clock kept, offset changes.
-        ("FREQ=DAILY;COUNT=3", "2026-03-28T08:00[Europe/Berlin]", "2026-03-01T00:00Z", "2026-04-30T00:00Z",
-         &["2026-03-28T08:00:00+01:00", "2026-03-29T08:00:00+02:00", "2026-03-30T08:00:00+02:00"]),
+        (
+            "FREQ=DAILY;COUNT=3",
+            "2026-03-28T08:00[Europe/Berlin]",
+            "2026-03-01T00:00Z",
+            "2026-04-30T00:00Z",
+            &[
+                "2026-03-28T08:00:00+01:00",
+                "2026-03-29T08:00:00+02:00",
+                "2026-03-30T08:00:00+02:00",
+            ],
+        ),
         // 02:30 does not exist on 2026-03-29 in Berlin: moved forward by the gap (03:30 CEST).
-        ("FREQ=DAILY;COUNT=3", "2026-03-28T02:30[Europe/Berlin]", "2026-03-01T00:00Z", "2026-04-30T00:00Z",
-         &["2026-03-28T02:30:00+01:00", "2026-03-29T03:30:00+02:00", "2026-03-30T02:30:00+02:00"]),
+        (
+            "FREQ=DAILY;COUNT=3",
+            "2026-03-28T02:30[Europe/Berlin]",
+            "2026-03-01T00:00Z",
+            "2026-04-30T00:00Z",
+            &[
+                "2026-03-28T02:30:00+01:00",
+                "2026-03-29T03:30:00+02:00",
+                "2026-03-30T02:30:00+02:00",
+            ],
+        ),
         // 02:30 happens twice on 2026-10-25 in Berlin: the first (CEST) one.
-        ("FREQ=DAILY;COUNT=2", "2026-10-24T02:30[Europe/Berlin]", "2026-10-01T00:00Z", "2026-11-30T00:00Z",
-         &["2026-10-24T02:30:00+02:00", "2026-10-25T02:30:00+02:00"]),
+        (
+            "FREQ=DAILY;COUNT=2",
+            "2026-10-24T02:30[Europe/Berlin]",
+            "2026-10-01T00:00Z",
+            "2026-11-30T00:00Z",
+            &["2026-10-24T02:30:00+02:00", "2026-10-25T02:30:00+02:00"],
+        ),
         // New York: weekly on Sunday 02:30 over the March gap and the November fold.
-        ("FREQ=WEEKLY;COUNT=3", "2026-03-01T02:30[America/New_York]", "2026-01-01T00:00Z", "2026-12-31T00:00Z",
-         &["2026-03-01T02:30:00-05:00", "2026-03-08T03:30:00-04:00", "2026-03-15T02:30:00-04:00"]),
-        ("FREQ=WEEKLY;BYDAY=SU;UNTIL=20261108T120000Z", "2026-10-25T01:30[America/New_York]", "2026-10-01T00:00Z", "2026-12-31T00:00Z",
-         &["2026-10-25T01:30:00-04:00", "2026-11-01T01:30:00-04:00", "2026-11-08T01:30:00-05:00"]),
+        (
+            "FREQ=WEEKLY;COUNT=3",
+            "2026-03-01T02:30[America/New_York]",
+            "2026-01-01T00:00Z",
+            "2026-12-31T00:00Z",
+            &[
+                "2026-03-01T02:30:00-05:00",
+                "2026-03-08T03:30:00-04:00",
+                "2026-03-15T02:30:00-04:00",
+            ],
+        ),
+        (
+            "FREQ=WEEKLY;BYDAY=SU;UNTIL=20261108T120000Z",
+            "2026-10-25T01:30[America/New_York]",
+            "2026-10-01T00:00Z",
+            "2026-12-31T00:00Z",
+            &[
+                "2026-10-25T01:30:00-04:00",
+                "2026-11-01T01:30:00-04:00",
+                "2026-11-08T01:30:00-05:00",
+            ],
+        ),
         // Monthly on the 31st skips short months.
-        ("FREQ=MONTHLY;COUNT=4", "2026-01-31T09:00[UTC]", "2026-01-01T00:00Z", "2027-12-31T00:00Z",
-         &["2026-01-31T09:00:00+00:00", "2026-03-31T09:00:00+00:00", "2026-05-31T09:00:00+00:00", "2026-07-31T09:00:00+00:00"]),
+        (
+            "FREQ=MONTHLY;COUNT=4",
+            "2026-01-31T09:00[UTC]",
+            "2026-01-01T00:00Z",
+            "2027-12-31T00:00Z",
+            &[
+                "2026-01-31T09:00:00+00:00",
+                "2026-03-31T09:00:00+00:00",
+                "2026-05-31T09:00:00+00:00",
+                "2026-07-31T09:00:00+00:00",
+            ],
+        ),
         // The last day of every month.
-        ("FREQ=MONTHLY;BYMONTHDAY=-1;COUNT=3", "2026-01-31T09:00[UTC]", "2026-01-01T00:00Z", "2027-12-31T00:00Z",
-         &["2026-01-31T09:00:00+00:00", "2026-02-28T09:00:00+00:00", "2026-03-31T09:00:00+00:00"]),
+        (
+            "FREQ=MONTHLY;BYMONTHDAY=-1;COUNT=3",
+            "2026-01-31T09:00[UTC]",
+            "2026-01-01T00:00Z",
+            "2027-12-31T00:00Z",
+            &[
+                "2026-01-31T09:00:00+00:00",
+                "2026-02-28T09:00:00+00:00",
+                "2026-03-31T09:00:00+00:00",
+            ],
+        ),
         // Yearly on February 29: leap years only.
-        ("FREQ=YEARLY;COUNT=3", "2024-02-29T10:00[Europe/Berlin]", "2024-01-01T00:00Z", "2040-01-01T00:00Z",
-         &["2024-02-29T10:00:00+01:00", "2028-02-29T10:00:00+01:00", "2032-02-29T10:00:00+01:00"]),
+        (
+            "FREQ=YEARLY;COUNT=3",
+            "2024-02-29T10:00[Europe/Berlin]",
+            "2024-01-01T00:00Z",
+            "2040-01-01T00:00Z",
+            &[
+                "2024-02-29T10:00:00+01:00",
+                "2028-02-29T10:00:00+01:00",
+                "2032-02-29T10:00:00+01:00",
+            ],
+        ),
         // Second Monday and last Friday of the month.
-        ("FREQ=MONTHLY;BYDAY=2MO;COUNT=3", "2026-01-12T18:00[Europe/Berlin]", "2026-01-01T00:00Z", "2027-01-01T00:00Z",
-         &["2026-01-12T18:00:00+01:00", "2026-02-09T18:00:00+01:00", "2026-03-09T18:00:00+01:00"]),
-        ("FREQ=MONTHLY;BYDAY=-1FR;COUNT=3", "2026-01-30T18:00[Europe/Berlin]", "2026-01-01T00:00Z", "2027-01-01T00:00Z",
-         &["2026-01-30T18:00:00+01:00", "2026-02-27T18:00:00+01:00", "2026-03-27T18:00:00+01:00"]),
+        (
+            "FREQ=MONTHLY;BYDAY=2MO;COUNT=3",
+            "2026-01-12T18:00[Europe/Berlin]",
+            "2026-01-01T00:00Z",
+            "2027-01-01T00:00Z",
+            &[
+                "2026-01-12T18:00:00+01:00",
+                "2026-02-09T18:00:00+01:00",
+                "2026-03-09T18:00:00+01:00",
+            ],
+        ),
+        (
+            "FREQ=MONTHLY;BYDAY=-1FR;COUNT=3",
+            "2026-01-30T18:00[Europe/Berlin]",
+            "2026-01-01T00:00Z",
+            "2027-01-01T00:00Z",
+            &[
+                "2026-01-30T18:00:00+01:00",
+                "2026-02-27T18:00:00+01:00",
+                "2026-03-27T18:00:00+01:00",
+            ],
+        ),
         // US Thanksgiving: the fourth Thursday of November.
-        ("FREQ=YEARLY;BYMONTH=11;BYDAY=4TH", "2026-11-26T15:00[America/New_York]", "2026-01-01T00:00Z", "2029-01-01T00:00Z",
-         &["2026-11-26T15:00:00-05:00", "2027-11-25T15:00:00-05:00", "2028-11-23T15:00:00-05:00"]),
+        (
+            "FREQ=YEARLY;BYMONTH=11;BYDAY=4TH",
+            "2026-11-26T15:00[America/New_York]",
+            "2026-01-01T00:00Z",
+            "2029-01-01T00:00Z",
+            &[
+                "2026-11-26T15:00:00-05:00",
+                "2027-11-25T15:00:00-05:00",
+                "2028-11-23T15:00:00-05:00",
+            ],
+        ),
         // Last weekday of the month via BYSETPOS.
-        ("FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1;COUNT=3", "2026-01-30T17:00[UTC]", "2026-01-01T00:00Z", "2027-01-01T00:00Z",
-         &["2026-01-30T17:00:00+00:00", "2026-02-27T17:00:00+00:00", "2026-03-31T17:00:00+00:00"]),
+        (
+            "FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1;COUNT=3",
+            "2026-01-30T17:00[UTC]",
+            "2026-01-01T00:00Z",
+            "2027-01-01T00:00Z",
+            &[
+                "2026-01-30T17:00:00+00:00",
+                "2026-02-27T17:00:00+00:00",
+                "2026-03-31T17:00:00+00:00",
+            ],
+        ),
         // Every other week on Tuesday and Thursday, until a date (inclusive).
-        ("FREQ=WEEKLY;INTERVAL=2;BYDAY=TU,TH;UNTIL=20260120T235959Z", "2026-01-06T09:00[UTC]", "2026-01-01T00:00Z", "2027-01-01T00:00Z",
-         &["2026-01-06T09:00:00+00:00", "2026-01-08T09:00:00+00:00", "2026-01-20T09:00:00+00:00"]),
+        (
+            "FREQ=WEEKLY;INTERVAL=2;BYDAY=TU,TH;UNTIL=20260120T235959Z",
+            "2026-01-06T09:00[UTC]",
+            "2026-01-01T00:00Z",
+            "2027-01-01T00:00Z",
+            &[
+                "2026-01-06T09:00:00+00:00",
+                "2026-01-08T09:00:00+00:00",
+                "2026-01-20T09:00:00+00:00",
+            ],
+        ),
         // A window far in the future of an endless daily rule (no walk from DTSTART).
-        ("FREQ=DAILY", "2020-01-01T07:00[Europe/Berlin]", "2090-06-10T00:00Z", "2090-06-12T00:00Z",
-         &["2090-06-10T07:00:00+02:00", "2090-06-11T07:00:00+02:00"]),
+        (
+            "FREQ=DAILY",
+            "2020-01-01T07:00[Europe/Berlin]",
+            "2090-06-10T00:00Z",
+            "2090-06-12T00:00Z",
+            &["2090-06-10T07:00:00+02:00", "2090-06-11T07:00:00+02:00"],
+        ),
         // EXDATE leaves out an instance, which still counts.
-        ("FREQ=DAILY;COUNT=3", "2026-05-01T12:00[UTC]", "2026-05-01T00:00Z", "2026-06-01T00:00Z",
-         &["2026-05-01T12:00:00+00:00", "2026-05-03T12:00:00+00:00"]),
+        (
+            "FREQ=DAILY;COUNT=3",
+            "2026-05-01T12:00[UTC]",
+            "2026-05-01T00:00Z",
+            "2026-06-01T00:00Z",
+            &["2026-05-01T12:00:00+00:00", "2026-05-03T12:00:00+00:00"],
+        ),
         // Window cuts: only instances starting inside.
-        ("FREQ=WEEKLY;BYDAY=MO,WE", "2026-06-01T10:00[UTC]", "2026-06-09T00:00Z", "2026-06-16T00:00Z",
-         &["2026-06-10T10:00:00+00:00", "2026-06-15T10:00:00+00:00"]),
+        (
+            "FREQ=WEEKLY;BYDAY=MO,WE",
+            "2026-06-01T10:00[UTC]",
+            "2026-06-09T00:00Z",
+            "2026-06-16T00:00Z",
+            &["2026-06-10T10:00:00+00:00", "2026-06-15T10:00:00+00:00"],
+        ),
     ];
 
     #[test]
     fn expansion_table() {
         for (rule, start, from, to, want) in TABLE {
             let r: RRule = rule.parse().expect(rule);
-            let ex: Vec<Timestamp> = if rule.contains("COUNT=3") && start.starts_with("2026-05-01") {
+            let ex: Vec<Timestamp> = if rule.contains("COUNT=3") && start.starts_with("2026-05-01")
+            {
                 vec![ts("2026-05-02T12:00Z")]
             } else {
                 Vec::new()
@@ -793,7 +974,11 @@ mod tests {
         assert!(got.is_empty());
         assert!(t0.elapsed() < std::time::Duration::from_secs(5));
         assert_eq!(
-            "FREQ=DAILY;COUNT=5".parse::<RRule>().expect("rule").last_start(&start).map(|z| z.date().to_string()),
+            "FREQ=DAILY;COUNT=5"
+                .parse::<RRule>()
+                .expect("rule")
+                .last_start(&start)
+                .map(|z| z.date().to_string()),
             Some("2026-01-05".to_owned())
         );
     }

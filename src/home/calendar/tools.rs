@@ -28,11 +28,17 @@ pub fn parse_time(s: &str, tz: &TimeZone) -> Result<(Zoned, bool), String> {
     }
     if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
         if s.contains('T') || s.contains(' ') {
-            return dt.to_zoned(tz.clone()).map(|z| (z, false)).map_err(|e| e.to_string());
+            return dt
+                .to_zoned(tz.clone())
+                .map(|z| (z, false))
+                .map_err(|e| e.to_string());
         }
     }
     if let Ok(d) = s.parse::<jiff::civil::Date>() {
-        return d.to_zoned(tz.clone()).map(|z| (z, true)).map_err(|e| e.to_string());
+        return d
+            .to_zoned(tz.clone())
+            .map(|z| (z, true))
+            .map_err(|e| e.to_string());
     }
     Err(format!(
         "{s:?} is not a time: use RFC 3339 like 2026-11-26T15:00:00+01:00[Europe/Berlin], 2026-11-26T15:00 or a date 2026-11-26"
@@ -54,7 +60,10 @@ fn cal_err(tool: &str, e: CalendarError) -> ToolError {
 }
 
 fn str_arg<'a>(args: &'a Value, k: &str) -> Option<&'a str> {
-    args.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+    args.get(k)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 fn occ_json(o: &Occurrence) -> Value {
@@ -73,20 +82,34 @@ fn conflict_words(c: &[Occurrence], now: &Zoned) -> String {
 
 /// "tomorrow", "thursday afternoon" → "tomorrow", "on Thursday afternoon".
 pub fn label_phrase(label: &str) -> String {
-    const DAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+    const DAYS: [&str; 7] = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
     let words: Vec<String> = label
         .split_whitespace()
         .map(|w| {
             if DAYS.contains(&w.to_ascii_lowercase().as_str()) {
                 let mut c = w.chars();
-                c.next().map_or_else(String::new, |f| f.to_uppercase().collect::<String>() + c.as_str())
+                c.next().map_or_else(String::new, |f| {
+                    f.to_uppercase().collect::<String>() + c.as_str()
+                })
             } else {
                 w.to_owned()
             }
         })
         .collect();
     let s = words.join(" ");
-    let first = label.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+    let first = label
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if DAYS.contains(&first.as_str()) {
         format!("on {s}")
     } else {
@@ -112,20 +135,40 @@ impl Tool for Create {
     fn group(&self) -> &'static str {
         "calendar"
     }
-    fn call<'a>(&'a self, args: Value, ctx: &'a ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
+    fn call<'a>(
+        &'a self,
+        args: Value,
+        ctx: &'a ToolContext,
+    ) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
         Box::pin(async move {
             const T: &str = "appointment_create";
             let cal = &self.0;
             let tz = ctx.now.time_zone().clone();
-            let title = str_arg(&args, "title").ok_or_else(|| bad(T, "title must not be empty".into()))?;
-            let (start, all_day) = parse_time(str_arg(&args, "start").unwrap_or(""), &tz).map_err(|m| bad(T, format!("start: {m}")))?;
-            let end = match (str_arg(&args, "end"), args.get("duration_minutes").and_then(Value::as_i64)) {
-                (Some(e), _) => parse_time(e, &tz).map_err(|m| bad(T, format!("end: {m}")))?.0,
+            let title =
+                str_arg(&args, "title").ok_or_else(|| bad(T, "title must not be empty".into()))?;
+            let (start, all_day) = parse_time(str_arg(&args, "start").unwrap_or(""), &tz)
+                .map_err(|m| bad(T, format!("start: {m}")))?;
+            let end = match (
+                str_arg(&args, "end"),
+                args.get("duration_minutes").and_then(Value::as_i64),
+            ) {
+                (Some(e), _) => {
+                    parse_time(e, &tz)
+                        .map_err(|m| bad(T, format!("end: {m}")))?
+                        .0
+                }
                 (None, Some(m)) if (1..=10_080).contains(&m) => start
                     .checked_add(SignedDuration::from_mins(m))
                     .map_err(|e| bad(T, e.to_string()))?,
-                (None, Some(m)) => return Err(bad(T, format!("duration_minutes must be 1 to 10080; got {m}"))),
-                (None, None) if all_day => start.checked_add(jiff::Span::new().days(1)).map_err(|e| bad(T, e.to_string()))?,
+                (None, Some(m)) => {
+                    return Err(bad(
+                        T,
+                        format!("duration_minutes must be 1 to 10080; got {m}"),
+                    ))
+                }
+                (None, None) if all_day => start
+                    .checked_add(jiff::Span::new().days(1))
+                    .map_err(|e| bad(T, e.to_string()))?,
                 (None, None) => start
                     .checked_add(cal.config().default_duration)
                     .map_err(|e| bad(T, e.to_string()))?,
@@ -144,10 +187,16 @@ impl Tool for Create {
                     .split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|n| super::Attendee { name: Some(n.to_owned()), ..Default::default() })
+                    .map(|n| super::Attendee {
+                        name: Some(n.to_owned()),
+                        ..Default::default()
+                    })
                     .collect();
             }
-            let confirm = args.get("confirm").and_then(Value::as_bool).unwrap_or(false);
+            let confirm = args
+                .get("confirm")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             let already = match ctx.source_message_id {
                 Some(src) => cal.booked_by(src).await.map_err(|e| cal_err(T, e))?,
                 None => None,
@@ -164,12 +213,19 @@ impl Tool for Create {
                     });
                 }
             }
-            let booked = cal.create(new, ctx.source_message_id).await.map_err(|e| cal_err(T, e))?;
+            let booked = cal
+                .create(new, ctx.source_message_id)
+                .await
+                .map_err(|e| cal_err(T, e))?;
             let e = &booked.event;
             let when = if e.all_day {
                 format!("{} all day", speak::day(e.start.date(), &ctx.now))
             } else {
-                format!("{} until {}", speak::day_and_time(&e.start, &ctx.now), speak::time_of_day(&e.end))
+                format!(
+                    "{} until {}",
+                    speak::day_and_time(&e.start, &ctx.now),
+                    speak::time_of_day(&e.end)
+                )
             };
             let mut say = format!("Booked {} {when}", e.title);
             if let Some(l) = &e.location {
@@ -177,7 +233,10 @@ impl Tool for Create {
             }
             say.push('.');
             if !booked.conflicts.is_empty() {
-                say.push_str(&format!(" It overlaps with {}.", conflict_words(&booked.conflicts, &ctx.now)));
+                say.push_str(&format!(
+                    " It overlaps with {}.",
+                    conflict_words(&booked.conflicts, &ctx.now)
+                ));
             }
             Ok(ToolOutput {
                 say,
@@ -203,43 +262,82 @@ impl Tool for List {
     fn group(&self) -> &'static str {
         "calendar"
     }
-    fn call<'a>(&'a self, args: Value, ctx: &'a ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
+    fn call<'a>(
+        &'a self,
+        args: Value,
+        ctx: &'a ToolContext,
+    ) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
         Box::pin(async move {
             const T: &str = "appointment_list";
             let tz = ctx.now.time_zone().clone();
             let from = match str_arg(&args, "from") {
-                Some(s) => parse_time(s, &tz).map_err(|m| bad(T, format!("from: {m}")))?.0,
+                Some(s) => {
+                    parse_time(s, &tz)
+                        .map_err(|m| bad(T, format!("from: {m}")))?
+                        .0
+                }
                 None => ctx.now.clone(),
             };
             let to = match str_arg(&args, "to") {
-                Some(s) => parse_time(s, &tz).map_err(|m| bad(T, format!("to: {m}")))?.0,
-                None => from.checked_add(jiff::Span::new().days(7)).map_err(|e| bad(T, e.to_string()))?,
+                Some(s) => {
+                    parse_time(s, &tz)
+                        .map_err(|m| bad(T, format!("to: {m}")))?
+                        .0
+                }
+                None => from
+                    .checked_add(jiff::Span::new().days(7))
+                    .map_err(|e| bad(T, e.to_string()))?,
             };
             if to <= from {
                 return Err(bad(T, "to must be after from".into()));
             }
             let label = match str_arg(&args, "label") {
                 Some(l) => label_phrase(l),
-                None if str_arg(&args, "from").is_none() && str_arg(&args, "to").is_none() => "in the next 7 days".into(),
+                None if str_arg(&args, "from").is_none() && str_arg(&args, "to").is_none() => {
+                    "in the next 7 days".into()
+                }
                 None => String::new(),
             };
-            let last = to.checked_sub(SignedDuration::from_nanos(1)).unwrap_or_else(|_| to.clone());
+            let last = to
+                .checked_sub(SignedDuration::from_nanos(1))
+                .unwrap_or_else(|_| to.clone());
             let one_day = from.date() == last.date();
-            if args.get("free_slots").and_then(Value::as_bool).unwrap_or(false) {
+            if args
+                .get("free_slots")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+            {
                 let min = match args.get("min_minutes").and_then(Value::as_i64) {
                     Some(m) if (5..=720).contains(&m) => Some(SignedDuration::from_mins(m)),
-                    Some(m) => return Err(bad(T, format!("min_minutes must be 5 to 720; got {m}"))),
+                    Some(m) => {
+                        return Err(bad(T, format!("min_minutes must be 5 to 720; got {m}")))
+                    }
                     None => None,
                 };
                 // Never offer time that has passed.
-                let from = if from < ctx.now && to > ctx.now { ctx.now.clone() } else { from };
-                let slots = self.0.free(&from, &to, min).await.map_err(|e| cal_err(T, e))?;
+                let from = if from < ctx.now && to > ctx.now {
+                    ctx.now.clone()
+                } else {
+                    from
+                };
+                let slots = self
+                    .0
+                    .free(&from, &to, min)
+                    .await
+                    .map_err(|e| cal_err(T, e))?;
                 return Ok(ToolOutput {
                     say: describe_free(&slots, &label, &ctx.now),
-                    data: json!(slots.iter().map(|s| json!({"start": s.start.to_string(), "end": s.end.to_string()})).collect::<Vec<_>>()),
+                    data: json!(slots
+                        .iter()
+                        .map(|s| json!({"start": s.start.to_string(), "end": s.end.to_string()}))
+                        .collect::<Vec<_>>()),
                 });
             }
-            let items = self.0.list(from.timestamp(), to.timestamp()).await.map_err(|e| cal_err(T, e))?;
+            let items = self
+                .0
+                .list(from.timestamp(), to.timestamp())
+                .await
+                .map_err(|e| cal_err(T, e))?;
             Ok(ToolOutput {
                 say: describe_list(&items, &label, &ctx.now, one_day),
                 data: json!(items.iter().map(occ_json).collect::<Vec<_>>()),
@@ -251,7 +349,12 @@ impl Tool for List {
 /// Find the instance a move/cancel means: by title words and/or by time (`at` at midnight
 /// means that whole day), soonest first, from now on; with neither, the most recently changed
 /// event's next instance.
-async fn find(cal: &Calendar, args: &Value, ctx: &ToolContext, tool: &str) -> Result<Vec<Occurrence>, ToolError> {
+async fn find(
+    cal: &Calendar,
+    args: &Value,
+    ctx: &ToolContext,
+    tool: &str,
+) -> Result<Vec<Occurrence>, ToolError> {
     let tz = ctx.now.time_zone().clone();
     let needle = str_arg(args, "match").map(str::to_lowercase);
     let at = match str_arg(args, "at") {
@@ -264,15 +367,32 @@ async fn find(cal: &Calendar, args: &Value, ctx: &ToolContext, tool: &str) -> Re
         None => ctx.now.clone(),
     };
     let to = match &at {
-        Some((z, _)) if z.time() == jiff::civil::Time::midnight() => z.checked_add(jiff::Span::new().days(1)).map_err(|e| bad(tool, e.to_string()))?,
-        Some((z, _)) => z.checked_add(SignedDuration::from_mins(1)).map_err(|e| bad(tool, e.to_string()))?,
-        None => ctx.now.checked_add(jiff::Span::new().days(super::CONFLICT_HORIZON_DAYS)).map_err(|e| bad(tool, e.to_string()))?,
+        Some((z, _)) if z.time() == jiff::civil::Time::midnight() => z
+            .checked_add(jiff::Span::new().days(1))
+            .map_err(|e| bad(tool, e.to_string()))?,
+        Some((z, _)) => z
+            .checked_add(SignedDuration::from_mins(1))
+            .map_err(|e| bad(tool, e.to_string()))?,
+        None => ctx
+            .now
+            .checked_add(jiff::Span::new().days(super::CONFLICT_HORIZON_DAYS))
+            .map_err(|e| bad(tool, e.to_string()))?,
     };
-    let items = cal.list(from.timestamp(), to.timestamp()).await.map_err(|e| cal_err(tool, e))?;
-    let exact_time = at.as_ref().is_some_and(|(z, _)| z.time() != jiff::civil::Time::midnight());
+    let items = cal
+        .list(from.timestamp(), to.timestamp())
+        .await
+        .map_err(|e| cal_err(tool, e))?;
+    let exact_time = at
+        .as_ref()
+        .is_some_and(|(z, _)| z.time() != jiff::civil::Time::midnight());
     let mut hits: Vec<Occurrence> = items
         .into_iter()
-        .filter(|o| !exact_time || at.as_ref().is_some_and(|(z, _)| o.start.timestamp() == z.timestamp()))
+        .filter(|o| {
+            !exact_time
+                || at
+                    .as_ref()
+                    .is_some_and(|(z, _)| o.start.timestamp() == z.timestamp())
+        })
         .filter(|o| {
             needle.as_ref().is_none_or(|n| {
                 let t = o.title.to_lowercase();
@@ -309,14 +429,22 @@ impl Tool for Move {
     fn group(&self) -> &'static str {
         "calendar"
     }
-    fn call<'a>(&'a self, args: Value, ctx: &'a ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
+    fn call<'a>(
+        &'a self,
+        args: Value,
+        ctx: &'a ToolContext,
+    ) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
         Box::pin(async move {
             const T: &str = "appointment_move";
             let tz = ctx.now.time_zone().clone();
-            let (to, _) = parse_time(str_arg(&args, "to").unwrap_or(""), &tz).map_err(|m| bad(T, format!("to: {m}")))?;
+            let (to, _) = parse_time(str_arg(&args, "to").unwrap_or(""), &tz)
+                .map_err(|m| bad(T, format!("to: {m}")))?;
             let hits = find(&self.0, &args, ctx, T).await?;
             let Some(o) = hits.first() else {
-                return Ok(ToolOutput { say: not_found(&args), data: json!({ "moved": false }) });
+                return Ok(ToolOutput {
+                    say: not_found(&args),
+                    data: json!({ "moved": false }),
+                });
             };
             let e = self
                 .0
@@ -332,7 +460,10 @@ impl Tool for Move {
             let when = when.strip_prefix("on ").unwrap_or(&when);
             let mut say = format!("Moved {} to {when}.", o.title);
             if !conflicts.is_empty() {
-                say.push_str(&format!(" Note that it now overlaps with {}.", conflict_words(&conflicts, &ctx.now)));
+                say.push_str(&format!(
+                    " Note that it now overlaps with {}.",
+                    conflict_words(&conflicts, &ctx.now)
+                ));
             }
             Ok(ToolOutput {
                 say,
@@ -358,7 +489,11 @@ impl Tool for Cancel {
     fn group(&self) -> &'static str {
         "calendar"
     }
-    fn call<'a>(&'a self, args: Value, ctx: &'a ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
+    fn call<'a>(
+        &'a self,
+        args: Value,
+        ctx: &'a ToolContext,
+    ) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
         Box::pin(async move {
             const T: &str = "appointment_cancel";
             let all = args.get("all").and_then(Value::as_bool).unwrap_or(false);
@@ -387,7 +522,10 @@ impl Tool for Cancel {
             }
             let hits = find(&self.0, &args, ctx, T).await?;
             let Some(o) = hits.first() else {
-                return Ok(ToolOutput { say: not_found(&args), data: json!({ "cancelled": 0 }) });
+                return Ok(ToolOutput {
+                    say: not_found(&args),
+                    data: json!({ "cancelled": 0 }),
+                });
             };
             let when = if o.all_day {
                 speak::day(o.start.date(), &ctx.now)
@@ -396,14 +534,20 @@ impl Tool for Cancel {
             };
             match (&o.recurrence_id, series) {
                 (Some(rid), false) => {
-                    self.0.cancel_instance(&o.uid, rid).await.map_err(|e| cal_err(T, e))?;
+                    self.0
+                        .cancel_instance(&o.uid, rid)
+                        .await
+                        .map_err(|e| cal_err(T, e))?;
                 }
                 _ => {
                     self.0.delete(&o.uid).await.map_err(|e| cal_err(T, e))?;
                 }
             }
             let say = if o.recurring && !series {
-                format!("Cancelled {} {when}; the rest of the series stays.", o.title)
+                format!(
+                    "Cancelled {} {when}; the rest of the series stays.",
+                    o.title
+                )
             } else {
                 format!("Cancelled {} {when}.", o.title)
             };
@@ -416,7 +560,11 @@ impl Tool for Cancel {
 }
 
 impl Cancel {
-    async fn upcoming(&self, args: &Value, ctx: &ToolContext) -> Result<Vec<Occurrence>, ToolError> {
+    async fn upcoming(
+        &self,
+        args: &Value,
+        ctx: &ToolContext,
+    ) -> Result<Vec<Occurrence>, ToolError> {
         // `find` without match/at means "the last one"; "all" means every upcoming one.
         if str_arg(args, "match").is_none() && str_arg(args, "at").is_none() {
             let to = ctx
