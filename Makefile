@@ -71,11 +71,12 @@ lint: toolchain
 # The Python peers tests compare against, in a venv of their own (re-installed only when the
 # list changes; pip caches the wheels): faster-whisper (CTranslate2) for our ggml conversion of
 # Whisper, openWakeWord's own package (its 0.4.0 metadata pulls tflite: installed without deps)
-# for wake-word scores, Hugging Face tokenizers for the memory model's token ids (numpy and
+# for wake-word scores, icalendar as the independent parser/writer of our ICS feed and imports,
+# vobject for our vCards, Hugging Face tokenizers for the memory model's token ids (numpy and
 # scipy also make the memory embeddings' reference forward pass and the search bench's peer).
 TEST_VENV := .venv-test
 TEST_PY_NODEPS := openwakeword==0.4.0
-TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn tokenizers vobject
+TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn tokenizers vobject icalendar==7.3.2
 test-deps: deps
 	@[ -x $(TEST_VENV)/bin/python ] || python3 -m venv $(TEST_VENV)
 	@want="$(TEST_PY_NODEPS) | $(TEST_PY)"; \

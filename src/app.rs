@@ -19,6 +19,7 @@ use crate::config::{Config, Secret};
 use crate::events::EventBus;
 use crate::home::memory::Memory;
 use crate::home::caldav::{Caldav, LocalCalendar};
+use crate::home::calendar::Calendar;
 use crate::home::reminders::Reminders;
 use crate::messaging::inbox::Inbox;
 use crate::messaging::outbox::{DeliveryHandler, Outbox};
@@ -108,6 +109,20 @@ impl AppBuilder {
         .await
         .map_err(|e| AppError::Join(e.to_string()))??;
 
+        let feed_path = api::auth::feed_token_path(&cfg.data_dir);
+        let feed_configured = cfg.calendar.feed_token.clone();
+        let feed_token = tokio::task::spawn_blocking(move || {
+            api::auth::ensure_token_file(&feed_path, feed_configured.as_ref())
+        })
+        .await
+        .map_err(|e| AppError::Join(e.to_string()))??;
+        let calendar = Calendar::new(
+            store.clone(),
+            events.clone(),
+            cfg.assistant.timezone.clone(),
+            cfg.calendar.clone(),
+        );
+
         let outbox = Outbox::new(
             store.clone(),
             events.clone(),
@@ -170,6 +185,7 @@ impl AppBuilder {
             outbox: outbox.clone(),
             reminders: reminders.clone(),
             contacts: contacts.clone(),
+            calendar: calendar.clone(),
             metrics: metrics.clone(),
             assistant: cfg.assistant.clone(),
             llm_config: cfg.llm.clone(),
@@ -181,33 +197,24 @@ impl AppBuilder {
         });
         orchestrator.recover().await?;
 
-        let caldav = match (&self.calendar, cfg.caldav.enabled) {
-            (_, false) => None,
-            (None, true) => {
-                health.set(
-                    "caldav",
-                    ComponentState::Degraded,
-                    "enabled, but no local calendar is registered",
-                );
-                None
-            }
-            (Some(cal), true) => {
-                match Caldav::new(
-                    &cfg.caldav,
-                    store.clone(),
-                    cal.clone(),
-                    Some(health.clone()),
-                ) {
-                    Ok(c) => {
-                        health.set("caldav", ComponentState::Ready, "first sync pending");
-                        Some(c)
-                    }
-                    Err(e) => {
-                        health.set("caldav", ComponentState::Degraded, e.to_string());
-                        None
-                    }
+        // CalDAV keeps the device's calendar in sync (tests may register another one).
+        let caldav = if cfg.caldav.enabled {
+            let local: Arc<dyn LocalCalendar> = match &self.calendar {
+                Some(c) => c.clone(),
+                None => Arc::new(calendar.clone()),
+            };
+            match Caldav::new(&cfg.caldav, store.clone(), local, Some(health.clone())) {
+                Ok(c) => {
+                    health.set("caldav", ComponentState::Ready, "first sync pending");
+                    Some(c)
+                }
+                Err(e) => {
+                    health.set("caldav", ComponentState::Degraded, e.to_string());
+                    None
                 }
             }
+        } else {
+            None
         };
 
         let shutdown = CancellationToken::new();
@@ -238,6 +245,8 @@ impl AppBuilder {
             shutdown: shutdown.clone(),
             openapi: Arc::new(OnceLock::new()),
             caldav: caldav.clone(),
+            calendar,
+            calendar_feed_token: feed_token,
         };
         let router = api::router(state, cfg.server.max_body_bytes);
         let listener = listener.tap_io(|tcp| {

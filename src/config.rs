@@ -23,6 +23,11 @@ pub mod speech;
 pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
 pub use caldav::CaldavConfig;
 pub use memory::MemoryConfig;
+pub mod calendar;
+pub mod speech;
+
+pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
+pub use calendar::CalendarConfig;
 pub use speech::{SpeechConfig, SttEngineKind, VadConfig, WakeConfig};
 
 /// The system-wide config file, used when `--config` is not given and the file exists.
@@ -137,6 +142,8 @@ pub struct RawConfig {
     pub caldav: caldav::RawCaldav,
     /// `[contacts]`.
     pub contacts: contacts::RawContacts,
+    /// `[calendar]`.
+    pub calendar: calendar::RawCalendar,
 }
 
 /// `[server]`: the HTTP listener.
@@ -315,6 +322,8 @@ pub struct Config {
     pub caldav: caldav::CaldavConfig,
     /// Contacts.
     pub contacts: contacts::ContactsConfig,
+    /// Appointments.
+    pub calendar: calendar::CalendarConfig,
 }
 
 /// HTTP listener.
@@ -631,6 +640,7 @@ impl Config {
             memory: memory::resolve_memory(raw.memory)?,
             caldav: caldav::resolve_caldav(raw.caldav)?,
             contacts: contacts::resolve_contacts(raw.contacts)?,
+            calendar: calendar::resolve_calendar(raw.calendar)?,
         })
     }
 

@@ -197,6 +197,15 @@ pub enum EventKind {
         created: usize,
         /// Updated contacts.
         updated: usize,
+    /// An appointment was created, updated or deleted (locally, by import or by sync).
+    #[serde(rename = "calendar.changed")]
+    CalendarChanged {
+        /// The event's uid.
+        uid: String,
+        /// `created`, `updated` or `deleted`.
+        action: String,
+        /// Its change-feed version.
+        version: i64,
     },
     /// A component changed state.
     #[serde(rename = "component.state_changed")]

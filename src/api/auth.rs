@@ -21,6 +21,8 @@ use crate::config::Secret;
 
 /// Paths served without a token.
 pub const OPEN_PATHS: &[&str] = &["/healthz", "/readyz"];
+/// Paths that check their own read-only token (`?token=`) instead of the API token.
+pub const FEED_PATHS: &[&str] = &["/calendar.ics"];
 
 /// Where the generated token lives.
 pub fn token_path(data_dir: &Path) -> PathBuf {
@@ -40,10 +42,21 @@ pub struct TokenError {
 /// The token to use: the configured one, else the one in `<data_dir>/api-token`, else a new
 /// random one written there with mode 0600.
 pub fn ensure_token(data_dir: &Path, configured: Option<&Secret>) -> Result<Secret, TokenError> {
+    ensure_token_file(&token_path(data_dir), configured)
+}
+
+/// Where the generated calendar feed token lives.
+pub fn feed_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("calendar-feed-token")
+}
+
+/// The configured token, else the one stored in `path`, else a new random one written there
+/// with mode 0600.
+pub fn ensure_token_file(path: &Path, configured: Option<&Secret>) -> Result<Secret, TokenError> {
     if let Some(t) = configured {
         return Ok(t.clone());
     }
-    let path = token_path(data_dir);
+    let path = path.to_path_buf();
     let err = |source| TokenError {
         path: path.clone(),
         source,
@@ -69,7 +82,7 @@ pub fn ensure_token(data_dir: &Path, configured: Option<&Secret>) -> Result<Secr
     f.write_all(b"\n").map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, &path).map_err(err)?;
-    tracing::info!(path = %path.display(), "generated a new API token");
+    tracing::info!(path = %path.display(), "generated a new token");
     Ok(Secret::new(token))
 }
 
@@ -102,7 +115,7 @@ fn url_query_value(query: &str, key: &str) -> Option<String> {
 
 /// Middleware: refuse requests without the right token (except the open paths).
 pub async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    if OPEN_PATHS.contains(&req.uri().path()) {
+    if OPEN_PATHS.contains(&req.uri().path()) || FEED_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
     match presented_token(&req) {

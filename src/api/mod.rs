@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod caldav;
+pub mod calendar;
 pub mod chat;
 pub mod contacts;
 pub mod error;
@@ -73,6 +74,10 @@ pub struct ApiState {
     pub openapi: Arc<OnceLock<String>>,
     /// CalDAV sync, when `[caldav]` is enabled and a calendar is registered.
     pub caldav: Option<crate::home::caldav::Caldav>,
+    /// Appointments.
+    pub calendar: crate::home::calendar::Calendar,
+    /// The read-only token of `GET /calendar.ics`.
+    pub calendar_feed_token: Secret,
 }
 
 #[derive(OpenApi)]
@@ -90,6 +95,7 @@ pub struct ApiState {
         (name = "calendar", description = "The calendar and its CalDAV sync"),
         (name = "contacts", description = "Contacts, caller identification, vCard"),
         (name = "reminders", description = "Reminders and timers"),
+        (name = "calendar", description = "Appointments, free slots, ICS import and the subscription feed"),
     )
 )]
 struct ApiDoc;
@@ -134,6 +140,11 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(reminders::list, reminders::create))
         .routes(routes!(reminders::get, reminders::patch, reminders::delete))
         .routes(routes!(reminders::snooze))
+        .routes(routes!(calendar::list, calendar::create))
+        .routes(routes!(calendar::free_slots))
+        .routes(routes!(calendar::import))
+        .routes(routes!(calendar::get, calendar::patch, calendar::delete))
+        .routes(routes!(calendar::feed))
 }
 
 /// The OpenAPI document as a value (used by tests and `openapi.json`).

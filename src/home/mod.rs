@@ -5,4 +5,5 @@
 pub mod memory;
 pub mod caldav;
 pub mod contacts;
+pub mod calendar;
 pub mod reminders;

@@ -10,6 +10,7 @@
 //!   restart (tools are idempotent on the source message).
 //! - The async runtime never runs inference: the LLM is reached through [`LlmGateway`].
 
+mod calendar;
 pub mod chunker;
 pub mod llm;
 pub mod session;
@@ -167,6 +168,18 @@ enum Pending {
         decline: String,
         attempts: u8,
     },
+    Appointment {
+        title: Option<String>,
+        start: Option<String>,
+        minutes: Option<i64>,
+        with: Option<String>,
+        location: Option<String>,
+        attempts: u8,
+    },
+    AppointmentMove {
+        args: Value,
+        attempts: u8,
+    },
 }
 
 /// How a turn ends.
@@ -190,6 +203,8 @@ pub struct Deps {
     pub reminders: Reminders,
     /// Contacts.
     pub contacts: crate::home::contacts::Contacts,
+    /// Appointments.
+    pub calendar: crate::home::calendar::Calendar,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// `[assistant]`.
@@ -236,6 +251,7 @@ impl Orchestrator {
             crate::home::memory::tools::register(&mut tools, m);
         }
         crate::home::contacts::tools::register(&mut tools, &d.contacts);
+        crate::home::calendar::tools::register(&mut tools, &d.calendar);
         Self {
             inner: Arc::new(Inner {
                 store: d.store,
@@ -826,6 +842,10 @@ impl Inner {
     ) -> Result<(Decision, Option<String>), ()> {
         let new_request = matches!(&intent, Some(i) if !matches!(i, Intent::Yes | Intent::No));
         match p {
+            p @ (Pending::Appointment { .. } | Pending::AppointmentMove { .. }) => {
+                self.continue_appointment(text, p, intent.as_ref(), pctx, tctx, calls)
+                    .await
+            }
             Pending::Confirm {
                 tool,
                 args,
@@ -1179,10 +1199,10 @@ impl Inner {
                 }
                 _ => self.call_tool("reminder_cancel", json!({}), tctx, calls).await,
             },
-            Intent::AppointmentCreate { .. }
+            i @ (Intent::AppointmentCreate { .. }
             | Intent::AppointmentList { .. }
             | Intent::AppointmentMove { .. }
-            | Intent::AppointmentCancel { .. } => self.not_yet("calendar", "your calendar", tctx),
+            | Intent::AppointmentCancel { .. }) => self.appointment(i, tctx, calls).await,
             Intent::TaskAdd { .. }
             | Intent::TaskList { .. }
             | Intent::TaskComplete { .. }

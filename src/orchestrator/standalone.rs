@@ -61,6 +61,11 @@ impl Engine {
             store.clone(),
             events.clone(),
             cfg.contacts.default_region,
+        let calendar = crate::home::calendar::Calendar::new(
+            store.clone(),
+            events.clone(),
+            cfg.assistant.timezone.clone(),
+            cfg.calendar.clone(),
         );
         let llm = match super::llm::start(cfg).await {
             Ok(l) => l,
@@ -85,6 +90,7 @@ impl Engine {
             outbox,
             reminders,
             contacts,
+            calendar,
             metrics,
             assistant: cfg.assistant.clone(),
             llm_config: cfg.llm.clone(),

@@ -215,6 +215,34 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE reminders ADD COLUMN snooze_count   INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE reminders ADD COLUMN last_fired_at  INTEGER;
     CREATE INDEX reminders_by_conversation ON reminders (conversation_id, status, due_at);
+    // Calendar: appointments (RFC 5545 events) with a change feed for CalDAV sync. Every row
+    // carries a version from one global counter bumped on each local change; a delete keeps
+    // the row as a tombstone (`deleted = 1`).
+    r#"
+    CREATE TABLE calendar_clock (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL
+    );
+    INSERT INTO calendar_clock (id, version) VALUES (1, 0);
+    CREATE TABLE calendar_events (
+        id                INTEGER PRIMARY KEY,
+        uid               TEXT NOT NULL UNIQUE,
+        version           INTEGER NOT NULL,
+        deleted           INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),
+        title             TEXT NOT NULL,
+        start_at          INTEGER NOT NULL,
+        end_at            INTEGER NOT NULL,
+        timezone          TEXT NOT NULL,
+        all_day           INTEGER NOT NULL DEFAULT 0,
+        rrule             TEXT,
+        last_end_at       INTEGER,
+        body              TEXT NOT NULL,
+        source_message_id INTEGER UNIQUE REFERENCES messages(id) ON DELETE SET NULL,
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL
+    );
+    CREATE INDEX calendar_events_by_version ON calendar_events (version);
+    CREATE INDEX calendar_events_by_time ON calendar_events (deleted, start_at);
     "#,
 ];
 

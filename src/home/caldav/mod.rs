@@ -378,3 +378,34 @@ where
         .await
         .map_err(|e| CaldavError::Join(e.to_string()))?
 }
+
+/// The device's own calendar is what CalDAV keeps in sync.
+impl LocalCalendar for crate::home::calendar::Calendar {
+    fn changes_since(&self, since: i64) -> BoxFuture<'_, Result<Vec<CalendarChange>, LocalError>> {
+        Box::pin(async move {
+            let changes = crate::home::calendar::Calendar::changes_since(self, since).await?;
+            Ok(changes
+                .into_iter()
+                .map(|c| CalendarChange {
+                    uid: c.uid,
+                    version: c.version,
+                    ics: c.ics,
+                })
+                .collect())
+        })
+    }
+
+    fn apply_remote<'a>(
+        &'a self,
+        uid: &'a str,
+        ics: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<i64, LocalError>> {
+        Box::pin(async move {
+            Ok(crate::home::calendar::Calendar::apply_remote(self, uid, ics).await?)
+        })
+    }
+
+    fn current_version(&self) -> BoxFuture<'_, Result<i64, LocalError>> {
+        Box::pin(async move { Ok(crate::home::calendar::Calendar::current_version(self).await?) })
+    }
+}
