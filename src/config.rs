@@ -16,18 +16,15 @@ use serde::{Deserialize, Serialize};
 
 pub mod brain;
 pub mod caldav;
-pub mod memory;
+pub mod calendar;
 pub mod contacts;
+pub mod memory;
 pub mod speech;
 
 pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
 pub use caldav::CaldavConfig;
-pub use memory::MemoryConfig;
-pub mod calendar;
-pub mod speech;
-
-pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
 pub use calendar::CalendarConfig;
+pub use memory::MemoryConfig;
 pub use speech::{SpeechConfig, SttEngineKind, VadConfig, WakeConfig};
 
 /// The system-wide config file, used when `--config` is not given and the file exists.

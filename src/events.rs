@@ -197,6 +197,7 @@ pub enum EventKind {
         created: usize,
         /// Updated contacts.
         updated: usize,
+    },
     /// An appointment was created, updated or deleted (locally, by import or by sync).
     #[serde(rename = "calendar.changed")]
     CalendarChanged {

@@ -61,6 +61,7 @@ impl Engine {
             store.clone(),
             events.clone(),
             cfg.contacts.default_region,
+        );
         let calendar = crate::home::calendar::Calendar::new(
             store.clone(),
             events.clone(),
