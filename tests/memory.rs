@@ -598,7 +598,7 @@ async fn memories_api_creates_lists_searches_and_erases_with_named_errors() -> T
         .unwrap_or_default();
     assert_eq!(left, vec![ids[4], ids[3]]);
     let s: Value = d
-        .get("/api/v1/memories?q=spare%20key&limit=10")
+        .get("/api/v1/memories?q=spare%20key&limit=10&min_score=-1")
         .send()
         .await?
         .json()

@@ -131,7 +131,7 @@ impl WordPiece {
             .filter(|a| a.special && !a.content.is_empty())
             .map(|a| (a.content.clone(), a.id))
             .collect();
-        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        specials.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         Ok(Self {
             unk: id(&t.model.unk_token)?,
             cls: id("[CLS]")?,
