@@ -129,7 +129,8 @@ async fn ours(n: usize, rounds: usize) -> Result<Ours> {
     // One due among 10k pending, fired by the scheduler's own step.
     let mut next_due = Vec::with_capacity(rounds);
     for i in 0..rounds {
-        let due = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC) + SignedDuration::from_millis(1);
+        let due =
+            Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC) + SignedDuration::from_millis(1);
         reminders.create(new_reminder(conv, n + i, due)).await?;
         tokio::time::sleep(Duration::from_millis(2)).await;
         let t = Instant::now();
@@ -159,7 +160,11 @@ async fn ours(n: usize, rounds: usize) -> Result<Ours> {
         })
         .await?;
     let t = Instant::now();
-    while reminders.fire_due().await?.is_some_and(|n| n.0 <= UnixMillis::now().0) {}
+    while reminders
+        .fire_due()
+        .await?
+        .is_some_and(|n| n.0 <= UnixMillis::now().0)
+    {}
     let fire_all = t.elapsed();
     let left: i64 = store
         .read(|c| {
@@ -207,7 +212,10 @@ fn peer(n: usize, rounds: usize) -> Result<Peer> {
              VALUES ('reminder', 1, ?1, ?2, 'UTC', 0, 0)",
         )?;
         for i in 0..n {
-            ins.execute(rusqlite::params![format!("bench item {i}"), far + i as i64 * 1000])?;
+            ins.execute(rusqlite::params![
+                format!("bench item {i}"),
+                far + i as i64 * 1000
+            ])?;
         }
     }
     tx.commit()?;
@@ -242,17 +250,30 @@ async fn main() -> Result<()> {
         " [smoke run, not a measurement: run `cargo bench --bench reminders`]"
     };
     println!("reminder scheduling, {n} pending{note}");
-    println!("{:<44} {:>14} {:>14} {:>8}", "", "ours", "rusqlite", "ratio");
+    println!(
+        "{:<44} {:>14} {:>14} {:>8}",
+        "", "ours", "rusqlite", "ratio"
+    );
     let row = |name: &str, a: Duration, b: Option<Duration>| {
         let (bs, ratio) = match b {
-            Some(b) if b > Duration::ZERO => (ms(b), format!("{:.1}x", a.as_secs_f64() / b.as_secs_f64())),
+            Some(b) if b > Duration::ZERO => {
+                (ms(b), format!("{:.1}x", a.as_secs_f64() / b.as_secs_f64()))
+            }
             _ => ("—".to_owned(), "—".to_owned()),
         };
         println!("{name:<44} {:>14} {bs:>14} {ratio:>8}", ms(a));
     };
     let half = n / 2;
-    row(&format!("insert {half}, one at a time (committed each)"), o.insert_serial, None);
-    row(&format!("insert {half}, 64 concurrent (group commit)"), o.insert_concurrent, None);
+    row(
+        &format!("insert {half}, one at a time (committed each)"),
+        o.insert_serial,
+        None,
+    );
+    row(
+        &format!("insert {half}, 64 concurrent (group commit)"),
+        o.insert_concurrent,
+        None,
+    );
     row(
         &format!("insert {n} (projected from 64 concurrent)"),
         o.insert_concurrent * 2,
@@ -261,20 +282,37 @@ async fn main() -> Result<()> {
     println!(
         "{:<44} {:>14}",
         "  per reminder, one at a time",
-        format!("{:.0} µs", o.insert_serial.as_secs_f64() * 1e6 / half as f64)
+        format!(
+            "{:.0} µs",
+            o.insert_serial.as_secs_f64() * 1e6 / half as f64
+        )
     );
     println!(
         "{:<44} {:>14}",
         "  per reminder, 64 concurrent",
-        format!("{:.0} µs", o.insert_concurrent.as_secs_f64() * 1e6 / half as f64)
+        format!(
+            "{:.0} µs",
+            o.insert_concurrent.as_secs_f64() * 1e6 / half as f64
+        )
     );
-    row("next due: find + fire one, p50", pct(&o.next_due, 50.0), Some(pct(&p.lookup, 50.0)));
-    row("next due: find + fire one, p99", pct(&o.next_due, 99.0), Some(pct(&p.lookup, 99.0)));
+    row(
+        "next due: find + fire one, p50",
+        pct(&o.next_due, 50.0),
+        Some(pct(&p.lookup, 50.0)),
+    );
+    row(
+        "next due: find + fire one, p99",
+        pct(&o.next_due, 99.0),
+        Some(pct(&p.lookup, 99.0)),
+    );
     row(&format!("fire {} due at once", o.fired), o.fire_all, None);
     println!(
         "{:<44} {:>14}",
         "  firing throughput",
-        format!("{:.0} /s", o.fired as f64 / o.fire_all.as_secs_f64().max(1e-9))
+        format!(
+            "{:.0} /s",
+            o.fired as f64 / o.fire_all.as_secs_f64().max(1e-9)
+        )
     );
     Ok(())
 }

@@ -46,7 +46,11 @@ fn run_python(script: &str, stdin: &str) -> TestResult<String> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run {py} ({e}); run `make test-deps` (installs vobject into .venv-test)"))?;
+        .map_err(|e| {
+            format!(
+                "cannot run {py} ({e}); run `make test-deps` (installs vobject into .venv-test)"
+            )
+        })?;
     if let Some(mut i) = child.stdin.take() {
         i.write_all(stdin.as_bytes())?;
     }
@@ -72,7 +76,10 @@ async fn contacts_are_created_searched_paged_changed_and_deleted() -> TestResult
     )
     .await?;
     assert_eq!(s, 201, "{anna}");
-    assert_eq!(anna["phones"][0]["number"], "+12025550143", "national form read in the US");
+    assert_eq!(
+        anna["phones"][0]["number"], "+12025550143",
+        "national form read in the US"
+    );
     assert_eq!(anna["phones"][0]["label"], "mobile");
     assert_eq!(anna["emails"][0]["address"], "anna@example.org");
     assert_eq!(anna["trust"], "household");
@@ -88,7 +95,12 @@ async fn contacts_are_created_searched_paged_changed_and_deleted() -> TestResult
     let page2 = get_json(&d, "/api/v1/contacts?limit=2&offset=2").await?;
     assert_eq!(page2["items"][1]["display_name"], "Dan Brown");
     assert!(page2["next_offset"].is_null());
-    for (q, want) in [("mom", "Anna Smith"), ("JONES", "Bob Jones"), ("555-0143", "Anna Smith"), ("example.org", "Anna Smith")] {
+    for (q, want) in [
+        ("mom", "Anna Smith"),
+        ("JONES", "Bob Jones"),
+        ("555-0143", "Anna Smith"),
+        ("example.org", "Anna Smith"),
+    ] {
         let v = get_json(&d, &format!("/api/v1/contacts?q={}", urlencode(q))).await?;
         assert_eq!(v["total"], 1, "{q}: {v}");
         assert_eq!(v["items"][0]["display_name"], want, "{q}");
@@ -134,17 +146,45 @@ async fn invalid_contacts_are_refused_with_the_field_named() -> TestResult {
         Vec::new(),
     )
     .await?;
-    let (s, _) = create(&d, json!({"display_name": "Eva", "phones": [{"number": "030 901820"}]})).await?;
+    let (s, _) = create(
+        &d,
+        json!({"display_name": "Eva", "phones": [{"number": "030 901820"}]}),
+    )
+    .await?;
     assert_eq!(s, 201);
     let cases = [
         (json!({}), 422, "display_name"),
-        (json!({"display_name": "X", "phones": [{"number": "+49 30 901820"}, {"number": "12"}]}), 422, "phones[1].number"),
-        (json!({"display_name": "X", "phones": [{"number": "12"}]}), 422, "default region DE"),
-        (json!({"display_name": "X", "phones": [{"number": "0171 1234567", "label": "car"}]}), 422, "phones[0].label"),
-        (json!({"display_name": "X", "emails": [{"address": "nope"}]}), 422, "emails[0].address"),
+        (
+            json!({"display_name": "X", "phones": [{"number": "+49 30 901820"}, {"number": "12"}]}),
+            422,
+            "phones[1].number",
+        ),
+        (
+            json!({"display_name": "X", "phones": [{"number": "12"}]}),
+            422,
+            "default region DE",
+        ),
+        (
+            json!({"display_name": "X", "phones": [{"number": "0171 1234567", "label": "car"}]}),
+            422,
+            "phones[0].label",
+        ),
+        (
+            json!({"display_name": "X", "emails": [{"address": "nope"}]}),
+            422,
+            "emails[0].address",
+        ),
         (json!({"display_name": "X", "trust": "boss"}), 422, "trust"),
-        (json!({"display_name": "X", "nickname": "y"}), 422, "nickname"),
-        (json!({"display_name": "X", "phones": [{"number": "+4930901820"}]}), 409, "already belongs to contact"),
+        (
+            json!({"display_name": "X", "nickname": "y"}),
+            422,
+            "nickname",
+        ),
+        (
+            json!({"display_name": "X", "phones": [{"number": "+4930901820"}]}),
+            409,
+            "already belongs to contact",
+        ),
     ];
     for (body, status, want) in cases {
         let (s, v) = create(&d, body.clone()).await?;
@@ -166,17 +206,27 @@ async fn a_new_contact_identifies_existing_conversations_and_gives_its_trust() -
             .send()
     };
     let v: Value = chat("set a timer for 5 minutes").await?.json().await?;
-    assert_eq!(v["outcome"], "refused", "an unknown number may not set timers: {v}");
+    assert_eq!(
+        v["outcome"], "refused",
+        "an unknown number may not set timers: {v}"
+    );
     let convs = get_json(&d, "/api/v1/conversations").await?;
     let conv = convs["items"]
         .as_array()
         .and_then(|a| a.iter().find(|c| c["address"] == "+12025550143"))
         .cloned()
         .unwrap_or_default();
-    assert!(conv["contact_id"].is_null(), "unknown senders are not contacts: {conv}");
+    assert!(
+        conv["contact_id"].is_null(),
+        "unknown senders are not contacts: {conv}"
+    );
 
     // Added with the number written the way people write it: the existing conversation is linked.
-    let (s, c) = create(&d, json!({"display_name": "Anna", "phones": [{"number": "202.555.0143"}], "trust": "known"})).await?;
+    let (s, c) = create(
+        &d,
+        json!({"display_name": "Anna", "phones": [{"number": "202.555.0143"}], "trust": "known"}),
+    )
+    .await?;
     assert_eq!(s, 201);
     let convs = get_json(&d, "/api/v1/conversations").await?;
     let conv = convs["items"]
@@ -230,8 +280,14 @@ async fn every_channel_address_form_identifies_the_same_contact() -> TestResult 
         .create(ContactInput {
             display_name: Some("Anna Smith".into()),
             aliases: Some(vec!["Mom".into()]),
-            phones: Some(vec![PhoneInput { number: "(202) 555-0143".into(), label: None }]),
-            emails: Some(vec![EmailInput { address: "anna@example.org".into(), label: None }]),
+            phones: Some(vec![PhoneInput {
+                number: "(202) 555-0143".into(),
+                label: None,
+            }]),
+            emails: Some(vec![EmailInput {
+                address: "anna@example.org".into(),
+                label: None,
+            }]),
             ..ContactInput::default()
         })
         .await?;
@@ -250,8 +306,15 @@ async fn every_channel_address_form_identifies_the_same_contact() -> TestResult 
         let who = contacts.identify(channel, address).await?;
         assert_eq!(who.map(|c| c.id), Some(anna.id), "{channel} {address}");
     }
-    for (channel, address) in [("api", "api"), ("sms", "+12025550144"), ("sip", "sip:dad@pbx")] {
-        assert!(contacts.identify(channel, address).await?.is_none(), "{address}");
+    for (channel, address) in [
+        ("api", "api"),
+        ("sms", "+12025550144"),
+        ("sip", "sip:dad@pbx"),
+    ] {
+        assert!(
+            contacts.identify(channel, address).await?.is_none(),
+            "{address}"
+        );
     }
     // Names as said in requests.
     for said in ["Anna", "mom", "my mom", "Anna Smith", "smith", "Mom's"] {
@@ -280,31 +343,59 @@ async fn contact_tools_look_up_by_alias_and_add_with_routing() -> TestResult {
     };
     let tools = o.tools();
     let add = tools
-        .call(o.router(), "contact_add", json!({"name": "Anna", "phone": "(202) 555-0143", "aliases": "mom, Annie"}), &ctx(Trust::Owner))
+        .call(
+            o.router(),
+            "contact_add",
+            json!({"name": "Anna", "phone": "(202) 555-0143", "aliases": "mom, Annie"}),
+            &ctx(Trust::Owner),
+        )
         .await?
         .map_err(|r| r.say)?;
     assert_eq!(add.say, "Added Anna with the number +12025550143.");
     let found = tools
-        .call(o.router(), "contact_lookup", json!({"name": "Mom"}), &ctx(Trust::Owner))
+        .call(
+            o.router(),
+            "contact_lookup",
+            json!({"name": "Mom"}),
+            &ctx(Trust::Owner),
+        )
         .await?
         .map_err(|r| r.say)?;
     assert_eq!(found.say, "Anna's number is +12025550143 (mobile).");
     assert_eq!(found.data[0]["phones"][0]["number"], "+12025550143");
     let none = tools
-        .call(o.router(), "contact_lookup", json!({"name": "Bob"}), &ctx(Trust::Owner))
+        .call(
+            o.router(),
+            "contact_lookup",
+            json!({"name": "Bob"}),
+            &ctx(Trust::Owner),
+        )
         .await?
         .map_err(|r| r.say)?;
     assert_eq!(none.say, "I don't have a contact called Bob.");
     // Contacts are the owner's: a household member is refused politely.
     let refused = tools
-        .call(o.router(), "contact_lookup", json!({"name": "mom"}), &ctx(Trust::Household))
+        .call(
+            o.router(),
+            "contact_lookup",
+            json!({"name": "mom"}),
+            &ctx(Trust::Household),
+        )
         .await?;
     assert!(refused.is_err());
     let bad = tools
-        .call(o.router(), "contact_add", json!({"name": "X", "phone": "12"}), &ctx(Trust::Owner))
+        .call(
+            o.router(),
+            "contact_add",
+            json!({"name": "X", "phone": "12"}),
+            &ctx(Trust::Owner),
+        )
         .await;
     let msg = bad.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(msg.contains("phones[0].number") && msg.contains("\"12\""), "{msg}");
+    assert!(
+        msg.contains("phones[0].number") && msg.contains("\"12\""),
+        "{msg}"
+    );
     engine.close().await;
     Ok(())
 }
@@ -348,7 +439,10 @@ print(json.dumps(out))
             .to_str()?
             .starts_with("text/vcard"));
         let text = r.text().await?;
-        assert!(text.lines().all(|l| l.len() <= 76), "folded at 75 octets + CR");
+        assert!(
+            text.lines().all(|l| l.len() <= 76),
+            "folded at 75 octets + CR"
+        );
         let parsed: Value = serde_json::from_str(&run_python(script, &text)?)?;
         let c = &parsed[0];
         assert_eq!(c["version"], version);
@@ -359,7 +453,11 @@ print(json.dumps(out))
         assert_eq!(c["email"], json!(["zoe@example.org"]));
         let tels: Vec<String> = c["tel"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t[0].as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t[0].as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let want: Vec<String> = match version {
             "3.0" => vec!["+12025550143".into(), "+442079460958".into()],
@@ -396,8 +494,14 @@ print(c.serialize(), end="")
     let found = get_json(&d, "/api/v1/contacts?q=gigi").await?;
     let g = &found["items"][0];
     assert_eq!(g["display_name"], "Greta Lind, PhD");
-    assert_eq!(g["phones"][0], json!({"number": "+12025550177", "label": "mobile"}));
-    assert_eq!(g["phones"][1], json!({"number": "+46812345678", "label": "work"}));
+    assert_eq!(
+        g["phones"][0],
+        json!({"number": "+12025550177", "label": "mobile"})
+    );
+    assert_eq!(
+        g["phones"][1],
+        json!({"number": "+46812345678", "label": "work"})
+    );
     assert_eq!(g["notes"], "Met at the book club; bring the, commas");
     assert_eq!(g["uid"], "greta-1");
     // The same card again updates by UID instead of duplicating.
@@ -410,7 +514,11 @@ print(c.serialize(), end="")
 #[tokio::test]
 async fn an_import_with_one_bad_card_names_it_and_stores_nothing() -> TestResult {
     let d = TestDaemon::start().await?;
-    let (s, _) = create(&d, json!({"display_name": "Owner", "phones": [{"number": "+12025550100"}]})).await?;
+    let (s, _) = create(
+        &d,
+        json!({"display_name": "Owner", "phones": [{"number": "+12025550100"}]}),
+    )
+    .await?;
     assert_eq!(s, 201);
     let good = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Good One\r\nTEL:+12025550101\r\nEND:VCARD\r\n";
     let cases = [

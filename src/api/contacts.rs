@@ -265,7 +265,9 @@ pub async fn patch(
     ApiJson(req): ApiJson<ContactRequest>,
 ) -> Result<Json<ContactDto>, ApiError> {
     let id = parse_id(&id)?;
-    Ok(Json(state.contacts.update(id, req.into_input()?).await?.into()))
+    Ok(Json(
+        state.contacts.update(id, req.into_input()?).await?.into(),
+    ))
 }
 
 /// Delete a contact (its conversations stay, without the link).
@@ -339,7 +341,10 @@ pub struct ImportResult {
     responses(
         (status = 200, description = "Imported", body = ImportResult),
         (status = 422, description = "A card is invalid; nothing was imported", body = ErrorBody)))]
-pub async fn import(State(state): State<ApiState>, body: String) -> Result<Json<ImportResult>, ApiError> {
+pub async fn import(
+    State(state): State<ApiState>,
+    body: String,
+) -> Result<Json<ImportResult>, ApiError> {
     let r = state.contacts.import_vcf(&body).await?;
     Ok(Json(ImportResult {
         created: r.created,

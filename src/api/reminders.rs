@@ -274,7 +274,13 @@ pub async fn create(
             state
                 .store
                 .write(|c| {
-                    crate::store::messages::conversation_for(c, "api", "api", None, UnixMillis::now())
+                    crate::store::messages::conversation_for(
+                        c,
+                        "api",
+                        "api",
+                        None,
+                        UnixMillis::now(),
+                    )
                 })
                 .await?
         }
@@ -361,7 +367,11 @@ pub async fn patch(
         }
         Some(t) => Some(t.trim().to_owned()),
     };
-    let due = req.due.as_deref().map(|d| parse_due(&state, d)).transpose()?;
+    let due = req
+        .due
+        .as_deref()
+        .map(|d| parse_due(&state, d))
+        .transpose()?;
     if let Some(d) = &due {
         if d.timestamp() <= jiff::Timestamp::now() {
             return Err(field("due", format!("{d} is in the past")));

@@ -429,7 +429,10 @@ pub fn update(
     if r.status != Status::Active {
         return Ok(Err(ReminderError::State {
             id,
-            message: format!("is {}; only an active reminder can be changed (snooze a fired one)", r.status.as_str()),
+            message: format!(
+                "is {}; only an active reminder can be changed (snooze a fired one)",
+                r.status.as_str()
+            ),
         }));
     }
     let now = UnixMillis::now();
@@ -441,7 +444,12 @@ pub fn update(
         conn.prepare_cached(
             "UPDATE reminders SET due_at = ?2, timezone = ?3, updated_at = ?4 WHERE id = ?1",
         )?
-        .execute(params![id, d.timestamp().as_millisecond(), tz_name(d), now.0])?;
+        .execute(params![
+            id,
+            d.timestamp().as_millisecond(),
+            tz_name(d),
+            now.0
+        ])?;
     }
     if let Some(t) = target {
         conn.prepare_cached(

@@ -714,7 +714,12 @@ impl Tool for SnoozeTool {
         Box::pin(async move {
             let minutes = args.get("minutes").and_then(Value::as_i64).unwrap_or(10);
             let target = match args.get("id").and_then(Value::as_i64) {
-                Some(id) => self.0.get(id).await.ok().filter(|r| r.conversation_id == ctx.conversation_id),
+                Some(id) => self
+                    .0
+                    .get(id)
+                    .await
+                    .ok()
+                    .filter(|r| r.conversation_id == ctx.conversation_id),
                 // "Right after it fired": the last one of this conversation in the past hour.
                 None => {
                     self.0

@@ -632,8 +632,14 @@ mod tests {
                 ContactInput {
                     display_name: Some("A".into()),
                     phones: Some(vec![
-                        PhoneInput { number: "+1 202 555 0143".into(), label: None },
-                        PhoneInput { number: "12".into(), label: None },
+                        PhoneInput {
+                            number: "+1 202 555 0143".into(),
+                            label: None,
+                        },
+                        PhoneInput {
+                            number: "12".into(),
+                            label: None,
+                        },
                     ]),
                     ..ContactInput::default()
                 },
@@ -642,7 +648,10 @@ mod tests {
             (
                 ContactInput {
                     display_name: Some("A".into()),
-                    phones: Some(vec![PhoneInput { number: "2025550143".into(), label: Some("car".into()) }]),
+                    phones: Some(vec![PhoneInput {
+                        number: "2025550143".into(),
+                        label: Some("car".into()),
+                    }]),
                     ..ContactInput::default()
                 },
                 "phones[0].label: must be one of",
@@ -650,7 +659,10 @@ mod tests {
             (
                 ContactInput {
                     display_name: Some("A".into()),
-                    emails: Some(vec![EmailInput { address: "anna at home".into(), label: None }]),
+                    emails: Some(vec![EmailInput {
+                        address: "anna at home".into(),
+                        label: None,
+                    }]),
                     ..ContactInput::default()
                 },
                 "emails[0].address",
@@ -673,8 +685,14 @@ mod tests {
                 given_name: Some("Anna".into()),
                 family_name: Some("Smith".into()),
                 phones: Some(vec![
-                    PhoneInput { number: "(202) 555-0143".into(), label: None },
-                    PhoneInput { number: "+12025550143".into(), label: Some("work".into()) },
+                    PhoneInput {
+                        number: "(202) 555-0143".into(),
+                        label: None,
+                    },
+                    PhoneInput {
+                        number: "+12025550143".into(),
+                        label: Some("work".into()),
+                    },
                 ]),
                 ..ContactInput::default()
             },
@@ -683,6 +701,10 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(ok.display_name.as_deref(), Some("Anna Smith"));
-        assert_eq!(ok.phones.map(|p| p.len()), Some(1), "the same number twice is kept once");
+        assert_eq!(
+            ok.phones.map(|p| p.len()),
+            Some(1),
+            "the same number twice is kept once"
+        );
     }
 }

@@ -81,7 +81,8 @@ pub fn normalize(raw: &str, region: Region) -> Result<PhoneNumber, PhoneError> {
         Some(rest) if !text.starts_with("000") => format!("+{rest}"),
         _ => text.to_owned(),
     };
-    let parsed = phonenumber::parse(Some(region.0), &text).map_err(|e| unparseable(e.to_string()))?;
+    let parsed =
+        phonenumber::parse(Some(region.0), &text).map_err(|e| unparseable(e.to_string()))?;
     let e164 = parsed.format().mode(Mode::E164).to_string();
     if !phonenumber::is_valid(&parsed) {
         return Err(PhoneError::Invalid {

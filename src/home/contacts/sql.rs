@@ -8,7 +8,8 @@ use super::{fold, Contact, Email, Phone, Valid};
 use crate::domain::{PhoneNumber, Trust, UnixMillis};
 use crate::store::StoreError;
 
-const COLS: &str = "id, uid, display_name, given_name, family_name, notes, trust, created_at, updated_at";
+const COLS: &str =
+    "id, uid, display_name, given_name, family_name, notes, trust, created_at, updated_at";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
     let trust: String = r.get(6)?;
@@ -187,12 +188,19 @@ pub fn find_by_name(conn: &Connection, name: &str) -> Result<Vec<Contact>, Store
 pub type Conflict = (String, String);
 
 /// Check that `v`'s numbers, emails and UID belong to no contact but `own` (nothing written).
-pub fn conflicts(conn: &Connection, v: &Valid, own: Option<i64>) -> Result<Option<Conflict>, StoreError> {
+pub fn conflicts(
+    conn: &Connection,
+    v: &Valid,
+    own: Option<i64>,
+) -> Result<Option<Conflict>, StoreError> {
     let owner_of = |sql: &str, value: &str| -> Result<Option<(i64, String)>, StoreError> {
         Ok(conn
             .prepare_cached(sql)?
             .query_row([value], |r| {
-                Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default()))
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                ))
             })
             .optional()?)
     };
@@ -410,7 +418,10 @@ pub fn classify(address: &str, region: Option<Region>) -> Address {
             return Some(p);
         }
         let digits = s.chars().filter(char::is_ascii_digit).count();
-        if digits >= 3 && s.chars().all(|c| c.is_ascii_digit() || " -.()+".contains(c)) {
+        if digits >= 3
+            && s.chars()
+                .all(|c| c.is_ascii_digit() || " -.()+".contains(c))
+        {
             return region.and_then(|r| phone::normalize(s, r).ok());
         }
         None
@@ -475,7 +486,11 @@ pub fn identify(
 
 /// Point every conversation that has no contact, or one of `changed`, at the contact its
 /// address now belongs to. Returns how many conversations changed.
-pub fn relink(conn: &Connection, region: Option<Region>, changed: &[i64]) -> Result<usize, StoreError> {
+pub fn relink(
+    conn: &Connection,
+    region: Option<Region>,
+    changed: &[i64],
+) -> Result<usize, StoreError> {
     let ids = serde_json::to_string(changed).unwrap_or_else(|_| "[]".into());
     let convs: Vec<(i64, String, Option<i64>)> = conn
         .prepare_cached(

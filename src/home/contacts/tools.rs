@@ -51,7 +51,10 @@ fn describe(c: &Contact) -> String {
             )
         }
         None => match c.emails.first() {
-            Some(e) => format!("I have no number for {}, only the email {}.", c.display_name, e.address),
+            Some(e) => format!(
+                "I have no number for {}, only the email {}.",
+                c.display_name, e.address
+            ),
             None => format!("I have no number for {}.", c.display_name),
         },
     }
@@ -76,7 +79,11 @@ impl Tool for Lookup {
         _ctx: &'a ToolContext,
     ) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
         Box::pin(async move {
-            let name = args.get("name").and_then(Value::as_str).unwrap_or("").trim();
+            let name = args
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .trim();
             if name.is_empty() {
                 return Err(ToolError::InvalidArguments {
                     tool: "contact_lookup".into(),
@@ -92,8 +99,7 @@ impl Tool for Lookup {
                 [] => format!("I don't have a contact called {name}."),
                 [c] => describe(c),
                 many => {
-                    let names: Vec<String> =
-                        many.iter().map(|c| c.display_name.clone()).collect();
+                    let names: Vec<String> = many.iter().map(|c| c.display_name.clone()).collect();
                     format!(
                         "I have {} contacts called {name}: {}. Which one?",
                         many.len(),
@@ -141,10 +147,24 @@ impl Tool for Add {
             };
             let input = ContactInput {
                 display_name: s("name"),
-                phones: s("phone").map(|number| vec![PhoneInput { number, label: None }]),
-                emails: s("email").map(|address| vec![EmailInput { address, label: None }]),
-                aliases: s("aliases")
-                    .map(|a| a.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect()),
+                phones: s("phone").map(|number| {
+                    vec![PhoneInput {
+                        number,
+                        label: None,
+                    }]
+                }),
+                emails: s("email").map(|address| {
+                    vec![EmailInput {
+                        address,
+                        label: None,
+                    }]
+                }),
+                aliases: s("aliases").map(|a| {
+                    a.split(',')
+                        .map(|x| x.trim().to_owned())
+                        .filter(|x| !x.is_empty())
+                        .collect()
+                }),
                 trust: s("trust").as_deref().and_then(Trust::parse),
                 ..ContactInput::default()
             };

@@ -164,12 +164,13 @@ fn parse_line(line: usize, text: &str) -> Result<Property, String> {
     let mut parts = split_unquoted(head, ';').into_iter();
     let name = parts.next().unwrap_or_default();
     // Drop a group prefix ("item1.TEL").
-    let name = name.rsplit('.').next().unwrap_or("").trim().to_ascii_uppercase();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-    {
+    let name = name
+        .rsplit('.')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_uppercase();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         return Err(format!("{text:?} has no valid property name"));
     }
     let mut params = Vec::new();
@@ -578,7 +579,10 @@ mod tests {
         assert_eq!(cards.len(), 1);
         let c = &cards[0];
         assert_eq!(c.formatted_name, "Anna, the neighbour");
-        assert_eq!((c.family_name.as_str(), c.given_name.as_str()), ("Smith", "Anna"));
+        assert_eq!(
+            (c.family_name.as_str(), c.given_name.as_str()),
+            ("Smith", "Anna")
+        );
         assert_eq!(c.nicknames, vec!["Annie", "Nana"]);
         assert_eq!(c.phones[0].label, "mobile");
         assert_eq!(c.phones[1].label, "work");
