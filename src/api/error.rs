@@ -12,8 +12,8 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::home::memory::MemoryError;
 use crate::home::contacts::ContactError;
+use crate::home::memory::MemoryError;
 use crate::home::reminders::ReminderError;
 use crate::messaging::inbox::InboxError;
 use crate::messaging::outbox::OutboxError;

@@ -2,8 +2,8 @@
 //! calendar, tasks, contacts and memory join here with the Home data issue and plug into the
 //! same tool registry.
 
-pub mod memory;
 pub mod caldav;
-pub mod contacts;
 pub mod calendar;
+pub mod contacts;
+pub mod memory;
 pub mod reminders;

@@ -400,9 +400,9 @@ impl LocalCalendar for crate::home::calendar::Calendar {
         uid: &'a str,
         ics: Option<&'a str>,
     ) -> BoxFuture<'a, Result<i64, LocalError>> {
-        Box::pin(async move {
-            Ok(crate::home::calendar::Calendar::apply_remote(self, uid, ics).await?)
-        })
+        Box::pin(
+            async move { Ok(crate::home::calendar::Calendar::apply_remote(self, uid, ics).await?) },
+        )
     }
 
     fn current_version(&self) -> BoxFuture<'_, Result<i64, LocalError>> {
