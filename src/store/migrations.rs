@@ -146,6 +146,7 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at        INTEGER NOT NULL
     );
     CREATE INDEX memories_by_contact ON memories (contact_id, id);
+    "#,
     // CalDAV sync state (home::caldav): one row per synced event, keyed by its UID.
     r#"
     CREATE TABLE caldav_items (
@@ -163,6 +164,7 @@ pub const MIGRATIONS: &[&str] = &[
         last_sync_at   INTEGER,
         last_error     TEXT
     );
+    "#,
     // Contacts (names, aliases, several numbers and emails, notes, vCard UID) and reminder
     // delivery targets and snooze.
     r#"
@@ -215,6 +217,7 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE reminders ADD COLUMN snooze_count   INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE reminders ADD COLUMN last_fired_at  INTEGER;
     CREATE INDEX reminders_by_conversation ON reminders (conversation_id, status, due_at);
+    "#,
     // Calendar: appointments (RFC 5545 events) with a change feed for CalDAV sync. Every row
     // carries a version from one global counter bumped on each local change; a delete keeps
     // the row as a tombstone (`deleted = 1`).
