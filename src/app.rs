@@ -113,6 +113,8 @@ impl AppBuilder {
             outbox.clone(),
             cfg.assistant.missed_grace,
         );
+        let tasks =
+            crate::home::tasks::Tasks::new(store.clone(), events.clone(), cfg.tasks.sync.clone());
         health.set("llm", ComponentState::Starting, "loading");
         let llm = crate::orchestrator::llm::start(&cfg).await;
         match &llm {
@@ -133,6 +135,7 @@ impl AppBuilder {
             events: events.clone(),
             outbox: outbox.clone(),
             reminders: reminders.clone(),
+            tasks: tasks.clone(),
             metrics: metrics.clone(),
             assistant: cfg.assistant.clone(),
             llm_config: cfg.llm.clone(),
@@ -162,6 +165,7 @@ impl AppBuilder {
             health: health.clone(),
             metrics,
             orchestrator: orchestrator.clone(),
+            tasks: tasks.clone(),
             max_text_chars: cfg.inbox.max_text_chars,
             token: token.clone(),
             events_cfg: cfg.events.clone(),

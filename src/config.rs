@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod brain;
 pub mod speech;
+pub mod tasks;
 
 pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
 pub use speech::{SpeechConfig, SttEngineKind, VadConfig, WakeConfig};
@@ -126,6 +127,8 @@ pub struct RawConfig {
     pub routing: brain::RawRouting,
     /// `[speech]`.
     pub speech: speech::RawSpeech,
+    /// `[tasks]`.
+    pub tasks: tasks::RawTasks,
 }
 
 /// `[server]`: the HTTP listener.
@@ -298,6 +301,8 @@ pub struct Config {
     pub routing: brain::RoutingConfig,
     /// The speech engines.
     pub speech: speech::SpeechConfig,
+    /// Tasks (sync).
+    pub tasks: tasks::TasksConfig,
 }
 
 /// HTTP listener.
@@ -611,6 +616,7 @@ impl Config {
             llm: brain::resolve_llm(raw.llm)?,
             routing: brain::resolve_routing(raw.routing)?,
             speech: speech::resolve_speech(raw.speech)?,
+            tasks: tasks::resolve_tasks(raw.tasks)?,
         })
     }
 

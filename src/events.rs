@@ -104,6 +104,16 @@ pub enum EventKind {
         /// Delivered late because the device was off.
         missed: bool,
     },
+    /// A task was created, updated, completed, deleted or imported.
+    #[serde(rename = "task.changed")]
+    TaskChanged {
+        /// The task's UUID.
+        uuid: String,
+        /// `created`, `updated`, `completed`, `deleted` or `imported`.
+        change: String,
+        /// Its description after the change.
+        description: String,
+    },
     /// A component changed state.
     #[serde(rename = "component.state_changed")]
     ComponentStateChanged {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod messages;
 pub mod system;
+pub mod tasks;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -57,6 +58,8 @@ pub struct ApiState {
     pub shutdown: CancellationToken,
     /// The conversation engine.
     pub orchestrator: crate::orchestrator::Orchestrator,
+    /// Tasks.
+    pub tasks: crate::home::tasks::Tasks,
     /// Longest accepted chat text, in characters.
     pub max_text_chars: usize,
     /// The OpenAPI document, rendered once.
@@ -74,6 +77,7 @@ pub struct ApiState {
         (name = "system", description = "Health, readiness, metrics, version"),
         (name = "messages", description = "Conversations and messages"),
         (name = "events", description = "The live event stream"),
+        (name = "tasks", description = "Tasks (Taskwarrior-compatible)"),
     )
 )]
 struct ApiDoc;
@@ -104,6 +108,13 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(messages::post_outbound))
         .routes(routes!(events::stream))
         .routes(routes!(chat::chat))
+        .routes(routes!(tasks::export_tasks))
+        .routes(routes!(tasks::import_tasks))
+        .routes(routes!(tasks::sync_tasks))
+        .routes(routes!(tasks::list_tasks, tasks::create_task))
+        .routes(routes!(tasks::get_task, tasks::patch_task, tasks::delete_task))
+        .routes(routes!(tasks::complete_task))
+        .routes(routes!(tasks::annotate_task))
 }
 
 /// The OpenAPI document as a value (used by tests and `openapi.json`).

@@ -2,3 +2,4 @@
 //! memory join here with the Home data issue and plug into the same tool registry.
 
 pub mod reminders;
+pub mod tasks;

@@ -16,6 +16,7 @@ pub mod session;
 pub mod speak;
 pub mod sql;
 pub mod standalone;
+mod task_dialogue;
 pub mod tools;
 
 use std::collections::HashMap;
@@ -164,6 +165,7 @@ enum Pending {
         decline: String,
         attempts: u8,
     },
+    Task(task_dialogue::TaskPending),
 }
 
 /// How a turn ends.
@@ -185,6 +187,8 @@ pub struct Deps {
     pub outbox: Outbox,
     /// Reminders.
     pub reminders: Reminders,
+    /// Tasks.
+    pub tasks: crate::home::tasks::Tasks,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// `[assistant]`.
@@ -223,7 +227,8 @@ pub const DIRECT_CHANNELS: &[&str] = &["api", "cli"];
 impl Orchestrator {
     /// The engine with the built-in tools.
     pub fn new(d: Deps) -> Self {
-        let tools = tools::builtin(&d.reminders);
+        let mut tools = tools::builtin(&d.reminders);
+        crate::home::tasks::tools::register(&mut tools, &d.tasks);
         Self {
             inner: Arc::new(Inner {
                 store: d.store,
@@ -837,6 +842,10 @@ impl Inner {
                     None,
                 )),
             },
+            Pending::Task(tp) => {
+                self.continue_task(text, tp, intent, pctx, tctx, calls)
+                    .await
+            }
             Pending::Timer { label, attempts } => {
                 match intents::parse_slot(text, SlotKind::Duration, pctx) {
                     Some(SlotValue::Duration(d)) => {
@@ -1080,10 +1089,10 @@ impl Inner {
             | Intent::AppointmentList { .. }
             | Intent::AppointmentMove { .. }
             | Intent::AppointmentCancel { .. } => self.not_yet("calendar", "your calendar", tctx),
-            Intent::TaskAdd { .. }
+            i @ (Intent::TaskAdd { .. }
             | Intent::TaskList { .. }
             | Intent::TaskComplete { .. }
-            | Intent::TaskProgress { .. } => self.not_yet("task", "your task lists", tctx),
+            | Intent::TaskProgress { .. }) => self.task_intent(i, tctx, calls).await,
             Intent::MemoryRemember { .. } | Intent::MemoryRecall { .. } => {
                 self.not_yet("memory", "notes to remember", tctx)
             }

@@ -64,11 +64,14 @@ impl Engine {
                 None
             }
         };
+        let tasks =
+            crate::home::tasks::Tasks::new(store.clone(), events.clone(), cfg.tasks.sync.clone());
         let orchestrator = Orchestrator::new(Deps {
             store: store.clone(),
             events,
             outbox,
             reminders,
+            tasks,
             metrics,
             assistant: cfg.assistant.clone(),
             llm_config: cfg.llm.clone(),
