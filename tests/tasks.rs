@@ -683,8 +683,21 @@ async fn import(d: &TestDaemon, body: String) -> TestResult<(u16, Value)> {
     Ok((r.status().as_u16(), r.json().await?))
 }
 
-/// Tasks by UUID, without the fields that are views (`id`, `urgency`).
+/// Tasks by UUID, without the fields that are views (`id`, `urgency`), numbers compared as
+/// numbers (Taskwarrior writes a numeric UDA it imported as `40.000000`).
 fn by_uuid(tasks: &[Value]) -> BTreeMap<String, Value> {
+    fn numbers_as_f64(v: &mut Value) {
+        match v {
+            Value::Number(n) => {
+                if let Some(f) = n.as_f64().and_then(serde_json::Number::from_f64) {
+                    *n = f;
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(numbers_as_f64),
+            Value::Object(o) => o.values_mut().for_each(numbers_as_f64),
+            _ => {}
+        }
+    }
     tasks
         .iter()
         .map(|t| {
@@ -693,6 +706,7 @@ fn by_uuid(tasks: &[Value]) -> BTreeMap<String, Value> {
                 o.remove("id");
                 o.remove("urgency");
             }
+            numbers_as_f64(&mut t);
             (t["uuid"].as_str().unwrap_or("").to_owned(), t)
         })
         .collect()

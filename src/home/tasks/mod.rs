@@ -151,7 +151,7 @@ pub struct SyncReport {
 }
 
 struct Inner {
-    replica: Mutex<Replica<SqlStorage>>,
+    replica: Arc<Mutex<Replica<SqlStorage>>>,
     events: Arc<EventBus>,
     sync: Option<TaskSyncConfig>,
 }
@@ -185,7 +185,7 @@ impl Tasks {
     pub fn new(store: Store, events: Arc<EventBus>, sync: Option<TaskSyncConfig>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                replica: Mutex::new(Replica::new(SqlStorage::new(store))),
+                replica: Arc::new(Mutex::new(Replica::new(SqlStorage::new(store)))),
                 events,
                 sync,
             }),
@@ -464,30 +464,42 @@ impl Tasks {
     }
 
     /// Sync with the configured taskchampion sync server.
+    ///
+    /// taskchampion's server future is not `Send`, so the sync runs on a blocking thread that
+    /// drives it with the runtime's handle (storage I/O still goes through the store).
     pub async fn sync(&self) -> Result<SyncReport, TaskError> {
         let cfg = self
             .inner
             .sync
             .clone()
             .ok_or(TaskError::SyncNotConfigured)?;
-        let mut server = ServerConfig::Remote {
-            url: cfg.url.clone(),
-            client_id: cfg.client_id,
-            encryption_secret: cfg.encryption_secret.expose().as_bytes().to_vec(),
-        }
-        .into_server()
-        .await
-        .map_err(|e| TaskError::Sync(format!("{e:#}")))?;
-        let mut r = self.inner.replica.lock().await;
-        let sent = r.num_local_operations().await?;
-        r.sync(&mut server, true)
+        let replica = self.inner.replica.clone();
+        let handle = tokio::runtime::Handle::current();
+        let run = move || {
+            handle.block_on(async move {
+                let mut server = ServerConfig::Remote {
+                    url: cfg.url.clone(),
+                    client_id: cfg.client_id,
+                    encryption_secret: cfg.encryption_secret.expose().as_bytes().to_vec(),
+                }
+                .into_server()
+                .await
+                .map_err(|e| TaskError::Sync(format!("{e:#}")))?;
+                let mut r = replica.lock().await;
+                let sent = r.num_local_operations().await?;
+                r.sync(&mut server, true)
+                    .await
+                    .map_err(|e| TaskError::Sync(format!("{e:#}")))?;
+                let tasks = r.all_task_uuids().await?.len();
+                Ok(SyncReport {
+                    sent_operations: sent,
+                    tasks,
+                })
+            })
+        };
+        tokio::task::spawn_blocking(run)
             .await
-            .map_err(|e| TaskError::Sync(format!("{e:#}")))?;
-        let tasks = r.all_task_uuids().await?.len();
-        Ok(SyncReport {
-            sent_operations: sent,
-            tasks,
-        })
+            .map_err(|e| TaskError::Sync(format!("the sync thread failed: {e}")))?
     }
 }
 

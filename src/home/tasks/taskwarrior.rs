@@ -43,7 +43,9 @@ pub fn export_task(task: &Task, map: &TaskMap, id: usize) -> Value {
             o.insert((*key).into(), json!(format_tw_date(t)));
         }
     }
-    o.insert("status".into(), json!(task.status.as_str()));
+    // Taskwarrior 2.6 writes a waiting task as `pending` with its `wait`; so do we.
+    let status = map.get("status").map_or("pending", String::as_str);
+    o.insert("status".into(), json!(status));
     o.insert("uuid".into(), json!(task.uuid.to_string()));
     if let Some(p) = &task.project {
         o.insert("project".into(), json!(p));
@@ -238,7 +240,11 @@ pub fn import_task(v: &Value, line: usize) -> Result<(Uuid, TaskMap), TaskError>
                 }
                 let s = match val {
                     Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
+                    // Taskwarrior writes numeric UDAs it imported as `5.000000`.
+                    Value::Number(n) => match n.as_f64() {
+                        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+                        _ => n.to_string(),
+                    },
                     _ => return Err(bad(line, k, "user-defined attribute must be a string or a number")),
                 };
                 map.insert(k.clone(), s);
