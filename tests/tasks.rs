@@ -45,7 +45,8 @@ macro_rules! storage_test {
     ($name:ident) => {
         #[tokio::test]
         async fn $name() -> TcResult {
-            let dir = tempfile::tempdir().map_err(|e| taskchampion::Error::Database(e.to_string()))?;
+            let dir =
+                tempfile::tempdir().map_err(|e| taskchampion::Error::Database(e.to_string()))?;
             let store = open_store(dir.path());
             cases::$name(SqlStorage::new(store.clone())).await?;
             store.close().await;
@@ -220,9 +221,9 @@ mod cases {
         {
             let mut txn = s.txn().await?;
             let mut tasks = txn.all_tasks().await?;
-            tasks.sort_by(|a, b| a.0.cmp(&b.0));
+            tasks.sort_by_key(|a| a.0);
             let mut exp = vec![(u1, map(&[("num", "1")])), (u2, map(&[("num", "2")]))];
-            exp.sort_by(|a, b| a.0.cmp(&b.0));
+            exp.sort_by_key(|a| a.0);
             assert_eq!(tasks, exp);
         }
         let mut txn = s.txn().await?;
@@ -257,12 +258,12 @@ mod cases {
         }
         let mut txn = s.txn().await?;
         let mut tasks = txn.get_pending_tasks().await?;
-        tasks.sort_by(|a, b| a.0.cmp(&b.0));
+        tasks.sort_by_key(|a| a.0);
         let mut exp = vec![
             (uuids[1], map(&[("num", "1")])),
             (uuids[2], map(&[("num", "2")])),
         ];
-        exp.sort_by(|a, b| a.0.cmp(&b.0));
+        exp.sort_by_key(|a| a.0);
         assert_eq!(tasks, exp);
         Ok(())
     }
@@ -297,7 +298,10 @@ mod cases {
             let mut txn = s.txn().await?;
             assert_eq!(
                 txn.unsynced_operations().await?,
-                vec![Operation::Create { uuid: u1 }, Operation::Create { uuid: u2 }]
+                vec![
+                    Operation::Create { uuid: u1 },
+                    Operation::Create { uuid: u2 }
+                ]
             );
             assert_eq!(txn.num_unsynced_operations().await?, 2);
         }
@@ -339,7 +343,12 @@ mod cases {
     }
 
     pub async fn remove_operations(mut s: impl Storage) -> TcResult {
-        let (u1, u2, u3, u4) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (u1, u2, u3, u4) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
         {
             let mut txn = s.txn().await?;
             txn.create_task(u1).await?;
@@ -420,7 +429,10 @@ mod cases {
             let mut txn = s.txn().await?;
             assert_eq!(
                 txn.get_task_operations(u1).await?,
-                vec![Operation::Create { uuid: u1 }, Operation::Create { uuid: u1 }]
+                vec![
+                    Operation::Create { uuid: u1 },
+                    Operation::Create { uuid: u1 }
+                ]
             );
             assert_eq!(txn.get_task_operations(u2).await?, vec![del(u2)]);
             assert_eq!(txn.get_task_operations(u3).await?, vec![upd]);
@@ -542,7 +554,6 @@ mod cases {
         assert_eq!(other.num_unsynced_operations().await?, 1);
         Ok(())
     }
-
 }
 
 #[tokio::test]
@@ -738,11 +749,24 @@ async fn populate(d: &TestDaemon) -> TestResult<Vec<String>> {
     )
     .await?;
     let milk = milk["uuid"].as_str().unwrap_or("").to_owned();
-    let tax = create(d, json!({"description": "file the tax return", "priority": "M"})).await?;
+    let tax = create(
+        d,
+        json!({"description": "file the tax return", "priority": "M"}),
+    )
+    .await?;
     let tax = tax["uuid"].as_str().unwrap_or("").to_owned();
-    patch(d, &tax, json!({"active": true, "annotation": "forms in the drawer"})).await?;
+    patch(
+        d,
+        &tax,
+        json!({"active": true, "annotation": "forms in the drawer"}),
+    )
+    .await?;
     patch(d, &tax, json!({"annotation": "ask about the deduction"})).await?;
-    let done = create(d, json!({"description": "return library books", "tags": ["errand"]})).await?;
+    let done = create(
+        d,
+        json!({"description": "return library books", "tags": ["errand"]}),
+    )
+    .await?;
     let done = done["uuid"].as_str().unwrap_or("").to_owned();
     let r = d
         .post(&format!("/api/v1/tasks/{done}/complete"))
@@ -808,7 +832,10 @@ async fn taskwarrior_round_trip_through_the_real_task_binary_loses_nothing() -> 
     assert_eq!(fence["progress_done"], 2);
     assert_eq!(fence["progress_total"], 5);
     assert_eq!(fence["tags"], json!(["next", "outdoor"]));
-    assert_eq!(fence["annotations"][0]["description"], "posts from the shed");
+    assert_eq!(
+        fence["annotations"][0]["description"],
+        "posts from the shed"
+    );
     let paint = back
         .iter()
         .find(|t| t["description"] == "paint the fence")
@@ -869,12 +896,30 @@ async fn rest_validates_fields_filters_pages_and_announces_changes() -> TestResu
     let mut events = d.app().events().subscribe();
     for (body, field) in [
         (json!({"project": "x"}), "description"),
-        (json!({"description": "x", "priority": "urgent"}), "priority"),
-        (json!({"description": "x", "due": "next tuesday-ish"}), "due"),
-        (json!({"description": "x", "tags": ["two words"]}), "tags[0]"),
-        (json!({"description": "x", "progress": {"done": 6, "total": 5}}), "progress.done"),
-        (json!({"description": "x", "progress": 140}), "progress.percent"),
-        (json!({"description": "x", "depends": [Uuid::new_v4().to_string()]}), "depends[0]"),
+        (
+            json!({"description": "x", "priority": "urgent"}),
+            "priority",
+        ),
+        (
+            json!({"description": "x", "due": "next tuesday-ish"}),
+            "due",
+        ),
+        (
+            json!({"description": "x", "tags": ["two words"]}),
+            "tags[0]",
+        ),
+        (
+            json!({"description": "x", "progress": {"done": 6, "total": 5}}),
+            "progress.done",
+        ),
+        (
+            json!({"description": "x", "progress": 140}),
+            "progress.percent",
+        ),
+        (
+            json!({"description": "x", "depends": [Uuid::new_v4().to_string()]}),
+            "depends[0]",
+        ),
         (json!({"description": "x", "colour": "red"}), "colour"),
     ] {
         let r = d.post("/api/v1/tasks").json(&body).send().await?;
@@ -922,7 +967,10 @@ async fn rest_validates_fields_filters_pages_and_announces_changes() -> TestResu
     assert_eq!(t["progress"], json!({"percent": 25, "done": 1, "total": 4}));
     let t = patch(&d, &uuid, json!({"progress": 60})).await?;
     assert_eq!(t["progress"], json!({"percent": 60}));
-    let r = d.post(&format!("/api/v1/tasks/{uuid}/complete")).send().await?;
+    let r = d
+        .post(&format!("/api/v1/tasks/{uuid}/complete"))
+        .send()
+        .await?;
     let t: Value = r.json().await?;
     assert_eq!(t["status"], "completed");
     assert!(t["end"].is_string());
@@ -933,7 +981,10 @@ async fn rest_validates_fields_filters_pages_and_announces_changes() -> TestResu
         .json()
         .await?;
     assert_eq!(done["total"], 1);
-    let r = d.get(&format!("/api/v1/tasks/{}", Uuid::new_v4())).send().await?;
+    let r = d
+        .get(&format!("/api/v1/tasks/{}", Uuid::new_v4()))
+        .send()
+        .await?;
     assert_eq!(r.status(), 404);
 
     let mut changes = Vec::new();
@@ -945,9 +996,26 @@ async fn rest_validates_fields_filters_pages_and_announces_changes() -> TestResu
     assert_eq!(changes.iter().filter(|c| *c == "created").count(), 5);
     assert_eq!(changes.last().map(String::as_str), Some("completed"));
 
+    // Sync without a configured server says what to configure.
+    let r = d.post("/api/v1/tasks/sync").send().await?;
+    assert_eq!(r.status(), 409);
+    let v: Value = r.json().await?;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("sync_server_url"),
+        "{v}"
+    );
+
     // The tasks are in the OpenAPI document.
     let doc: Value = d.get("/api/v1/openapi.json").send().await?.json().await?;
-    for p in ["/api/v1/tasks", "/api/v1/tasks/{uuid}", "/api/v1/tasks/export", "/api/v1/tasks/import"] {
+    for p in [
+        "/api/v1/tasks",
+        "/api/v1/tasks/{uuid}",
+        "/api/v1/tasks/export",
+        "/api/v1/tasks/import",
+    ] {
         assert!(doc["paths"][p].is_object(), "{p} missing from OpenAPI");
     }
     Ok(())
@@ -968,7 +1036,10 @@ async fn import_names_the_bad_line_and_field_and_imports_nothing() -> TestResult
     assert!(export(&d).await?.is_empty(), "a failed import wrote tasks");
     let (status, v) = import(&d, "[{\"description\": \"no uuid\"}]".into()).await?;
     assert_eq!(status, 422);
-    assert!(v["error"]["message"].as_str().unwrap_or("").contains("uuid"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("uuid"));
     Ok(())
 }
 
@@ -996,7 +1067,10 @@ async fn say(d: &TestDaemon, conv: Option<i64>, text: &str) -> TestResult<Value>
     let resp = d.post("/api/v1/chat").json(&body).send().await?;
     assert_eq!(resp.status(), 200, "{text}");
     let v: Value = resp.json().await?;
-    eprintln!("> {text}\n< {} [{} {}]", v["reply"], v["intent"], v["outcome"]);
+    eprintln!(
+        "> {text}\n< {} [{} {}]",
+        v["reply"], v["intent"], v["outcome"]
+    );
     Ok(v)
 }
 
@@ -1017,7 +1091,10 @@ async fn a_conversation_adds_lists_disambiguates_and_completes_tasks() -> TestRe
     assert_eq!(r["reply"], "Added buy bread to your shopping list.");
     let l = say(&d, c, "what's on my shopping list").await?;
     let reply = l["reply"].as_str().unwrap_or("");
-    assert!(reply.contains("2 tasks") && reply.contains("buy milk") && reply.contains("buy bread"), "{reply}");
+    assert!(
+        reply.contains("2 tasks") && reply.contains("buy milk") && reply.contains("buy bread"),
+        "{reply}"
+    );
 
     let p = say(&d, c, "the fence is 50 percent done").await?;
     assert_eq!(p["reply"], "Fix the fence is now 50 percent done.");
@@ -1025,7 +1102,13 @@ async fn a_conversation_adds_lists_disambiguates_and_completes_tasks() -> TestRe
     // Two tasks match "buy": which one?
     let q = say(&d, c, "mark buy as done").await?;
     assert_eq!(q["state"], "awaiting_slot", "{q}");
-    assert!(q["reply"].as_str().unwrap_or("").starts_with("Which one do you mean"), "{q}");
+    assert!(
+        q["reply"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Which one do you mean"),
+        "{q}"
+    );
     let r = say(&d, c, "the bread one").await?;
     assert_eq!(r["reply"], "Marked buy bread as done.");
     let r = say(&d, c, "mark fix the fence as done").await?;
@@ -1044,7 +1127,11 @@ async fn a_conversation_adds_lists_disambiguates_and_completes_tasks() -> TestRe
     assert_eq!(done["total"], 2);
     let fence = done["items"]
         .as_array()
-        .and_then(|a| a.iter().find(|t| t["description"] == "fix the fence").cloned())
+        .and_then(|a| {
+            a.iter()
+                .find(|t| t["description"] == "fix the fence")
+                .cloned()
+        })
         .unwrap_or_default();
     assert_eq!(fence["progress"]["percent"], 50);
     Ok(())

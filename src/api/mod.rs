@@ -112,7 +112,11 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(tasks::import_tasks))
         .routes(routes!(tasks::sync_tasks))
         .routes(routes!(tasks::list_tasks, tasks::create_task))
-        .routes(routes!(tasks::get_task, tasks::patch_task, tasks::delete_task))
+        .routes(routes!(
+            tasks::get_task,
+            tasks::patch_task,
+            tasks::delete_task
+        ))
         .routes(routes!(tasks::complete_task))
         .routes(routes!(tasks::annotate_task))
 }

@@ -78,7 +78,9 @@ impl From<TaskError> for ApiError {
             TaskError::SyncNotConfigured => {
                 Self::new(StatusCode::CONFLICT, e.to_string()).code("sync_not_configured")
             }
-            TaskError::Sync(_) => Self::new(StatusCode::BAD_GATEWAY, e.to_string()).code("sync_failed"),
+            TaskError::Sync(_) => {
+                Self::new(StatusCode::BAD_GATEWAY, e.to_string()).code("sync_failed")
+            }
         }
     }
 }
@@ -138,7 +140,12 @@ pub async fn get_task(
     State(state): State<ApiState>,
     Path(uuid): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
-    Ok(Json(state.tasks.get(parse_uuid(&uuid)?, Timestamp::now()).await?))
+    Ok(Json(
+        state
+            .tasks
+            .get(parse_uuid(&uuid)?, Timestamp::now())
+            .await?,
+    ))
 }
 
 /// Create a task. Body: `description` (required), `project`, `tags`, `priority` (H/M/L),
@@ -178,7 +185,9 @@ pub async fn patch_task(
 ) -> Result<Json<Task>, ApiError> {
     let uuid = parse_uuid(&uuid)?;
     let edit = TaskEdit::from_json(&body)?;
-    Ok(Json(state.tasks.update(uuid, edit, Timestamp::now()).await?))
+    Ok(Json(
+        state.tasks.update(uuid, edit, Timestamp::now()).await?,
+    ))
 }
 
 /// Mark a task done.
@@ -192,7 +201,12 @@ pub async fn complete_task(
     State(state): State<ApiState>,
     Path(uuid): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
-    Ok(Json(state.tasks.complete(parse_uuid(&uuid)?, Timestamp::now()).await?))
+    Ok(Json(
+        state
+            .tasks
+            .complete(parse_uuid(&uuid)?, Timestamp::now())
+            .await?,
+    ))
 }
 
 /// Add an annotation.
@@ -210,7 +224,12 @@ pub async fn annotate_task(
     ApiJson(body): ApiJson<AnnotateRequest>,
 ) -> Result<Json<Task>, ApiError> {
     let uuid = parse_uuid(&uuid)?;
-    Ok(Json(state.tasks.annotate(uuid, body.text, Timestamp::now()).await?))
+    Ok(Json(
+        state
+            .tasks
+            .annotate(uuid, body.text, Timestamp::now())
+            .await?,
+    ))
 }
 
 /// Delete a task (status `deleted`, kept as Taskwarrior does).
@@ -224,7 +243,12 @@ pub async fn delete_task(
     State(state): State<ApiState>,
     Path(uuid): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
-    Ok(Json(state.tasks.delete(parse_uuid(&uuid)?, Timestamp::now()).await?))
+    Ok(Json(
+        state
+            .tasks
+            .delete(parse_uuid(&uuid)?, Timestamp::now())
+            .await?,
+    ))
 }
 
 /// Every task as Taskwarrior 2.6 `task export` JSON.

@@ -75,3 +75,44 @@ pub fn resolve_tasks(raw: RawTasks) -> Result<TasksConfig, ConfigError> {
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_needs_a_url_a_uuid_client_id_and_a_secret() {
+        assert_eq!(
+            resolve_tasks(RawTasks::default()).ok(),
+            Some(TasksConfig::default())
+        );
+        let raw = |url: &str, id: &str, secret: &str| RawTasks {
+            sync_server_url: url.into(),
+            sync_client_id: id.into(),
+            sync_encryption_secret: secret.into(),
+        };
+        let id = "9f3c2f9e-6a1b-4b7e-9d55-2f1f0c6f7a10";
+        for (r, key) in [
+            (raw("ftp://x", id, "s"), "tasks.sync_server_url"),
+            (raw("http://x", "not-a-uuid", "s"), "tasks.sync_client_id"),
+            (raw("http://x", id, ""), "tasks.sync_encryption_secret"),
+        ] {
+            let e = resolve_tasks(r)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(key), "{e}");
+        }
+        let ok = resolve_tasks(raw("http://sync.lan:8080/", id, "s3cret")).ok();
+        let sync = ok.and_then(|c| c.sync);
+        assert_eq!(
+            sync.as_ref().map(|s| s.url.as_str()),
+            Some("http://sync.lan:8080")
+        );
+        assert_eq!(
+            sync.map(|s| format!("{:?}", s.encryption_secret))
+                .as_deref(),
+            Some("MASKED")
+        );
+    }
+}

@@ -68,7 +68,11 @@ fn pick<'a>(answer: &str, candidates: &'a [TaskChoice]) -> Option<&'a TaskChoice
         .collect();
     let raw: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).collect();
     for (i, names) in ORDINALS.iter().enumerate() {
-        if raw.len() <= 3 && raw.iter().any(|w| names[..1].contains(w) || (raw.len() == 1 && names.contains(w))) {
+        if raw.len() <= 3
+            && raw
+                .iter()
+                .any(|w| names[..1].contains(w) || (raw.len() == 1 && names.contains(w)))
+        {
             return candidates.get(i);
         }
     }
@@ -267,7 +271,8 @@ impl Inner {
                         _ => text.to_owned(),
                     };
                     return Ok((
-                        self.task_targeted(&tool, args, Some(words), tctx, calls).await,
+                        self.task_targeted(&tool, args, Some(words), tctx, calls)
+                            .await,
                         Some(intent_name),
                     ));
                 }
@@ -320,10 +325,22 @@ mod tests {
     #[test]
     fn an_answer_picks_by_ordinal_or_by_words() {
         let cs = [c("buy milk"), c("buy bread")];
-        assert_eq!(pick("the first one", &cs).map(|c| c.description.as_str()), Some("buy milk"));
-        assert_eq!(pick("2", &cs).map(|c| c.description.as_str()), Some("buy bread"));
-        assert_eq!(pick("bread", &cs).map(|c| c.description.as_str()), Some("buy bread"));
-        assert_eq!(pick("the milk one", &cs).map(|c| c.description.as_str()), Some("buy milk"));
+        assert_eq!(
+            pick("the first one", &cs).map(|c| c.description.as_str()),
+            Some("buy milk")
+        );
+        assert_eq!(
+            pick("2", &cs).map(|c| c.description.as_str()),
+            Some("buy bread")
+        );
+        assert_eq!(
+            pick("bread", &cs).map(|c| c.description.as_str()),
+            Some("buy bread")
+        );
+        assert_eq!(
+            pick("the milk one", &cs).map(|c| c.description.as_str()),
+            Some("buy milk")
+        );
         assert_eq!(pick("buy", &cs), None);
         assert_eq!(pick("eggs", &cs), None);
     }

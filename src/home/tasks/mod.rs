@@ -26,8 +26,8 @@ use uuid::Uuid;
 use crate::config::tasks::TaskSyncConfig;
 use crate::events::{EventBus, EventKind};
 use crate::store::Store;
-pub use model::{Progress, Status, Task, TaskEdit};
 use model::{DepGraph, Priority};
+pub use model::{Progress, Status, Task, TaskEdit};
 use storage::SqlStorage;
 
 /// Why a task operation failed.
@@ -107,7 +107,9 @@ impl TaskFilter {
             Some(other) => {
                 return Err(TaskError::invalid(
                     "status",
-                    format!("{other:?} is not pending, waiting, completed, deleted, recurring or all"),
+                    format!(
+                        "{other:?} is not pending, waiting, completed, deleted, recurring or all"
+                    ),
                 ))
             }
         })
@@ -200,7 +202,9 @@ impl Tasks {
         });
     }
 
-    async fn all_maps(replica: &mut Replica<SqlStorage>) -> Result<HashMap<Uuid, TaskMap>, TaskError> {
+    async fn all_maps(
+        replica: &mut Replica<SqlStorage>,
+    ) -> Result<HashMap<Uuid, TaskMap>, TaskError> {
         Ok(replica
             .all_task_data()
             .await?
@@ -360,7 +364,12 @@ impl Tasks {
     }
 
     /// Add an annotation.
-    pub async fn annotate(&self, uuid: Uuid, text: String, now: Timestamp) -> Result<Task, TaskError> {
+    pub async fn annotate(
+        &self,
+        uuid: Uuid,
+        text: String,
+        now: Timestamp,
+    ) -> Result<Task, TaskError> {
         if text.trim().is_empty() {
             return Err(TaskError::invalid("annotation", "must not be empty"));
         }

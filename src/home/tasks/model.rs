@@ -126,15 +126,17 @@ impl Progress {
     /// From `{"percent": n}` or `{"done": a, "total": b}`; `field` names it in errors.
     pub fn from_json(v: &Value, field: &str) -> Result<Self, TaskError> {
         let obj = v.as_object().ok_or_else(|| {
-            TaskError::invalid(field, "must be an object: {\"percent\": n} or {\"done\": a, \"total\": b}")
+            TaskError::invalid(
+                field,
+                "must be an object: {\"percent\": n} or {\"done\": a, \"total\": b}",
+            )
         })?;
         let int = |k: &str| -> Result<Option<i64>, TaskError> {
             match obj.get(k) {
                 None | Some(Value::Null) => Ok(None),
-                Some(x) => x
-                    .as_i64()
-                    .map(Some)
-                    .ok_or_else(|| TaskError::invalid(format!("{field}.{k}"), "must be an integer")),
+                Some(x) => x.as_i64().map(Some).ok_or_else(|| {
+                    TaskError::invalid(format!("{field}.{k}"), "must be an integer")
+                }),
             }
         };
         for k in obj.keys() {
@@ -299,7 +301,12 @@ pub fn deps_of(map: &TaskMap) -> Vec<Uuid> {
 pub fn is_known_key(key: &str) -> bool {
     matches!(
         key,
-        "description" | "status" | "project" | "priority" | UDA_PROGRESS | UDA_PROGRESS_DONE
+        "description"
+            | "status"
+            | "project"
+            | "priority"
+            | UDA_PROGRESS
+            | UDA_PROGRESS_DONE
             | UDA_PROGRESS_TOTAL
     ) || DATE_KEYS.contains(&key)
         || key.starts_with("tag_")
@@ -607,11 +614,7 @@ impl TaskEdit {
     }
 
     /// The key/value changes this edit makes to `map` at `now` (`None` value = remove).
-    pub fn changes(
-        &self,
-        map: &TaskMap,
-        now: Timestamp,
-    ) -> Vec<(String, Option<String>)> {
+    pub fn changes(&self, map: &TaskMap, now: Timestamp) -> Vec<(String, Option<String>)> {
         let secs = |t: Timestamp| t.as_second().to_string();
         let mut ch: Vec<(String, Option<String>)> = Vec::new();
         if let Some(d) = &self.description {
@@ -683,9 +686,7 @@ impl TaskEdit {
             }
         }
         match self.active {
-            Some(true) if !map.contains_key("start") => {
-                ch.push(("start".into(), Some(secs(now))))
-            }
+            Some(true) if !map.contains_key("start") => ch.push(("start".into(), Some(secs(now)))),
             Some(false) => ch.push(("start".into(), None)),
             _ => {}
         }

@@ -120,9 +120,8 @@ impl Txn {
             let rows = self
                 .read(|c| {
                     let mut st = c.prepare("SELECT idx, uuid FROM tc_working_set ORDER BY idx")?;
-                    let rows = st.query_map([], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                    })?;
+                    let rows =
+                        st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
                     let mut out = Vec::new();
                     for row in rows {
                         let (i, u) = row?;
@@ -310,7 +309,12 @@ impl StorageTxn for Txn {
     }
 
     async fn all_task_uuids(&mut self) -> TcResult<Vec<Uuid>> {
-        Ok(self.all_tasks().await?.into_iter().map(|(u, _)| u).collect())
+        Ok(self
+            .all_tasks()
+            .await?
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect())
     }
 
     async fn base_version(&mut self) -> TcResult<Uuid> {

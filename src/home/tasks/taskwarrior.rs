@@ -30,7 +30,9 @@ pub fn parse_tw_date(s: &str) -> Option<Timestamp> {
         .ok()?
         .to_datetime()
         .ok()?;
-    dt.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+    dt.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 /// One task as `task export` writes it (`id` is the working-set number, 0 when not pending).
@@ -70,7 +72,10 @@ pub fn export_task(task: &Task, map: &TaskMap, id: usize) -> Value {
     }
     for (k, v) in map {
         if model::is_known_key(k)
-            && !matches!(k.as_str(), UDA_PROGRESS | UDA_PROGRESS_DONE | UDA_PROGRESS_TOTAL)
+            && !matches!(
+                k.as_str(),
+                UDA_PROGRESS | UDA_PROGRESS_DONE | UDA_PROGRESS_TOTAL
+            )
         {
             continue;
         }
@@ -84,10 +89,7 @@ pub fn export_task(task: &Task, map: &TaskMap, id: usize) -> Value {
         };
         o.insert(k.clone(), val);
     }
-    o.insert(
-        "urgency".into(),
-        json!((task.urgency * 1e4).round() / 1e4),
-    );
+    o.insert("urgency".into(), json!((task.urgency * 1e4).round() / 1e4));
     Value::Object(o)
 }
 
@@ -102,7 +104,11 @@ pub fn split_import(text: &str) -> Result<Vec<(usize, Value)>, TaskError> {
             message: format!("not valid JSON: {e}"),
         })?;
         let arr = v.as_array().cloned().unwrap_or_default();
-        return Ok(arr.into_iter().enumerate().map(|(i, t)| (i + 1, t)).collect());
+        return Ok(arr
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| (i + 1, t))
+            .collect());
     }
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -161,13 +167,13 @@ pub fn import_task(v: &Value, line: usize) -> Result<(Uuid, TaskMap), TaskError>
                 let s = match s.as_str() {
                     "pending" | "waiting" => "pending",
                     "completed" | "deleted" | "recurring" => s.as_str(),
-                    other => {
-                        return Err(bad(
-                            line,
-                            k,
-                            format!("{other:?} is not pending, waiting, completed, deleted or recurring"),
-                        ))
-                    }
+                    other => return Err(bad(
+                        line,
+                        k,
+                        format!(
+                            "{other:?} is not pending, waiting, completed, deleted or recurring"
+                        ),
+                    )),
                 };
                 map.insert(k.clone(), s.to_owned());
             }
@@ -175,7 +181,13 @@ pub fn import_task(v: &Value, line: usize) -> Result<(Uuid, TaskMap), TaskError>
                 let s = string(k, val)?;
                 let t = parse_tw_date(&s)
                     .or_else(|| model::parse_time(&s))
-                    .ok_or_else(|| bad(line, k, format!("{s:?} is not a date like 20261129T093000Z")))?;
+                    .ok_or_else(|| {
+                        bad(
+                            line,
+                            k,
+                            format!("{s:?} is not a date like 20261129T093000Z"),
+                        )
+                    })?;
                 map.insert(k.clone(), t.as_second().to_string());
             }
             "tags" => {
@@ -216,11 +228,19 @@ pub fn import_task(v: &Value, line: usize) -> Result<(Uuid, TaskMap), TaskError>
                         .get("entry")
                         .and_then(Value::as_str)
                         .and_then(|s| parse_tw_date(s).or_else(|| model::parse_time(s)))
-                        .ok_or_else(|| bad(line, &format!("{f}.entry"), "must be a date like 20261129T093000Z"))?;
+                        .ok_or_else(|| {
+                            bad(
+                                line,
+                                &format!("{f}.entry"),
+                                "must be a date like 20261129T093000Z",
+                            )
+                        })?;
                     let d = a
                         .get("description")
                         .and_then(Value::as_str)
-                        .ok_or_else(|| bad(line, &format!("{f}.description"), "must be a string"))?;
+                        .ok_or_else(|| {
+                            bad(line, &format!("{f}.description"), "must be a string")
+                        })?;
                     let mut at = entry.as_second();
                     while map.contains_key(&format!("annotation_{at}")) {
                         at += 1;
@@ -245,7 +265,13 @@ pub fn import_task(v: &Value, line: usize) -> Result<(Uuid, TaskMap), TaskError>
                         Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
                         _ => n.to_string(),
                     },
-                    _ => return Err(bad(line, k, "user-defined attribute must be a string or a number")),
+                    _ => {
+                        return Err(bad(
+                            line,
+                            k,
+                            "user-defined attribute must be a string or a number",
+                        ))
+                    }
                 };
                 map.insert(k.clone(), s);
             }
@@ -254,7 +280,8 @@ pub fn import_task(v: &Value, line: usize) -> Result<(Uuid, TaskMap), TaskError>
     if !map.contains_key("description") {
         return Err(bad(line, "description", "is required"));
     }
-    map.entry("status".into()).or_insert_with(|| "pending".into());
+    map.entry("status".into())
+        .or_insert_with(|| "pending".into());
     Ok((uuid, map))
 }
 
@@ -277,9 +304,13 @@ mod tests {
                    {\"uuid\":\"9f3c2f9e-6a1b-4b7e-9d55-2f1f0c6f7a11\",\"description\":\"x\",\"due\":\"tomorrow\"}\n";
         let items = split_import(doc).unwrap();
         assert!(import_task(&items[0].1, items[0].0).is_ok());
-        let err = import_task(&items[1].1, items[1].0).unwrap_err().to_string();
+        let err = import_task(&items[1].1, items[1].0)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2") && err.contains("due"), "{err}");
-        let err = import_task(&json!({"description": "x"}), 7).unwrap_err().to_string();
+        let err = import_task(&json!({"description": "x"}), 7)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 7") && err.contains("uuid"), "{err}");
         let err = import_task(
             &json!({"uuid": "9f3c2f9e-6a1b-4b7e-9d55-2f1f0c6f7a10", "description": "x", "tags": ["a b"]}),

@@ -23,7 +23,14 @@ pub const UDA_SOURCE_MESSAGE: &str = "la_source_message";
 
 /// Register every task tool.
 pub fn register(registry: &mut ToolRegistry, tasks: &Tasks) {
-    for op in [Op::Add, Op::List, Op::Complete, Op::Progress, Op::Annotate, Op::Delete] {
+    for op in [
+        Op::Add,
+        Op::List,
+        Op::Complete,
+        Op::Progress,
+        Op::Annotate,
+        Op::Delete,
+    ] {
         registry.register(Arc::new(TaskTool {
             tasks: tasks.clone(),
             op,
@@ -105,7 +112,11 @@ fn brief(t: &Task) -> Value {
 
 impl TaskTool {
     /// The task named by `uuid` or `match`; `Err(output)` when none or several match.
-    async fn target(&self, args: &Value, ctx: &ToolContext) -> Result<Result<Task, ToolOutput>, ToolError> {
+    async fn target(
+        &self,
+        args: &Value,
+        ctx: &ToolContext,
+    ) -> Result<Result<Task, ToolOutput>, ToolError> {
         let name = self.op.name();
         let now = now_of(ctx);
         if let Some(u) = args.get("uuid").and_then(Value::as_str) {
@@ -113,16 +124,28 @@ impl TaskTool {
                 tool: name.into(),
                 message: format!("uuid {u:?} is not a UUID"),
             })?;
-            return Ok(Ok(self.tasks.get(uuid, now).await.map_err(|e| err(name, e))?));
+            return Ok(Ok(self
+                .tasks
+                .get(uuid, now)
+                .await
+                .map_err(|e| err(name, e))?));
         }
-        let words = args.get("match").and_then(Value::as_str).unwrap_or("").trim();
+        let words = args
+            .get("match")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim();
         if words.is_empty() {
             return Err(ToolError::InvalidArguments {
                 tool: name.into(),
                 message: "give `uuid` or `match` (words of the task's description)".into(),
             });
         }
-        let mut found = self.tasks.find(words, now).await.map_err(|e| err(name, e))?;
+        let mut found = self
+            .tasks
+            .find(words, now)
+            .await
+            .map_err(|e| err(name, e))?;
         match found.len() {
             0 => Ok(Err(ToolOutput {
                 say: format!("I couldn't find a task about {words}."),
@@ -202,14 +225,19 @@ impl Tool for TaskTool {
                 Op::Add => {
                     let mut edit = TaskEdit::from_json(&args).map_err(|e| err(name, e))?;
                     if let Some(m) = ctx.source_message_id {
-                        edit.udas
-                            .insert(UDA_SOURCE_MESSAGE.into(), m.0.to_string());
+                        edit.udas.insert(UDA_SOURCE_MESSAGE.into(), m.0.to_string());
                     }
                     // A message processed again after a crash finds the task it added.
                     let existing = match ctx.source_message_id {
                         Some(m) => self
                             .tasks
-                            .list(&TaskFilter { status: Some("all".into()), ..TaskFilter::default() }, now)
+                            .list(
+                                &TaskFilter {
+                                    status: Some("all".into()),
+                                    ..TaskFilter::default()
+                                },
+                                now,
+                            )
                             .await
                             .map_err(|e| err(name, e))?
                             .into_iter()
@@ -218,7 +246,11 @@ impl Tool for TaskTool {
                     };
                     let task = match existing {
                         Some(t) => t,
-                        None => self.tasks.create(edit, now).await.map_err(|e| err(name, e))?,
+                        None => self
+                            .tasks
+                            .create(edit, now)
+                            .await
+                            .map_err(|e| err(name, e))?,
                     };
                     let mut say = format!(
                         "Added {} to {}",
@@ -238,12 +270,22 @@ impl Tool for TaskTool {
                 }
                 Op::List => {
                     let filter = TaskFilter {
-                        project: args.get("project").and_then(Value::as_str).map(str::to_owned),
+                        project: args
+                            .get("project")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
                         tag: args.get("tag").and_then(Value::as_str).map(str::to_owned),
-                        status: args.get("status").and_then(Value::as_str).map(str::to_owned),
+                        status: args
+                            .get("status")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
                         words: None,
                     };
-                    let items = self.tasks.list(&filter, now).await.map_err(|e| err(name, e))?;
+                    let items = self
+                        .tasks
+                        .list(&filter, now)
+                        .await
+                        .map_err(|e| err(name, e))?;
                     let list = list_name(filter.project.as_deref());
                     let say = match items.len() {
                         0 if filter.project.is_some() => format!("{} is empty.", capitalize(&list)),
@@ -274,8 +316,10 @@ impl Tool for TaskTool {
                         say,
                         data: json!(items
                             .iter()
-                            .map(|t| json!({"uuid": t.uuid.to_string(), "description": t.description,
-                                            "project": t.project, "urgency": t.urgency}))
+                            .map(
+                                |t| json!({"uuid": t.uuid.to_string(), "description": t.description,
+                                            "project": t.project, "urgency": t.urgency})
+                            )
                             .collect::<Vec<_>>()),
                     })
                 }
@@ -287,16 +331,25 @@ impl Tool for TaskTool {
                     let (task, say) = match self.op {
                         Op::Complete => {
                             if task.status == super::Status::Completed {
-                                let say = format!("{} was already done.", capitalize(&task.description));
+                                let say =
+                                    format!("{} was already done.", capitalize(&task.description));
                                 (task, say)
                             } else {
-                                let t = self.tasks.complete(task.uuid, now).await.map_err(|e| err(name, e))?;
+                                let t = self
+                                    .tasks
+                                    .complete(task.uuid, now)
+                                    .await
+                                    .map_err(|e| err(name, e))?;
                                 let say = format!("Marked {} as done.", t.description);
                                 (t, say)
                             }
                         }
                         Op::Delete => {
-                            let t = self.tasks.delete(task.uuid, now).await.map_err(|e| err(name, e))?;
+                            let t = self
+                                .tasks
+                                .delete(task.uuid, now)
+                                .await
+                                .map_err(|e| err(name, e))?;
                             let say = format!("Deleted {}.", t.description);
                             (t, say)
                         }
@@ -305,16 +358,32 @@ impl Tool for TaskTool {
                             let p = match (int("percent"), int("done"), int("total")) {
                                 (_, Some(d), Some(t)) => Progress::steps(d, t),
                                 (Some(p), None, None) => Progress::percent(p),
-                                _ => Err(TaskError::invalid("progress", "give percent, or done and total")),
+                                _ => Err(TaskError::invalid(
+                                    "progress",
+                                    "give percent, or done and total",
+                                )),
                             }
                             .map_err(|e| err(name, e))?;
-                            let t = self.tasks.set_progress(task.uuid, p, now).await.map_err(|e| err(name, e))?;
-                            let say = format!("{} is now {}.", capitalize(&t.description), p.spoken());
+                            let t = self
+                                .tasks
+                                .set_progress(task.uuid, p, now)
+                                .await
+                                .map_err(|e| err(name, e))?;
+                            let say =
+                                format!("{} is now {}.", capitalize(&t.description), p.spoken());
                             (t, say)
                         }
                         Op::Annotate => {
-                            let text = args.get("text").and_then(Value::as_str).unwrap_or("").to_owned();
-                            let t = self.tasks.annotate(task.uuid, text, now).await.map_err(|e| err(name, e))?;
+                            let text = args
+                                .get("text")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_owned();
+                            let t = self
+                                .tasks
+                                .annotate(task.uuid, text, now)
+                                .await
+                                .map_err(|e| err(name, e))?;
                             let say = format!("Added a note to {}.", t.description);
                             (t, say)
                         }

@@ -162,7 +162,10 @@ mod tests {
             (7, 0.2 + 7.0 * 0.8 / 21.0),
         ] {
             let got = due_factor(day(due_in_days), now);
-            assert!((got - want).abs() < 1e-9, "due in {due_in_days} days: {got} != {want}");
+            assert!(
+                (got - want).abs() < 1e-9,
+                "due in {due_in_days} days: {got} != {want}"
+            );
         }
     }
 
