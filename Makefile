@@ -13,9 +13,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # libespeak-ng1 (+ espeak-ng-data): phonemes for Piper and the espeak voice, opened at run time;
 # espeak-ng: its command line (tests make speech with it); cmake/clang/libclang-dev: whisper.cpp
 # (whisper-rs builds it and runs bindgen); python3-venv: the tests' Python peers; radicale: the
-# CalDAV server the calendar sync tests run against.
+# CalDAV server the calendar sync tests run against; taskwarrior: the real `task` binary the
+# Taskwarrior round-trip test (tests/tasks.rs) talks to.
 APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux shellcheck curl ca-certificates \
-	libespeak-ng1 espeak-ng cmake clang libclang-dev python3-venv radicale
+	libespeak-ng1 espeak-ng cmake clang libclang-dev python3-venv radicale taskwarrior
 
 # Install the Debian packages in $(1) that are missing (one apt run; sudo when not root).
 define apt_install

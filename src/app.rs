@@ -164,6 +164,8 @@ impl AppBuilder {
             events.clone(),
             cfg.contacts.default_region,
         );
+        let tasks =
+            crate::home::tasks::Tasks::new(store.clone(), events.clone(), cfg.tasks.sync.clone());
         health.set("llm", ComponentState::Starting, "loading");
         let llm = crate::orchestrator::llm::start(&cfg).await;
         match &llm {
@@ -186,6 +188,7 @@ impl AppBuilder {
             reminders: reminders.clone(),
             contacts: contacts.clone(),
             calendar: calendar.clone(),
+            tasks: tasks.clone(),
             metrics: metrics.clone(),
             assistant: cfg.assistant.clone(),
             llm_config: cfg.llm.clone(),
@@ -239,6 +242,7 @@ impl AppBuilder {
             memory,
             reminders: reminders.clone(),
             contacts,
+            tasks: tasks.clone(),
             max_text_chars: cfg.inbox.max_text_chars,
             token: token.clone(),
             events_cfg: cfg.events.clone(),

@@ -20,6 +20,7 @@ pub mod calendar;
 pub mod contacts;
 pub mod memory;
 pub mod speech;
+pub mod tasks;
 
 pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
 pub use caldav::CaldavConfig;
@@ -141,6 +142,8 @@ pub struct RawConfig {
     pub contacts: contacts::RawContacts,
     /// `[calendar]`.
     pub calendar: calendar::RawCalendar,
+    /// `[tasks]`.
+    pub tasks: tasks::RawTasks,
 }
 
 /// `[server]`: the HTTP listener.
@@ -321,6 +324,8 @@ pub struct Config {
     pub contacts: contacts::ContactsConfig,
     /// Appointments.
     pub calendar: calendar::CalendarConfig,
+    /// Tasks (sync).
+    pub tasks: tasks::TasksConfig,
 }
 
 /// HTTP listener.
@@ -638,6 +643,7 @@ impl Config {
             caldav: caldav::resolve_caldav(raw.caldav)?,
             contacts: contacts::resolve_contacts(raw.contacts)?,
             calendar: calendar::resolve_calendar(raw.calendar)?,
+            tasks: tasks::resolve_tasks(raw.tasks)?,
         })
     }
 

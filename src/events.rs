@@ -208,6 +208,16 @@ pub enum EventKind {
         /// Its change-feed version.
         version: i64,
     },
+    /// A task was created, updated, completed, deleted or imported.
+    #[serde(rename = "task.changed")]
+    TaskChanged {
+        /// The task's UUID.
+        uuid: String,
+        /// `created`, `updated`, `completed`, `deleted` or `imported`.
+        change: String,
+        /// Its description after the change.
+        description: String,
+    },
     /// A component changed state.
     #[serde(rename = "component.state_changed")]
     ComponentStateChanged {

@@ -15,6 +15,7 @@ pub mod memories;
 pub mod messages;
 pub mod reminders;
 pub mod system;
+pub mod tasks;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -68,6 +69,8 @@ pub struct ApiState {
     pub reminders: crate::home::reminders::Reminders,
     /// Contacts.
     pub contacts: crate::home::contacts::Contacts,
+    /// Tasks.
+    pub tasks: crate::home::tasks::Tasks,
     /// Longest accepted chat text, in characters.
     pub max_text_chars: usize,
     /// The OpenAPI document, rendered once.
@@ -92,10 +95,10 @@ pub struct ApiState {
         (name = "messages", description = "Conversations and messages"),
         (name = "events", description = "The live event stream"),
         (name = "memories", description = "Facts the assistant remembers"),
-        (name = "calendar", description = "The calendar and its CalDAV sync"),
         (name = "contacts", description = "Contacts, caller identification, vCard"),
         (name = "reminders", description = "Reminders and timers"),
         (name = "calendar", description = "Appointments, free slots, ICS import and the subscription feed"),
+        (name = "tasks", description = "Tasks (Taskwarrior-compatible)"),
     )
 )]
 struct ApiDoc;
@@ -145,6 +148,17 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(calendar::import))
         .routes(routes!(calendar::get, calendar::patch, calendar::delete))
         .routes(routes!(calendar::feed))
+        .routes(routes!(tasks::export_tasks))
+        .routes(routes!(tasks::import_tasks))
+        .routes(routes!(tasks::sync_tasks))
+        .routes(routes!(tasks::list_tasks, tasks::create_task))
+        .routes(routes!(
+            tasks::get_task,
+            tasks::patch_task,
+            tasks::delete_task
+        ))
+        .routes(routes!(tasks::complete_task))
+        .routes(routes!(tasks::annotate_task))
 }
 
 /// The OpenAPI document as a value (used by tests and `openapi.json`).

@@ -7,3 +7,4 @@ pub mod calendar;
 pub mod contacts;
 pub mod memory;
 pub mod reminders;
+pub mod tasks;

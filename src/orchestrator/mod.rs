@@ -17,6 +17,7 @@ pub mod session;
 pub mod speak;
 pub mod sql;
 pub mod standalone;
+mod task_dialogue;
 pub mod tools;
 
 use std::collections::HashMap;
@@ -180,6 +181,7 @@ enum Pending {
         args: Value,
         attempts: u8,
     },
+    Task(task_dialogue::TaskPending),
 }
 
 /// How a turn ends.
@@ -205,6 +207,8 @@ pub struct Deps {
     pub contacts: crate::home::contacts::Contacts,
     /// Appointments.
     pub calendar: crate::home::calendar::Calendar,
+    /// Tasks.
+    pub tasks: crate::home::tasks::Tasks,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// `[assistant]`.
@@ -252,6 +256,7 @@ impl Orchestrator {
         }
         crate::home::contacts::tools::register(&mut tools, &d.contacts);
         crate::home::calendar::tools::register(&mut tools, &d.calendar);
+        crate::home::tasks::tools::register(&mut tools, &d.tasks);
         Self {
             inner: Arc::new(Inner {
                 store: d.store,
@@ -898,6 +903,10 @@ impl Inner {
                     None,
                 )),
             },
+            Pending::Task(tp) => {
+                self.continue_task(text, tp, intent, pctx, tctx, calls)
+                    .await
+            }
             Pending::Timer { label, attempts } => {
                 match intents::parse_slot(text, SlotKind::Duration, pctx) {
                     Some(SlotValue::Duration(d)) => {
@@ -1203,10 +1212,10 @@ impl Inner {
             | Intent::AppointmentList { .. }
             | Intent::AppointmentMove { .. }
             | Intent::AppointmentCancel { .. }) => self.appointment(i, tctx, calls).await,
-            Intent::TaskAdd { .. }
+            i @ (Intent::TaskAdd { .. }
             | Intent::TaskList { .. }
             | Intent::TaskComplete { .. }
-            | Intent::TaskProgress { .. } => self.not_yet("task", "your task lists", tctx),
+            | Intent::TaskProgress { .. }) => self.task_intent(i, tctx, calls).await,
             Intent::MemoryRemember { fact } => {
                 if let Err(r) = self.router.check("memory", &tctx.channel, tctx.trust) {
                     return Decision::Refuse(r.say);
@@ -1228,22 +1237,13 @@ impl Inner {
             }
             Intent::MemoryForget { query } => self.confirm_forget(query, tctx, calls).await,
             Intent::Help => Decision::Say(format!(
-                "I'm {}. I can set timers and reminders, tell you the time and the date, and answer simple questions. Try: set a timer for 10 minutes, or remind me to call mom tomorrow at 5 PM.",
+                "I'm {}. I can set timers and reminders, book and move appointments, keep your task lists, remember things you tell me, tell you the time and the date, and answer simple questions. Try: set a timer for 10 minutes, remind me to call mom tomorrow at 5 PM, add buy milk to my shopping list, or what's on my calendar tomorrow?",
                 self.cfg.name
             )),
             Intent::Stop => Decision::Say("Okay.".into()),
             Intent::Cancel => Decision::Say("Okay, nothing to cancel.".into()),
             Intent::Yes | Intent::No => Decision::Say("There's nothing to confirm right now.".into()),
         }
-    }
-
-    fn not_yet(&self, group: &str, what: &str, tctx: &ToolContext) -> Decision {
-        if let Err(r) = self.router.check(group, &tctx.channel, tctx.trust) {
-            return Decision::Refuse(r.say);
-        }
-        Decision::Say(format!(
-            "I can't manage {what} yet; that is coming in a later update. Meanwhile I can set reminders and timers for you."
-        ))
     }
 
     fn system_prompt(&self) -> String {

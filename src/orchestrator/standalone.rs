@@ -85,6 +85,8 @@ impl Engine {
         if let (true, Err(e)) = (cfg.memory.enabled, memory.status()) {
             eprintln!("warning: memory unavailable ({e}); facts are not remembered");
         }
+        let tasks =
+            crate::home::tasks::Tasks::new(store.clone(), events.clone(), cfg.tasks.sync.clone());
         let orchestrator = Orchestrator::new(Deps {
             store: store.clone(),
             events,
@@ -92,6 +94,7 @@ impl Engine {
             reminders,
             contacts,
             calendar,
+            tasks,
             metrics,
             assistant: cfg.assistant.clone(),
             llm_config: cfg.llm.clone(),

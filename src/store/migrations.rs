@@ -247,6 +247,30 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX calendar_events_by_version ON calendar_events (version);
     CREATE INDEX calendar_events_by_time ON calendar_events (deleted, start_at);
     "#,
+    // Tasks: taskchampion's replica (tasks as key/value maps, the operations log for sync, the
+    // working set, sync metadata), written by `home::tasks::storage`.
+    r#"
+    CREATE TABLE tc_tasks (
+        uuid TEXT PRIMARY KEY,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE tc_operations (
+        id     INTEGER PRIMARY KEY AUTOINCREMENT,
+        uuid   TEXT,
+        data   TEXT NOT NULL,
+        synced INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX tc_operations_by_uuid ON tc_operations (uuid);
+    CREATE INDEX tc_operations_by_synced ON tc_operations (synced, id);
+    CREATE TABLE tc_working_set (
+        idx  INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL
+    );
+    CREATE TABLE tc_sync_meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

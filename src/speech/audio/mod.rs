@@ -107,7 +107,7 @@ pub fn to_mono(
     if n == 0 {
         return Err(SpeechError::BadAudio("zero channels".into()));
     }
-    if interleaved.len() % n != 0 {
+    if !interleaved.len().is_multiple_of(n) {
         return Err(SpeechError::BadAudio(format!(
             "{} samples do not divide into {n} channels",
             interleaved.len()
