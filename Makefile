@@ -14,7 +14,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # espeak-ng: its command line (tests make speech with it); cmake/clang/libclang-dev: whisper.cpp
 # (whisper-rs builds it and runs bindgen); python3-venv: the tests' Python peers; radicale: the
 # CalDAV server the calendar sync tests run against; taskwarrior: the real `task` binary the
-# Taskwarrior round-trip test (tests/tasks.rs) talks to.
+# Taskwarrior round-trip test (tests/it/tasks.rs) talks to.
 APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux shellcheck curl ca-certificates \
 	libespeak-ng1 espeak-ng cmake clang libclang-dev python3-venv radicale taskwarrior
 

@@ -267,7 +267,18 @@ impl AppBuilder {
 
         let channels = outbox.channels();
         let outbox_task = tokio::spawn(outbox.run(shutdown.child_token()));
-        let mut brain_tasks = vec![tokio::spawn(reminders.run(shutdown.child_token()))];
+        let alarms = crate::home::calendar::alarms::Alarms::new(
+            store.clone(),
+            events.clone(),
+            outbox.clone(),
+            cfg.calendar.alarm_target.0.clone(),
+            cfg.calendar.alarm_target.1.clone(),
+            cfg.assistant.missed_grace,
+        );
+        let mut brain_tasks = vec![
+            tokio::spawn(reminders.run(shutdown.child_token())),
+            tokio::spawn(alarms.run(shutdown.child_token())),
+        ];
         if let Some(c) = caldav {
             brain_tasks.push(tokio::spawn(c.run(shutdown.child_token())));
         }

@@ -208,6 +208,20 @@ pub enum EventKind {
         /// Its change-feed version.
         version: i64,
     },
+    /// An appointment's alarm fired (its message is delivered like a reminder's).
+    #[serde(rename = "calendar.alarm")]
+    CalendarAlarm {
+        /// The appointment's uid.
+        uid: String,
+        /// The instance's start (RFC 3339 with zone).
+        start: String,
+        /// Minutes before the start.
+        minutes: i64,
+        /// The text delivered.
+        text: String,
+        /// Delivered late because the device was off.
+        missed: bool,
+    },
     /// A task was created, updated, completed, deleted or imported.
     #[serde(rename = "task.changed")]
     TaskChanged {

@@ -270,7 +270,9 @@ pub async fn patch(
     ))
 }
 
-/// Delete a contact (its conversations stay, without the link).
+/// Delete a contact: its conversations stay, without the link; the facts it told the
+/// assistant are erased with it (contact ids can be reused, and a new contact must not inherit
+/// someone else's memories).
 #[utoipa::path(delete, path = "/api/v1/contacts/{id}", tag = "contacts", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Contact id")),
     responses(
@@ -280,7 +282,11 @@ pub async fn delete(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.contacts.delete(parse_id(&id)?).await?;
+    let id = parse_id(&id)?;
+    state.contacts.delete(id).await?;
+    // After the contact's row is gone: a crash in between leaves orphans that the memory
+    // service erases when it opens.
+    state.memory.forget_contact(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

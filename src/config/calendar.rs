@@ -20,6 +20,13 @@ pub struct RawCalendar {
     pub min_free_minutes: u64,
     /// Length of an appointment booked without an end or a duration, in minutes.
     pub default_duration_minutes: u64,
+    /// Alarm of an appointment booked in a conversation without one, in minutes before its
+    /// start (0: none).
+    pub default_alarm_minutes: u64,
+    /// Channel that alarms of appointments not booked in a conversation go to.
+    pub alarm_channel: String,
+    /// Address on that channel.
+    pub alarm_address: String,
 }
 
 impl Default for RawCalendar {
@@ -30,6 +37,9 @@ impl Default for RawCalendar {
             day_end: "20:00".into(),
             min_free_minutes: 30,
             default_duration_minutes: 60,
+            default_alarm_minutes: 15,
+            alarm_channel: "local".into(),
+            alarm_address: "speaker".into(),
         }
     }
 }
@@ -47,6 +57,10 @@ pub struct CalendarConfig {
     pub min_free: jiff::SignedDuration,
     /// Default appointment length.
     pub default_duration: jiff::SignedDuration,
+    /// Alarm added to appointments booked in a conversation, minutes before (None: none).
+    pub default_alarm: Option<i64>,
+    /// Where alarms of appointments not booked in a conversation go: channel and address.
+    pub alarm_target: (String, String),
 }
 
 impl Default for CalendarConfig {
@@ -59,6 +73,8 @@ impl Default for CalendarConfig {
                 day_end: jiff::civil::time(20, 0, 0, 0),
                 min_free: jiff::SignedDuration::from_mins(30),
                 default_duration: jiff::SignedDuration::from_mins(60),
+                default_alarm: Some(15),
+                alarm_target: ("local".into(), "speaker".into()),
             },
         }
     }
@@ -127,5 +143,31 @@ pub fn resolve_calendar(raw: RawCalendar) -> Result<CalendarConfig, ConfigError>
             5,
             1440,
         )?,
+        default_alarm: match raw.default_alarm_minutes {
+            0 => None,
+            m @ 1..=40_320 => Some(i64::try_from(m).unwrap_or(15)),
+            m => {
+                return Err(key_err(
+                    "calendar.default_alarm_minutes",
+                    format!("expected 0 (no alarm) to 40320; got {m}"),
+                ))
+            }
+        },
+        alarm_target: {
+            let (ch, addr) = (raw.alarm_channel.trim(), raw.alarm_address.trim());
+            if ch.is_empty() {
+                return Err(key_err(
+                    "calendar.alarm_channel",
+                    "must name a channel (e.g. \"local\" for the speaker)".into(),
+                ));
+            }
+            if addr.is_empty() {
+                return Err(key_err(
+                    "calendar.alarm_address",
+                    "must not be empty (e.g. \"speaker\", or a phone number for \"sms\")".into(),
+                ));
+            }
+            (ch.to_owned(), addr.to_owned())
+        },
     })
 }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::{ConversationId, MessageId, PhoneNumber, UnixMillis};
 use crate::events::{EventBus, EventKind};
-use crate::messaging::outbox::{queue_text_in, Outbox};
+use crate::messaging::outbox::{deliver_text_in, Delivered, Outbox};
 use crate::nlu::intents::Recurrence;
 use crate::store::{Store, StoreError};
 
@@ -569,8 +569,7 @@ struct Fired {
     reminder: Reminder,
     text: String,
     missed: bool,
-    queued: Option<(crate::messaging::outbox::Queued, String)>,
-    stored: Option<(MessageId, ConversationId, String)>,
+    delivered: Delivered,
 }
 
 /// The reminders service and its scheduler.
@@ -766,17 +765,7 @@ impl Reminders {
             .write(move |c| fire_due_in(c, &outbox, UnixMillis::now(), grace_ms))
             .await?;
         for f in fired {
-            if let Some((q, channel)) = &f.queued {
-                self.outbox.announce_queued(q, channel);
-            }
-            if let Some((message_id, conversation_id, channel)) = &f.stored {
-                self.events.publish(EventKind::MessageStored {
-                    message_id: *message_id,
-                    conversation_id: *conversation_id,
-                    channel: channel.clone(),
-                    direction: "outbound".into(),
-                });
-            }
+            self.outbox.announce_delivered(&f.delivered);
             tracing::info!(
                 reminder = f.reminder.id,
                 kind = f.reminder.kind.as_str(),
@@ -834,34 +823,13 @@ fn fire_due_in(
                 .prepare_cached("SELECT channel, address FROM conversations WHERE id = ?1")?
                 .query_row([r.conversation_id.0], |row| Ok((row.get(0)?, row.get(1)?)))?,
         };
-        let is_phone = PhoneNumber::parse(&address).is_ok();
-        let mut f = Fired {
+        let delivered = deliver_text_in(c, outbox, &channel, &address, &text, now)?;
+        let f = Fired {
             reminder: r.clone(),
-            text: text.clone(),
+            text,
             missed,
-            queued: None,
-            stored: None,
+            delivered,
         };
-        if outbox.has_channel(&channel) {
-            let q = queue_text_in(
-                c,
-                &channel,
-                &address,
-                is_phone,
-                &text,
-                outbox.max_attempts(),
-            )?;
-            f.queued = Some((q, channel.clone()));
-        } else {
-            // No delivery handler (the API, or a channel not running): the reply is kept in the
-            // conversation and announced on the event stream.
-            let (id, conv) = crate::store::messages::insert_outbound(
-                c, &channel, &address, is_phone, &text, now,
-            )?;
-            c.prepare_cached("UPDATE messages SET status = 'stored' WHERE id = ?1")?
-                .execute([id.0])?;
-            f.stored = Some((id, conv, channel.clone()));
-        }
         let now_z = Timestamp::from_millisecond(now.0)
             .unwrap_or(Timestamp::UNIX_EPOCH)
             .to_zoned(r.due.time_zone().clone());

@@ -117,6 +117,58 @@ pub fn queue_text_in(
     })
 }
 
+/// Where a text produced by the device itself (a reminder, an appointment's alarm) went.
+#[derive(Debug, Clone)]
+pub enum Delivered {
+    /// Queued on a channel that has a transport.
+    Queued {
+        /// The message and its outbox entry.
+        queued: Queued,
+        /// The channel.
+        channel: String,
+    },
+    /// Kept in its conversation: the channel has no transport running (the API, a channel not
+    /// configured), so the message is read from the conversation or the event stream.
+    Stored {
+        /// The message.
+        message_id: MessageId,
+        /// Its conversation.
+        conversation_id: ConversationId,
+        /// The channel.
+        channel: String,
+    },
+}
+
+/// Deliver `text` to `address` on `channel` inside the caller's transaction: through the
+/// outbox when the channel has a transport, else stored in the conversation. Call
+/// [`Outbox::announce_delivered`] after the transaction commits.
+pub fn deliver_text_in(
+    c: &rusqlite::Connection,
+    outbox: &Outbox,
+    channel: &str,
+    address: &str,
+    text: &str,
+    now: UnixMillis,
+) -> Result<Delivered, StoreError> {
+    let is_phone = crate::domain::PhoneNumber::parse(address).is_ok();
+    if outbox.has_channel(channel) {
+        let queued = queue_text_in(c, channel, address, is_phone, text, outbox.max_attempts())?;
+        return Ok(Delivered::Queued {
+            queued,
+            channel: channel.to_owned(),
+        });
+    }
+    let (message_id, conversation_id) =
+        messages::insert_outbound(c, channel, address, is_phone, text, now)?;
+    c.prepare_cached("UPDATE messages SET status = 'stored' WHERE id = ?1")?
+        .execute([message_id.0])?;
+    Ok(Delivered::Stored {
+        message_id,
+        conversation_id,
+        channel: channel.to_owned(),
+    })
+}
+
 /// Enqueues deliveries and runs the dispatcher.
 #[derive(Clone)]
 pub struct Outbox {
@@ -223,6 +275,23 @@ impl Outbox {
             direction: "outbound".into(),
         });
         self.wake.notify_one();
+    }
+
+    /// Announce what [`deliver_text_in`] did, once its transaction has committed.
+    pub fn announce_delivered(&self, d: &Delivered) {
+        match d {
+            Delivered::Queued { queued, channel } => self.announce_queued(queued, channel),
+            Delivered::Stored {
+                message_id,
+                conversation_id,
+                channel,
+            } => self.events.publish(EventKind::MessageStored {
+                message_id: *message_id,
+                conversation_id: *conversation_id,
+                channel: channel.clone(),
+                direction: "outbound".into(),
+            }),
+        }
     }
 
     /// Queue a raw delivery (payload defined by the channel).

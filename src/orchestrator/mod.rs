@@ -255,7 +255,7 @@ impl Orchestrator {
             crate::home::memory::tools::register(&mut tools, m);
         }
         crate::home::contacts::tools::register(&mut tools, &d.contacts);
-        crate::home::calendar::tools::register(&mut tools, &d.calendar);
+        crate::home::calendar::tools::register(&mut tools, &d.calendar, &d.contacts);
         crate::home::tasks::tools::register(&mut tools, &d.tasks);
         Self {
             inner: Arc::new(Inner {
@@ -1208,6 +1208,10 @@ impl Inner {
                 }
                 _ => self.call_tool("reminder_cancel", json!({}), tctx, calls).await,
             },
+            Intent::ReminderSnooze { minutes } => {
+                let args = minutes.map_or_else(|| json!({}), |m| json!({ "minutes": m }));
+                self.call_tool("reminder_snooze", args, tctx, calls).await
+            }
             i @ (Intent::AppointmentCreate { .. }
             | Intent::AppointmentList { .. }
             | Intent::AppointmentMove { .. }

@@ -271,6 +271,18 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // Appointment alarms that fired (home::calendar::alarms): one row per event, instance start
+    // and lead time, written in the transaction that delivers the alarm.
+    r#"
+    CREATE TABLE calendar_alarms (
+        uid           TEXT NOT NULL,
+        occurrence_at INTEGER NOT NULL,
+        minutes       INTEGER NOT NULL,
+        fired_at      INTEGER NOT NULL,
+        PRIMARY KEY (uid, occurrence_at, minutes)
+    ) WITHOUT ROWID;
+    CREATE INDEX calendar_alarms_by_time ON calendar_alarms (occurrence_at);
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -127,6 +127,27 @@ pub fn in_range(c: &Connection, from_ms: i64, to_ms: i64) -> Result<Vec<Event>, 
     .collect::<Result<_, _>>()?)
 }
 
+/// Live events with alarms that may have an instance ending after `from_ms` and starting
+/// before `to_ms`, each with the message that booked it.
+pub fn with_alarms_in_range(
+    c: &Connection,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<(Event, Option<i64>)>, StoreError> {
+    let rows: Vec<(Event, Option<i64>)> = c
+        .prepare_cached(
+            "SELECT body, source_message_id FROM calendar_events
+                 WHERE deleted = 0 AND start_at < ?2 AND (last_end_at IS NULL OR last_end_at > ?1)
+                   AND body NOT LIKE '%\"alarms\":[]%'
+                 ORDER BY start_at, id",
+        )?
+        .query_map(params![from_ms, to_ms], |r| {
+            Ok((decode(&r.get::<_, String>(0)?)?, r.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows.into_iter().filter(|(e, _)| !e.alarms.is_empty()).collect())
+}
+
 /// Every live event (the subscription feed).
 pub fn all(c: &Connection) -> Result<Vec<Event>, StoreError> {
     Ok(c.prepare_cached(

@@ -9,6 +9,7 @@
 //! milliseconds plus the IANA zone name; recurrences are expanded in that zone. All-day events
 //! never conflict and never take free time. This module knows nothing about HTTP or CalDAV.
 
+pub mod alarms;
 pub mod db;
 pub mod ics;
 pub mod rrule;

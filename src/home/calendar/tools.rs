@@ -10,6 +10,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Zoned};
 use serde_json::{json, Value};
 
+use crate::home::contacts::Contacts;
 use super::{describe_free, describe_list, Calendar, CalendarError, NewEvent, Occurrence};
 use crate::nlu::llm::ToolSpec;
 use crate::orchestrator::speak;
@@ -117,18 +118,46 @@ pub fn label_phrase(label: &str) -> String {
     }
 }
 
-struct Create(Calendar);
+/// An attendee named in a request ("with Anna"): linked to the contact of that name when
+/// exactly one matches (with its first email and phone, as a calendar invitation carries
+/// them), else kept as a name.
+async fn attendee(contacts: &Contacts, name: &str) -> super::Attendee {
+    match contacts.find_by_name(name).await {
+        Ok(found) if found.len() == 1 => {
+            let c = &found[0];
+            super::Attendee {
+                name: Some(c.display_name.clone()),
+                email: c.emails.first().map(|e| e.address.clone()),
+                phone: c.phones.first().map(|p| p.number.clone()),
+                contact_id: Some(c.id),
+            }
+        }
+        Ok(_) => super::Attendee {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "calendar: cannot look up attendee {name:?}");
+            super::Attendee {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            }
+        }
+    }
+}
+
+struct Create(Calendar, Contacts);
 
 impl Tool for Create {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "appointment_create".into(),
-            description: "Book an appointment: title and start (RFC 3339 with zone, or a date for all-day); optional end or duration_minutes, location, with (names), notes, rrule (RFC 5545, e.g. FREQ=WEEKLY;BYDAY=MO). If it overlaps other appointments nothing is booked unless confirm=true.".into(),
+            description: "Book an appointment: title and start (RFC 3339 with zone, or a date for all-day); optional end or duration_minutes, location, with (names), notes, rrule (RFC 5545, e.g. FREQ=WEEKLY;BYDAY=MO), alarm_minutes (before the start; -1 for none). If it overlaps other appointments nothing is booked unless confirm=true.".into(),
             parameters: json!({"type": "object", "properties": {
                 "title": {"type": "string"}, "start": {"type": "string"}, "end": {"type": "string"},
                 "duration_minutes": {"type": "integer"}, "location": {"type": "string"},
                 "with": {"type": "string"}, "notes": {"type": "string"}, "rrule": {"type": "string"},
-                "confirm": {"type": "boolean"}},
+                "alarm_minutes": {"type": "integer"}, "confirm": {"type": "boolean"}},
                 "required": ["title", "start"]}),
         }
     }
@@ -181,17 +210,22 @@ impl Tool for Create {
             new.location = str_arg(&args, "location").map(str::to_owned);
             new.notes = str_arg(&args, "notes").map(str::to_owned);
             new.rrule = str_arg(&args, "rrule").map(str::to_owned);
+            new.alarms = match args.get("alarm_minutes").and_then(Value::as_i64) {
+                Some(m) if m < 0 => Vec::new(),
+                Some(m) => vec![m],
+                None => cal.config().default_alarm.into_iter().collect(),
+            };
             if let Some(w) = str_arg(&args, "with") {
-                new.attendees = w
+                let names: Vec<String> = w
                     .replace(" and ", ",")
                     .split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|n| super::Attendee {
-                        name: Some(n.to_owned()),
-                        ..Default::default()
-                    })
+                    .map(str::to_owned)
                     .collect();
+                for n in names {
+                    new.attendees.push(attendee(&self.1, &n).await);
+                }
             }
             let confirm = args
                 .get("confirm")
@@ -582,8 +616,8 @@ impl Cancel {
 }
 
 /// Register the calendar tools.
-pub fn register(r: &mut ToolRegistry, cal: &Calendar) {
-    r.register(Arc::new(Create(cal.clone())));
+pub fn register(r: &mut ToolRegistry, cal: &Calendar, contacts: &Contacts) {
+    r.register(Arc::new(Create(cal.clone(), contacts.clone())));
     r.register(Arc::new(List(cal.clone())));
     r.register(Arc::new(Move(cal.clone())));
     r.register(Arc::new(Cancel(cal.clone())));

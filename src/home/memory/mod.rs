@@ -221,6 +221,14 @@ impl Memory {
             Err(e) => (Err(e), cfg.model.clone()),
         };
         let dims = engine.as_ref().map_or(embed::DIMS, EmbedWorker::dims);
+        // Before the index loads: facts of contacts deleted without their memories.
+        let orphans = store.write(sql::delete_orphans).await?;
+        if !orphans.is_empty() {
+            tracing::info!(
+                count = orphans.len(),
+                "erased the memories of deleted contacts"
+            );
+        }
         let me = Self {
             inner: Arc::new(Inner {
                 store,
@@ -355,6 +363,19 @@ impl Memory {
                 return Ok(Remembered {
                     fact,
                     outcome: Outcome::Replayed,
+                });
+            }
+        }
+        if let Some(id) = new.contact_id {
+            let known = self
+                .inner
+                .store
+                .read(move |c| sql::contact_exists(c, id))
+                .await?;
+            if !known {
+                return Err(MemoryError::Invalid {
+                    field: "contact_id",
+                    reason: format!("there is no contact {id}"),
                 });
             }
         }

@@ -157,6 +157,31 @@ pub fn delete_contact(conn: &Connection, contact_id: i64) -> Result<Vec<i64>, St
     Ok(ids)
 }
 
+/// Whether contact `id` exists.
+pub fn contact_exists(conn: &Connection, id: i64) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM contacts WHERE id = ?1")?
+        .exists([id])?)
+}
+
+/// Erase the facts of contacts that no longer exist (a contact deleted while the daemon
+/// stopped before erasing them); returns their ids.
+pub fn delete_orphans(conn: &Connection) -> Result<Vec<i64>, StoreError> {
+    let ids: Vec<i64> = conn
+        .prepare(
+            "SELECT id FROM memories WHERE contact_id IS NOT NULL \
+             AND contact_id NOT IN (SELECT id FROM contacts)",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    conn.execute(
+        "DELETE FROM memories WHERE contact_id IS NOT NULL \
+         AND contact_id NOT IN (SELECT id FROM contacts)",
+        [],
+    )?;
+    Ok(ids)
+}
+
 /// A page of facts, newest first: ids below `before`, optionally of one contact.
 pub fn list(
     conn: &Connection,

@@ -473,6 +473,7 @@ pub(super) fn parse(text: &str, ctx: &ParseContext) -> Option<Intent> {
         .or_else(|| date_query(&u, t))
         .or_else(|| reminders::recall(&u, t))
         .or_else(|| reminders::forget(&u, t))
+        .or_else(|| reminders::snooze(t))
         .or_else(|| reminders::reminder(&u, t))
         .or_else(|| reminders::cancel(&u, t))
         .or_else(|| reminders::timer(&u, t))

@@ -99,6 +99,11 @@ pub enum Intent {
         /// Which.
         target: Option<Target>,
     },
+    /// "snooze", "snooze it for 5 minutes": the reminder or timer that just went off.
+    ReminderSnooze {
+        /// By how long, in minutes (None = the default).
+        minutes: Option<i64>,
+    },
     /// "set a timer for 10 minutes", "set a pasta timer for 8 minutes".
     TimerSet {
         /// How long.
@@ -212,6 +217,7 @@ impl Intent {
             Intent::ReminderSet { .. } => "reminder.set",
             Intent::ReminderList => "reminder.list",
             Intent::ReminderCancel { .. } => "reminder.cancel",
+            Intent::ReminderSnooze { .. } => "reminder.snooze",
             Intent::TimerSet { .. } => "timer.set",
             Intent::TimerList => "timer.list",
             Intent::TimerCancel { .. } => "timer.cancel",

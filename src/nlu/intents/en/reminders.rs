@@ -448,3 +448,35 @@ pub(super) fn forget(u: &Utt, t: &[Token]) -> Option<Intent> {
         query: u.text(rest),
     })
 }
+
+/// "snooze", "snooze it for 5 minutes", "snooze the timer 10 minutes", "remind me again in
+/// 15 minutes": the reminder or timer that just went off, again later.
+pub(super) fn snooze(t: &[Token]) -> Option<Intent> {
+    const TRIGGERS: &[&str] = &["snooze", "remind me again", "remind me later"];
+    let n = at_any(t, 0, TRIGGERS)?;
+    let mut i = n;
+    // What is snoozed, if said: "it", "that", "the alarm/timer/reminder".
+    while i < t.len()
+        && matches!(
+            w(t, i),
+            "it" | "that" | "this" | "the" | "my" | "alarm" | "timer" | "reminder"
+        )
+    {
+        i += 1;
+    }
+    if matches!(w(t, i), "for" | "in" | "by") {
+        i += 1;
+    }
+    if i >= t.len() {
+        return Some(Intent::ReminderSnooze { minutes: None });
+    }
+    // "remind me again" needs a time to be a snooze ("remind me again tomorrow" is not).
+    let (d, j) = numbers::duration(t, i)?;
+    if j != t.len() {
+        return None;
+    }
+    let secs = d.signed().as_secs();
+    Some(Intent::ReminderSnooze {
+        minutes: Some(((secs + 59) / 60).max(1)),
+    })
+}

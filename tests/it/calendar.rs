@@ -3,7 +3,7 @@
 //! conflicts and free slots, REST validation errors naming the field, and a conversation
 //! through `POST /api/v1/chat` that books, moves and cancels an appointment.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -635,6 +635,15 @@ fn reply(v: &Value) -> &str {
 #[tokio::test]
 async fn a_conversation_books_moves_and_cancels_an_appointment() -> TestResult {
     let d = TestDaemon::start().await?;
+    // "with Anna" becomes the contact Anna, with her address.
+    let r = d
+        .post("/api/v1/contacts")
+        .json(&json!({"display_name": "Anna Berg", "aliases": ["Anna"],
+                      "emails": [{"address": "anna@example.org"}]}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 201);
+    let anna: Value = r.json().await?;
     // Slot filling: title, then time.
     let a = say(&d, None, "book an appointment").await?;
     assert_eq!(reply(&a), "What is the appointment?");
@@ -694,6 +703,18 @@ async fn a_conversation_books_moves_and_cancels_an_appointment() -> TestResult {
     // Now the conflicting meeting books without a question.
     let y = say(&d, c, "book a meeting with Anna next friday at 3:30pm").await?;
     assert!(reply(&y).starts_with("Booked meeting"), "{}", reply(&y));
+    let meeting = y["tool_calls"][0]["result"]["uid"].as_str().unwrap_or("");
+    let ev: Value = d
+        .get(&format!("/api/v1/calendar/{meeting}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        ev["attendees"],
+        json!([{"name": "Anna Berg", "email": "anna@example.org", "contact_id": anna["id"]}]),
+        "{ev}"
+    );
 
     // Cancel by name.
     let k = say(&d, c, "cancel the dentist appointment").await?;
@@ -710,5 +731,142 @@ async fn a_conversation_books_moves_and_cancels_an_appointment() -> TestResult {
     assert_eq!(reply(&yes), "Cancelled 1 appointment.");
     let list: Value = d.get("/api/v1/calendar").send().await?.json().await?;
     assert_eq!(list["total"], 0);
+    Ok(())
+}
+
+async fn alarm_event(
+    rx: &mut tokio::sync::broadcast::Receiver<local_assistant::events::Event>,
+    uid: &str,
+) -> TestResult<Value> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, rx.recv()).await??;
+        let v = serde_json::to_value(&ev)?;
+        if v["type"] == "calendar.alarm" && v["uid"] == uid {
+            return Ok(v);
+        }
+    }
+}
+
+fn rfc3339_in(secs: i64) -> String {
+    jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(secs))
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_string()
+}
+
+fn alarm_bodies(dir: &Path, like: &str) -> TestResult<Vec<(i64, String)>> {
+    let db = common::open_db(dir)?;
+    let rows = db
+        .prepare(
+            "SELECT conversation_id, body FROM messages WHERE direction = 'outbound'
+               AND body LIKE ?1 ORDER BY id",
+        )?
+        .query_map([like], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Alarms fire once, into the conversation that booked the appointment (else the configured
+/// target, the speaker); one due while the device was off fires once after the restart, with a
+/// note; one already past at booking time never fires.
+#[tokio::test]
+async fn alarms_fire_once_where_the_appointment_was_booked_and_after_downtime() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let grace = |c: &mut local_assistant::config::Config| {
+        c.assistant.missed_grace = std::time::Duration::from_secs(1);
+    };
+    let mut d = TestDaemon::start_in(tmp.path(), grace, Vec::new()).await?;
+    let mut rx = d.app().events().subscribe();
+
+    // Booked in a conversation: the default alarm (15 minutes) is added.
+    let b = say(&d, None, "book a dentist appointment tomorrow at 9am").await?;
+    let conv = b["conversation_id"].as_i64().unwrap_or(0);
+    let uid = b["tool_calls"][0]["result"]["uid"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let ev: Value = d
+        .get(&format!("/api/v1/calendar/{uid}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(ev["alarms"], json!([15]), "{ev}");
+    // Moved to start in 15 minutes and 2 seconds: its alarm is 2 seconds away.
+    let r = d
+        .client
+        .patch(d.url(&format!("/api/v1/calendar/{uid}")))
+        .bearer_auth(common::TOKEN)
+        .json(&json!({"start": rfc3339_in(902), "end": rfc3339_in(902 + 1800)}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    // Booked with an alarm that was already past: it never fires.
+    let late = create(
+        &d,
+        json!({"title": "late call", "start": rfc3339_in(300), "alarms": [15]}),
+    )
+    .await?;
+    let late_uid = late["event"]["uid"].as_str().unwrap_or("").to_owned();
+
+    let a = alarm_event(&mut rx, &uid).await?;
+    assert_eq!(a["minutes"], 15);
+    assert_eq!(a["missed"], false);
+    let text = a["text"].as_str().unwrap_or("");
+    assert!(
+        text.starts_with("Coming up in 15 minutes: dentist "),
+        "{text}"
+    );
+    let said = alarm_bodies(tmp.path(), "Coming up in % dentist %")?;
+    assert_eq!(said, vec![(conv, text.to_owned())], "once, in the booking conversation");
+
+    // Made over REST (no conversation): due while the daemon is stopped.
+    let rest = create(
+        &d,
+        json!({"title": "piano lesson", "start": rfc3339_in(903), "alarms": [15],
+               "location": "Music school"}),
+    )
+    .await?;
+    let rest_uid = rest["event"]["uid"].as_str().unwrap_or("").to_owned();
+    d.stop().await?;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let mut d = TestDaemon::start_in(tmp.path(), grace, Vec::new()).await?;
+    let mut rx = d.app().events().subscribe();
+    // It may have fired before the subscription: the store is the judge.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let piano = loop {
+        let rows = alarm_bodies(tmp.path(), "Missed while I was offline: Coming up in % piano %")?;
+        if !rows.is_empty() || tokio::time::Instant::now() > deadline {
+            break rows;
+        }
+        tokio::select! {
+            _ = rx.recv() => {}
+            () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+        }
+    };
+    assert_eq!(piano.len(), 1, "{piano:?}");
+    assert!(piano[0].1.ends_with(" at Music school."), "{piano:?}");
+    let db = common::open_db(tmp.path())?;
+    let (channel, address): (String, String) = db.query_row(
+        "SELECT channel, address FROM conversations WHERE id = ?1",
+        [piano[0].0],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    assert_eq!((channel.as_str(), address.as_str()), ("local", "speaker"));
+    d.stop().await?;
+
+    // Another restart fires nothing again.
+    let mut d = TestDaemon::start_in(tmp.path(), grace, Vec::new()).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    d.stop().await?;
+    let fired: Vec<String> = db
+        .prepare("SELECT uid FROM calendar_alarms ORDER BY uid")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut want = vec![uid.clone(), rest_uid.clone()];
+    want.sort();
+    assert_eq!(fired, want, "late call ({late_uid}) never fires");
+    assert_eq!(alarm_bodies(tmp.path(), "%Coming up in %")?.len(), 2);
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The outbox through the real server: retries with exponential backoff, dead-lettering after
 //! the attempt limit, permanent failures, and resumption after a restart on the same database.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The WebSocket event stream: events arrive in order with a type tag and a sequence number,
 //! and a stalled client is dropped without holding back the others.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

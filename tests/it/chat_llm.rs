@@ -2,7 +2,7 @@
 //! (SmolLM2-135M GGUF from `make models`): streamed answers, cancellation mid-stream by the
 //! client going away and by a newer message, and the records of each turn.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! urgency and the Taskwarrior JSON round trip checked against the real Debian `task` binary,
 //! and a conversation through the chat API that adds and completes tasks.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

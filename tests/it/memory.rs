@@ -7,7 +7,7 @@
 //! Peers run with `$LA_TEST_PYTHON` (the venv of `make test-deps`: `tokenizers`, `numpy`,
 //! `scipy`).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -361,6 +361,16 @@ async fn recall_ranks_the_right_household_fact_first() -> TestResult {
 async fn near_duplicates_update_and_a_source_message_is_remembered_once() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let (store, events, memory) = open_memory(tmp.path(), memory_config()).await?;
+    store
+        .write(|c| {
+            c.execute(
+                "INSERT INTO contacts (id, display_name, trust, created_at, updated_at) \
+                 VALUES (7, 'Gus', 'known', 0, 0)",
+                [],
+            )?;
+            Ok(())
+        })
+        .await?;
     let mut rx = events.subscribe();
     let a = memory
         .remember(NewFact {
@@ -419,6 +429,27 @@ async fn forgetting_by_id_and_by_contact_keeps_table_and_index_in_step_across_a_
 ) -> TestResult {
     let tmp = tempfile::tempdir()?;
     let (store, _events, memory) = open_memory(tmp.path(), memory_config()).await?;
+    store
+        .write(|c| {
+            c.execute_batch(
+                "INSERT INTO contacts (id, display_name, trust, created_at, updated_at) \
+                 VALUES (1, 'Anna', 'household', 0, 0), (2, 'Ben', 'known', 0, 0), \
+                 (3, 'Cleo', 'known', 0, 0)",
+            )?;
+            Ok(())
+        })
+        .await?;
+    // A fact of a contact that does not exist is refused, naming the field.
+    let err = memory
+        .remember(NewFact {
+            text: "Dana likes tea".into(),
+            contact_id: Some(42),
+            ..NewFact::default()
+        })
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(err.as_deref(), Some("contact_id: there is no contact 42"));
     let mut ids = Vec::new();
     for (i, f) in FACTS.iter().take(6).enumerate() {
         let r = memory
@@ -456,6 +487,26 @@ async fn forgetting_by_id_and_by_contact_keeps_table_and_index_in_step_across_a_
     let mut got: Vec<i64> = all.iter().map(|h| h.fact.id).collect();
     got.sort_unstable();
     assert_eq!(got, vec![ids[2], ids[4]]);
+    // A contact deleted while its facts stayed (a crash between the two): the facts are
+    // erased when memory opens, before anyone could inherit them with a reused id.
+    let cleo = memory
+        .remember(NewFact {
+            text: "Cleo's cat is called Pixel".into(),
+            contact_id: Some(3),
+            ..NewFact::default()
+        })
+        .await?;
+    store
+        .write(|c| {
+            c.execute("DELETE FROM contacts WHERE id = 3", [])?;
+            Ok(())
+        })
+        .await?;
+    store.close().await;
+    drop(memory);
+    let (store, _events, memory) = open_memory(tmp.path(), memory_config()).await?;
+    assert!(memory.get(cleo.fact.id).await?.is_none());
+    assert_eq!(memory.len(), 2);
     store.close().await;
     Ok(())
 }
@@ -467,6 +518,15 @@ fn with_memory(c: &mut Config) {
 #[tokio::test]
 async fn memories_api_creates_lists_searches_and_erases_with_named_errors() -> TestResult {
     let d = TestDaemon::start_with(with_memory, Vec::new()).await?;
+    // Contacts 1 and 2 (a fresh database numbers them so).
+    for name in ["Anna", "Ben"] {
+        let r = d
+            .post("/api/v1/contacts")
+            .json(&json!({"display_name": name, "trust": "household"}))
+            .send()
+            .await?;
+        assert_eq!(r.status(), 201);
+    }
     let mut events = d.app().events().subscribe();
     let mut ids = Vec::new();
     for (i, f) in FACTS.iter().take(5).enumerate() {
@@ -532,6 +592,7 @@ async fn memories_api_creates_lists_searches_and_erases_with_named_errors() -> T
     for (req, field) in [
         (json!({"text": " "}), "text"),
         (json!({"text": "x", "contact_id": 0}), "contact_id"),
+        (json!({"text": "x", "contact_id": 99}), "contact_id"),
         (json!({"text": "x", "tags": [""]}), "tags"),
     ] {
         let r = d.post("/api/v1/memories").json(&req).send().await?;
@@ -604,6 +665,16 @@ async fn memories_api_creates_lists_searches_and_erases_with_named_errors() -> T
         .json()
         .await?;
     assert_eq!(s["items"].as_array().map(Vec::len), Some(2), "{s}");
+    // Deleting contact 2 erases its facts with it.
+    let r = d
+        .client
+        .delete(d.url("/api/v1/contacts/2"))
+        .bearer_auth(common::TOKEN)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 204);
+    let left: Value = d.get("/api/v1/memories").send().await?.json().await?;
+    assert_eq!(left["items"].as_array().map(Vec::len), Some(0), "{left}");
     // The OpenAPI document has the routes.
     let doc: Value = d.get("/api/v1/openapi.json").send().await?.json().await?;
     assert!(doc["paths"]["/api/v1/memories"]["delete"].is_object());

@@ -3,7 +3,7 @@
 //! in due order exactly once, a reminder due while the daemon was down firing exactly once
 //! after the restart, snooze (one-off and recurring), and delivery to another target.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! the contact tools in a conversation, and vCard export validated by Python's `vobject` and
 //! import of a card `vobject` wrote (all or nothing).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The HTTP API against the real server on an ephemeral port and a real SQLite file: every
 //! route, auth refusals, each error status, paging, inbox idempotency, OpenAPI coverage.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 //! filling, confirmations, refusals by trust, open questions surviving a restart, timers that
 //! fire, reminders missed while the device was off, SSE streaming, and the turn records.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -245,6 +245,15 @@ async fn a_timer_fires_into_its_conversation() -> TestResult {
         .filter_map(|m| m["text"].as_str())
         .collect();
     assert!(bodies.contains(&"Your timer is done."), "{bodies:?}");
+    // "Snooze" right after it went off: due again in 5 minutes.
+    let z = say(&d, Some(c), "snooze it for 5 minutes").await?;
+    assert_eq!(z["intent"], "reminder.snooze", "{z}");
+    assert_eq!(
+        z["reply"],
+        "Okay, I'll remind you again in 5 minutes (the timer).",
+        "{z}"
+    );
+    assert_eq!(z["tool_calls"][0]["result"]["snoozed"], true, "{z}");
     Ok(())
 }
 
@@ -354,5 +363,61 @@ async fn replies_stream_as_server_sent_events_and_turns_are_recorded() -> TestRe
         .send()
         .await?;
     assert_eq!(bad.status(), 422);
+    Ok(())
+}
+
+/// The household's day in one conversation: an appointment booked, moved and cancelled, and a
+/// task added and completed, with a slot-filling question interrupted by another request.
+#[tokio::test]
+async fn one_conversation_books_moves_and_cancels_an_appointment_and_adds_and_completes_a_task(
+) -> TestResult {
+    let d = TestDaemon::start().await?;
+    let a = say(&d, None, "book an appointment with the plumber tomorrow at 9am").await?;
+    assert_eq!(a["intent"], "appointment.create", "{a}");
+    assert_eq!(a["tool_calls"][0]["result"]["booked"], true, "{a}");
+    let c = a["conversation_id"].as_i64();
+    let uid = a["tool_calls"][0]["result"]["uid"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(!uid.is_empty(), "{a}");
+
+    // A question left open by "add a task" gives way to a new request.
+    let q = say(&d, c, "add a task").await?;
+    assert_eq!(q["state"], "awaiting_slot");
+    let m = say(&d, c, "move the plumber to tomorrow at 11am").await?;
+    assert_eq!(m["intent"], "appointment.move", "{m}");
+    assert_eq!(m["tool_calls"][0]["result"]["uid"], uid.as_str());
+    let ev: Value = d
+        .get(&format!("/api/v1/calendar/{uid}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(
+        ev["start"].as_str().is_some_and(|s| s.contains("T11:00:00")),
+        "{ev}"
+    );
+
+    let t = say(&d, c, "add call the insurance to my tasks").await?;
+    assert_eq!(t["tool_calls"][0]["name"], "task_add", "{t}");
+    let k = say(&d, c, "cancel the plumber appointment").await?;
+    assert_eq!(k["intent"], "appointment.cancel", "{k}");
+    let r = d.get(&format!("/api/v1/calendar/{uid}")).send().await?;
+    assert_eq!(r.status(), 404);
+    let done = say(&d, c, "mark call the insurance as done").await?;
+    assert_eq!(done["tool_calls"][0]["name"], "task_complete", "{done}");
+
+    let open: Value = d.get("/api/v1/tasks").send().await?.json().await?;
+    assert_eq!(open["total"], 0, "{open}");
+    let completed: Value = d
+        .get("/api/v1/tasks?status=completed")
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(completed["items"][0]["description"], "call the insurance");
+    let cal: Value = d.get("/api/v1/calendar").send().await?.json().await?;
+    assert_eq!(cal["total"], 0, "{cal}");
     Ok(())
 }

@@ -144,6 +144,7 @@ fn describe(i: &Option<Intent>) -> String {
                 Progress::Steps { done, total } => format!("{done}/{total}"),
             })
         ),
+        Intent::ReminderSnooze { minutes } => format!("minutes={}", o(minutes, |m| m.to_string())),
         Intent::MemoryRemember { fact } => format!("fact={}", s(fact)),
         Intent::MemoryRecall { query } | Intent::MemoryForget { query } => {
             format!("query={}", s(query))
@@ -308,6 +309,12 @@ const TABLE: &[(&str, &str)] = &[
     ("set the garden project to 75%", "task.progress target=named(\"garden project\") progress=75%"),
     ("the tax return is three quarters done", "task.progress target=named(\"tax return\") progress=75%"),
     // Memory.
+    // Snooze.
+    ("snooze", "reminder.snooze minutes=-"),
+    ("snooze it for 5 minutes", "reminder.snooze minutes=5"),
+    ("Snooze the timer 10 minutes.", "reminder.snooze minutes=10"),
+    ("remind me again in a quarter of an hour", "reminder.snooze minutes=15"),
+    ("remind me again in 90 seconds", "reminder.snooze minutes=2"),
     ("remember that the spare key is under the pot", "memory.remember fact=\"the spare key is under the pot\""),
     ("remember my wifi password is fish123", "memory.remember fact=\"my wifi password is fish123\""),
     ("remember", "memory.remember fact=-"),

@@ -1,7 +1,7 @@
 //! Durability: a daemon serving a burst of inbound messages is `kill -9`ed at random points;
 //! after a restart every request that got a 2xx is in the database.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! CalDAV two-way sync against a real Radicale server started per test (Debian `radicale`,
 //! installed by `make test-deps`), with an in-memory local calendar.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

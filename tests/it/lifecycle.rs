@@ -2,7 +2,7 @@
 //! request, the bounded grace period, the systemd notify protocol and watchdog, the token
 //! file, and the CLI's `config check`, `init-db`, `doctor` and `version`.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
