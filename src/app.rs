@@ -231,6 +231,7 @@ impl AppBuilder {
             addr: cfg.server.listen,
             source,
         })?;
+        let alarm_wake = calendar.changed();
         let state = ApiState {
             store: store.clone(),
             inbox,
@@ -266,7 +267,6 @@ impl AppBuilder {
         );
 
         let channels = outbox.channels();
-        let outbox_task = tokio::spawn(outbox.run(shutdown.child_token()));
         let alarms = crate::home::calendar::alarms::Alarms::new(
             store.clone(),
             events.clone(),
@@ -275,9 +275,10 @@ impl AppBuilder {
             cfg.calendar.alarm_target.1.clone(),
             cfg.assistant.missed_grace,
         );
+        let outbox_task = tokio::spawn(outbox.run(shutdown.child_token()));
         let mut brain_tasks = vec![
             tokio::spawn(reminders.run(shutdown.child_token())),
-            tokio::spawn(alarms.run(shutdown.child_token())),
+            tokio::spawn(alarms.run(alarm_wake, shutdown.child_token())),
         ];
         if let Some(c) = caldav {
             brain_tasks.push(tokio::spawn(c.run(shutdown.child_token())));

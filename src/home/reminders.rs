@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{ConversationId, MessageId, PhoneNumber, UnixMillis};
+use crate::domain::{ConversationId, MessageId, UnixMillis};
 use crate::events::{EventBus, EventKind};
 use crate::messaging::outbox::{deliver_text_in, Delivered, Outbox};
 use crate::nlu::intents::Recurrence;

@@ -285,12 +285,14 @@ impl Outbox {
                 message_id,
                 conversation_id,
                 channel,
-            } => self.events.publish(EventKind::MessageStored {
-                message_id: *message_id,
-                conversation_id: *conversation_id,
-                channel: channel.clone(),
-                direction: "outbound".into(),
-            }),
+            } => {
+                self.events.publish(EventKind::MessageStored {
+                    message_id: *message_id,
+                    conversation_id: *conversation_id,
+                    channel: channel.clone(),
+                    direction: "outbound".into(),
+                });
+            }
         }
     }
 

@@ -431,6 +431,45 @@ async fn the_openapi_document_covers_every_route() -> TestResult {
         "POST /api/v1/messages/outbound",
         "GET /api/v1/events",
         "POST /api/v1/chat",
+        // Home data.
+        "GET /api/v1/calendar",
+        "POST /api/v1/calendar",
+        "GET /api/v1/calendar/{uid}",
+        "PATCH /api/v1/calendar/{uid}",
+        "DELETE /api/v1/calendar/{uid}",
+        "GET /api/v1/calendar/free-slots",
+        "POST /api/v1/calendar/import",
+        "GET /api/v1/calendar/sync",
+        "POST /api/v1/calendar/sync",
+        "GET /calendar.ics",
+        "GET /api/v1/contacts",
+        "POST /api/v1/contacts",
+        "GET /api/v1/contacts/{id}",
+        "PATCH /api/v1/contacts/{id}",
+        "DELETE /api/v1/contacts/{id}",
+        "GET /api/v1/contacts/export.vcf",
+        "POST /api/v1/contacts/import",
+        "GET /api/v1/memories",
+        "POST /api/v1/memories",
+        "DELETE /api/v1/memories",
+        "GET /api/v1/memories/{id}",
+        "DELETE /api/v1/memories/{id}",
+        "GET /api/v1/reminders",
+        "POST /api/v1/reminders",
+        "GET /api/v1/reminders/{id}",
+        "PATCH /api/v1/reminders/{id}",
+        "DELETE /api/v1/reminders/{id}",
+        "POST /api/v1/reminders/{id}/snooze",
+        "GET /api/v1/tasks",
+        "POST /api/v1/tasks",
+        "GET /api/v1/tasks/{uuid}",
+        "PATCH /api/v1/tasks/{uuid}",
+        "DELETE /api/v1/tasks/{uuid}",
+        "POST /api/v1/tasks/{uuid}/complete",
+        "POST /api/v1/tasks/{uuid}/annotations",
+        "GET /api/v1/tasks/export",
+        "POST /api/v1/tasks/import",
+        "POST /api/v1/tasks/sync",
     ]
     .into_iter()
     .map(String::from)
@@ -440,7 +479,10 @@ async fn the_openapi_document_covers_every_route() -> TestResult {
     // Every documented route is actually served (not 404) by the router.
     for route in &want {
         let (method, path) = route.split_once(' ').unwrap_or_default();
-        let path = path.replace("{id}", "1");
+        let path = path
+            .replace("{id}", "1")
+            .replace("{uid}", "no-such-uid")
+            .replace("{uuid}", "00000000-0000-4000-8000-000000000000");
         let m = reqwest::Method::from_bytes(method.as_bytes())?;
         let r = d
             .client
@@ -450,8 +492,9 @@ async fn the_openapi_document_covers_every_route() -> TestResult {
             .await?;
         let status = r.status().as_u16();
         let body = r.text().await?;
+        // A 404 from a handler (no such record) is fine; the router's own is not.
         assert!(
-            status != 404 || body.contains("conversation 1 not found"),
+            status != 404 || !body.contains("no route for"),
             "{route}: {status} {body}"
         );
         assert_ne!(status, 405, "{route}");

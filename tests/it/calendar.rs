@@ -819,7 +819,11 @@ async fn alarms_fire_once_where_the_appointment_was_booked_and_after_downtime() 
         "{text}"
     );
     let said = alarm_bodies(tmp.path(), "Coming up in % dentist %")?;
-    assert_eq!(said, vec![(conv, text.to_owned())], "once, in the booking conversation");
+    assert_eq!(
+        said,
+        vec![(conv, text.to_owned())],
+        "once, in the booking conversation"
+    );
 
     // Made over REST (no conversation): due while the daemon is stopped.
     let rest = create(
@@ -836,7 +840,10 @@ async fn alarms_fire_once_where_the_appointment_was_booked_and_after_downtime() 
     // It may have fired before the subscription: the store is the judge.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
     let piano = loop {
-        let rows = alarm_bodies(tmp.path(), "Missed while I was offline: Coming up in % piano %")?;
+        let rows = alarm_bodies(
+            tmp.path(),
+            "Missed while I was offline: Coming up in % piano %",
+        )?;
         if !rows.is_empty() || tokio::time::Instant::now() > deadline {
             break rows;
         }

@@ -249,8 +249,7 @@ async fn a_timer_fires_into_its_conversation() -> TestResult {
     let z = say(&d, Some(c), "snooze it for 5 minutes").await?;
     assert_eq!(z["intent"], "reminder.snooze", "{z}");
     assert_eq!(
-        z["reply"],
-        "Okay, I'll remind you again in 5 minutes (the timer).",
+        z["reply"], "Okay, I'll remind you again in 5 minutes (the timer).",
         "{z}"
     );
     assert_eq!(z["tool_calls"][0]["result"]["snoozed"], true, "{z}");
@@ -372,7 +371,7 @@ async fn replies_stream_as_server_sent_events_and_turns_are_recorded() -> TestRe
 async fn one_conversation_books_moves_and_cancels_an_appointment_and_adds_and_completes_a_task(
 ) -> TestResult {
     let d = TestDaemon::start().await?;
-    let a = say(&d, None, "book an appointment with the plumber tomorrow at 9am").await?;
+    let a = say(&d, None, "book a plumber appointment tomorrow at 9am").await?;
     assert_eq!(a["intent"], "appointment.create", "{a}");
     assert_eq!(a["tool_calls"][0]["result"]["booked"], true, "{a}");
     let c = a["conversation_id"].as_i64();
@@ -395,7 +394,9 @@ async fn one_conversation_books_moves_and_cancels_an_appointment_and_adds_and_co
         .json()
         .await?;
     assert!(
-        ev["start"].as_str().is_some_and(|s| s.contains("T11:00:00")),
+        ev["start"]
+            .as_str()
+            .is_some_and(|s| s.contains("T11:00:00")),
         "{ev}"
     );
 

@@ -329,8 +329,9 @@ fn init_db_migrates_once_and_doctor_reports_per_line() -> TestResult {
     let dir_s = dir.to_str().unwrap_or_default();
     let (code, out, err) = run(&["init-db", "--data-dir", dir_s], &[])?;
     assert_eq!(code, 0, "{err}");
+    let n = local_assistant::store::migrations::MIGRATIONS.len();
     assert!(
-        out.contains("schema version 2 (2 migration(s) applied)"),
+        out.contains(&format!("schema version {n} ({n} migration(s) applied)")),
         "{out}"
     );
     let (code, out, _) = run(&["init-db", "--data-dir", dir_s], &[])?;

@@ -41,7 +41,7 @@ fn text(out: &Output) -> (String, String) {
 
 /// The manifest's size and sha256 for `model`/`file`, read from the committed TOML.
 fn manifest_file(model: &str, file: &str) -> (u64, String) {
-    let text = include_str!("../models/manifest.toml");
+    let text = include_str!("../../models/manifest.toml");
     let doc: toml::Table = toml::from_str(text).expect("manifest parses");
     let models = doc["model"].as_array().expect("models");
     let m = models
@@ -225,7 +225,7 @@ fn a_sha256_mismatch_is_an_error_and_leaves_no_file_behind() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (size, good) = manifest_file("wake-hey-mycroft", "hey_mycroft_v0.1.onnx");
     let wrong = "0".repeat(64);
-    let full = include_str!("../models/manifest.toml");
+    let full = include_str!("../../models/manifest.toml");
     // Only the wake model's entry, with its sha256 replaced.
     let start = full.find("name = \"wake-hey-mycroft\"").expect("entry");
     let start = full[..start].rfind("[[model]]").expect("model header");

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp, Zoned};
 use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::db;
@@ -82,9 +83,8 @@ impl Alarms {
     }
 
     /// Run until `shutdown`: fire what is due, sleep until the next trigger (at most
-    /// [`MAX_SLEEP`]) or until the calendar changes.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut changes = self.events.subscribe();
+    /// [`MAX_SLEEP`]) or until `changed` (the calendar's [`super::Calendar::changed`]) fires.
+    pub async fn run(self, changed: Arc<Notify>, shutdown: CancellationToken) {
         loop {
             if shutdown.is_cancelled() {
                 return;
@@ -99,24 +99,10 @@ impl Alarms {
                     Duration::from_secs(5)
                 }
             };
-            let sleep = tokio::time::sleep(wait);
-            tokio::pin!(sleep);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = &mut sleep => break,
-                    ev = changes.recv() => match ev {
-                        Ok(e) if matches!(e.kind, EventKind::CalendarChanged { .. }) => break,
-                        Ok(_) => {}
-                        // Missed some events: one of them may have been a change.
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                            // No more change notices: poll.
-                            (&mut sleep).await;
-                            break;
-                        }
-                    },
-                }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = changed.notified() => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }
@@ -131,16 +117,7 @@ impl Alarms {
         let grace = SignedDuration::try_from(self.missed_grace).unwrap_or(SignedDuration::ZERO);
         let (fired, next) = self
             .store
-            .write(move |c| {
-                fire_due_in(
-                    c,
-                    &outbox,
-                    &channel,
-                    &address,
-                    Timestamp::now(),
-                    grace,
-                )
-            })
+            .write(move |c| fire_due_in(c, &outbox, &channel, &address, Timestamp::now(), grace))
             .await?;
         for f in fired {
             self.outbox.announce_delivered(&f.delivered);
@@ -232,7 +209,10 @@ fn fire_due_in(
             }
             let start_ms = o.start.timestamp().as_millisecond();
             for &m in &e.alarms {
-                let Ok(trigger) = o.start.timestamp().checked_sub(SignedDuration::from_mins(m))
+                let Ok(trigger) = o
+                    .start
+                    .timestamp()
+                    .checked_sub(SignedDuration::from_mins(m))
                 else {
                     continue;
                 };
@@ -261,8 +241,7 @@ fn fire_due_in(
                     text = format!("Missed while I was offline: {text}");
                 }
                 let (ch, addr) = target_of(c, source, channel, address)?;
-                let delivered =
-                    deliver_text_in(c, outbox, &ch, &addr, &text, UnixMillis(now_ms))?;
+                let delivered = deliver_text_in(c, outbox, &ch, &addr, &text, UnixMillis(now_ms))?;
                 c.prepare_cached(
                     "INSERT INTO calendar_alarms (uid, occurrence_at, minutes, fired_at)
                        VALUES (?1, ?2, ?3, ?4)",

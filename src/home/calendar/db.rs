@@ -145,7 +145,10 @@ pub fn with_alarms_in_range(
             Ok((decode(&r.get::<_, String>(0)?)?, r.get(1)?))
         })?
         .collect::<Result<_, _>>()?;
-    Ok(rows.into_iter().filter(|(e, _)| !e.alarms.is_empty()).collect())
+    Ok(rows
+        .into_iter()
+        .filter(|(e, _)| !e.alarms.is_empty())
+        .collect())
 }
 
 /// Every live event (the subscription feed).

@@ -647,6 +647,7 @@ pub struct Calendar {
     events: Arc<EventBus>,
     tz: TimeZone,
     cfg: Arc<CalendarConfig>,
+    changed: Arc<tokio::sync::Notify>,
 }
 
 /// A booking's result.
@@ -668,7 +669,13 @@ impl Calendar {
             events,
             tz,
             cfg: Arc::new(cfg),
+            changed: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Notified after every committed change (the alarm scheduler waits on it).
+    pub fn changed(&self) -> Arc<tokio::sync::Notify> {
+        self.changed.clone()
     }
 
     /// The device time zone.
@@ -682,6 +689,7 @@ impl Calendar {
     }
 
     fn announce(&self, uid: &str, action: &str, version: i64) {
+        self.changed.notify_one();
         self.events.publish(EventKind::CalendarChanged {
             uid: uid.to_owned(),
             action: action.to_owned(),

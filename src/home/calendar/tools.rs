@@ -10,8 +10,8 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Zoned};
 use serde_json::{json, Value};
 
-use crate::home::contacts::Contacts;
 use super::{describe_free, describe_list, Calendar, CalendarError, NewEvent, Occurrence};
+use crate::home::contacts::Contacts;
 use crate::nlu::llm::ToolSpec;
 use crate::orchestrator::speak;
 use crate::orchestrator::tools::{Tool, ToolContext, ToolError, ToolOutput, ToolRegistry};
