@@ -397,8 +397,14 @@ async fn a_task_made_on_one_daemon_reaches_the_other_and_its_completion_comes_ba
     // made after the restart still reaches A.
     b.stop().await?;
     let b = daemon_in(b_dir.path(), &server, client_id, SECRET).await?;
+    let fetched = server.count("GET", "/v1/client/get-child-version/", 200);
     let report = synced(&b, "B after a restart").await?;
     assert_eq!(report["sent_operations"], 0, "B resent history: {report}");
+    assert_eq!(
+        server.count("GET", "/v1/client/get-child-version/", 200),
+        fetched,
+        "B fetched versions it already had (its base version was lost)"
+    );
     assert_eq!(report["tasks"], 1, "{report}");
     assert_eq!(shared(&task_on(&b, "B", &uuid).await?), shared(&on_a));
     let later = create(&b, json!({"description": "Order more posts"})).await?;
