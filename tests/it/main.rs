@@ -29,3 +29,4 @@ mod speech_vosk;
 mod speech_whisper;
 mod systemd_unit;
 mod tasks;
+mod tasks_sync;

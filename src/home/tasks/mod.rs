@@ -498,7 +498,7 @@ impl Tasks {
                 let sent = r.num_local_operations().await?;
                 r.sync(&mut server, true)
                     .await
-                    .map_err(|e| TaskError::Sync(format!("{e:#}")))?;
+                    .map_err(|e| sync_error(&e))?;
                 let tasks = r.all_task_uuids().await?.len();
                 Ok(SyncReport {
                     sent_operations: sent,
@@ -510,6 +510,20 @@ impl Tasks {
             .await
             .map_err(|e| TaskError::Sync(format!("the sync thread failed: {e}")))?
     }
+}
+
+/// A failed sync as reported. Server data that does not decrypt means this replica's
+/// encryption secret differs from the one the shared task list was written with; taskchampion
+/// only names the cipher failure, so say what to fix.
+fn sync_error(e: &taskchampion::Error) -> TaskError {
+    let msg = format!("{e:#}");
+    if msg.contains("unsealing") {
+        return TaskError::Sync(format!(
+            "{msg} (the tasks on the server do not decrypt with this encryption secret: set \
+             tasks.sync_encryption_secret to the one the other replicas use)"
+        ));
+    }
+    TaskError::Sync(msg)
 }
 
 /// What an import did.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod sync_server;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
