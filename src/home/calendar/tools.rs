@@ -122,27 +122,21 @@ pub fn label_phrase(label: &str) -> String {
 /// exactly one matches (with its first email and phone, as a calendar invitation carries
 /// them), else kept as a name.
 async fn attendee(contacts: &Contacts, name: &str) -> super::Attendee {
-    match contacts.find_by_name(name).await {
-        Ok(found) if found.len() == 1 => {
-            let c = &found[0];
-            super::Attendee {
-                name: Some(c.display_name.clone()),
-                email: c.emails.first().map(|e| e.address.clone()),
-                phone: c.phones.first().map(|p| p.number.clone()),
-                contact_id: Some(c.id),
-            }
-        }
-        Ok(_) => super::Attendee {
+    let found = contacts.find_by_name(name).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "calendar: cannot look up attendee {name:?}");
+        Vec::new()
+    });
+    match found.as_slice() {
+        [c] => super::Attendee {
+            name: Some(c.display_name.clone()),
+            email: c.emails.first().map(|e| e.address.clone()),
+            phone: c.phones.first().map(|p| p.number.clone()),
+            contact_id: Some(c.id),
+        },
+        _ => super::Attendee {
             name: Some(name.to_owned()),
             ..Default::default()
         },
-        Err(e) => {
-            tracing::warn!(error = %e, "calendar: cannot look up attendee {name:?}");
-            super::Attendee {
-                name: Some(name.to_owned()),
-                ..Default::default()
-            }
-        }
     }
 }
 

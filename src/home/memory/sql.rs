@@ -149,12 +149,10 @@ pub fn delete(conn: &Connection, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
 
 /// Delete every fact of a contact; returns their ids.
 pub fn delete_contact(conn: &Connection, contact_id: i64) -> Result<Vec<i64>, StoreError> {
-    let ids: Vec<i64> = conn
-        .prepare("SELECT id FROM memories WHERE contact_id = ?1")?
+    Ok(conn
+        .prepare("DELETE FROM memories WHERE contact_id = ?1 RETURNING id")?
         .query_map([contact_id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    conn.execute("DELETE FROM memories WHERE contact_id = ?1", [contact_id])?;
-    Ok(ids)
+        .collect::<Result<_, _>>()?)
 }
 
 /// Whether contact `id` exists.
@@ -167,19 +165,13 @@ pub fn contact_exists(conn: &Connection, id: i64) -> Result<bool, StoreError> {
 /// Erase the facts of contacts that no longer exist (a contact deleted while the daemon
 /// stopped before erasing them); returns their ids.
 pub fn delete_orphans(conn: &Connection) -> Result<Vec<i64>, StoreError> {
-    let ids: Vec<i64> = conn
+    Ok(conn
         .prepare(
-            "SELECT id FROM memories WHERE contact_id IS NOT NULL \
-             AND contact_id NOT IN (SELECT id FROM contacts)",
+            "DELETE FROM memories WHERE contact_id IS NOT NULL \
+             AND contact_id NOT IN (SELECT id FROM contacts) RETURNING id",
         )?
         .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    conn.execute(
-        "DELETE FROM memories WHERE contact_id IS NOT NULL \
-         AND contact_id NOT IN (SELECT id FROM contacts)",
-        [],
-    )?;
-    Ok(ids)
+        .collect::<Result<_, _>>()?)
 }
 
 /// A page of facts, newest first: ids below `before`, optionally of one contact.
