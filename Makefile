@@ -14,9 +14,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # espeak-ng: its command line (tests make speech with it); cmake/clang/libclang-dev: whisper.cpp
 # (whisper-rs builds it and runs bindgen); python3-venv: the tests' Python peers; radicale: the
 # CalDAV server the calendar sync tests run against; taskwarrior: the real `task` binary the
-# Taskwarrior round-trip test (tests/it/tasks.rs) talks to.
+# Taskwarrior round-trip test (tests/it/tasks.rs) talks to; libasound2-dev: ALSA for the local
+# voice channel (the alsa crate links libasound).
 APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux shellcheck curl ca-certificates \
-	libespeak-ng1 espeak-ng cmake clang libclang-dev python3-venv radicale taskwarrior
+	libespeak-ng1 espeak-ng cmake clang libclang-dev python3-venv radicale taskwarrior libasound2-dev
 
 # Install the Debian packages in $(1) that are missing (one apt run; sudo when not root).
 define apt_install
@@ -113,7 +114,7 @@ CROSS_TARGET := aarch64-unknown-linux-gnu
 CROSS_PROFILE ?= rpi5
 CROSS_CPU_rpi5 := cortex-a76
 CROSS_CPU_jetson := cortex-a78ae
-CROSS_APT := gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static binutils
+CROSS_APT := gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static binutils libasound2-dev:arm64
 CROSS_BIN := target/$(CROSS_TARGET)/release/local-assistant
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 

@@ -59,6 +59,17 @@ pub struct AppBuilder {
     config: Config,
     handlers: BTreeMap<String, Arc<dyn DeliveryHandler>>,
     calendar: Option<Arc<dyn LocalCalendar>>,
+    voice: Option<VoiceSetup>,
+}
+
+/// The local voice channel's devices, given to [`AppBuilder::voice`].
+pub struct VoiceSetup {
+    /// Microphone, speaker, button, LEDs.
+    pub devices: crate::channels::local::voice::Devices,
+    /// Receives what the loop does, as it happens (the `voice` command prints it).
+    pub events: Option<std::sync::mpsc::Sender<crate::channels::local::voice::VoiceEvent>>,
+    /// Speech engines already loaded (else they are loaded from the configuration).
+    pub engines: Option<crate::channels::local::voice::Engines>,
 }
 
 impl AppBuilder {
@@ -73,6 +84,14 @@ impl AppBuilder {
     #[must_use]
     pub fn local_calendar(mut self, calendar: Arc<dyn LocalCalendar>) -> Self {
         self.calendar = Some(calendar);
+        self
+    }
+
+    /// Run the local voice loop on these devices; reminders and alarms for the `local`
+    /// channel are spoken there.
+    #[must_use]
+    pub fn voice(mut self, setup: VoiceSetup) -> Self {
+        self.voice = Some(setup);
         self
     }
 
@@ -123,12 +142,29 @@ impl AppBuilder {
             cfg.calendar.clone(),
         );
 
+        let mut handlers = self.handlers;
+        let announcements = if self.voice.is_some() {
+            // A delivery waits for its announcement to start, a little less than an attempt may take.
+            let wait = cfg
+                .outbox
+                .attempt_timeout
+                .saturating_sub(std::time::Duration::from_secs(2))
+                .max(std::time::Duration::from_secs(1));
+            let (handler, rx) = crate::channels::local::voice::local_channel(wait);
+            handlers.insert(
+                crate::orchestrator::LOCAL_CHANNEL.to_owned(),
+                Arc::new(handler) as Arc<dyn DeliveryHandler>,
+            );
+            Some(rx)
+        } else {
+            None
+        };
         let outbox = Outbox::new(
             store.clone(),
             events.clone(),
             metrics.clone(),
             cfg.outbox.clone(),
-            self.handlers,
+            handlers,
         );
         outbox.recover().await?;
         let inbox = Inbox::new(store.clone(), events.clone(), cfg.inbox.max_text_chars);
@@ -200,6 +236,49 @@ impl AppBuilder {
         });
         orchestrator.recover().await?;
 
+        let shutdown = CancellationToken::new();
+        let voice = match (self.voice, announcements) {
+            (Some(setup), Some(announcements)) => {
+                health.set("voice", ComponentState::Starting, "loading speech models");
+                let engines = match setup.engines {
+                    Some(e) => Ok(e),
+                    None => {
+                        let speech_cfg = cfg.clone();
+                        tokio::task::spawn_blocking(move || {
+                            crate::channels::local::voice::Engines::load(&speech_cfg)
+                        })
+                        .await
+                        .map_err(|e| AppError::Join(e.to_string()))?
+                    }
+                };
+                let started = engines.and_then(|engines| {
+                    crate::channels::local::voice::VoiceLoop::start(
+                        cfg.voice.clone(),
+                        setup.devices,
+                        engines,
+                        announcements,
+                        orchestrator.clone(),
+                        store.clone(),
+                        metrics.clone(),
+                        setup.events,
+                        shutdown.child_token(),
+                    )
+                });
+                match started {
+                    Ok(v) => {
+                        health.set("voice", ComponentState::Ready, "listening");
+                        Some(v)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "local voice unavailable");
+                        health.set("voice", ComponentState::Degraded, e.to_string());
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+
         // CalDAV keeps the device's calendar in sync (tests may register another one).
         let caldav = if cfg.caldav.enabled {
             let local: Arc<dyn LocalCalendar> = match &self.calendar {
@@ -220,7 +299,6 @@ impl AppBuilder {
             None
         };
 
-        let shutdown = CancellationToken::new();
         let listener = tokio::net::TcpListener::bind(cfg.server.listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -318,6 +396,7 @@ impl AppBuilder {
             health,
             cfg.server.shutdown_grace,
             watchdog,
+            voice.clone(),
         ));
         Ok(RunningApp {
             addr,
@@ -326,6 +405,7 @@ impl AppBuilder {
             store,
             shutdown,
             lifecycle,
+            voice,
         })
     }
 }
@@ -341,6 +421,7 @@ async fn lifecycle(
     health: Health,
     grace: std::time::Duration,
     watchdog: Option<std::thread::JoinHandle<()>>,
+    voice: Option<crate::channels::local::voice::VoiceLoop>,
 ) -> Result<(), AppError> {
     let early = tokio::select! {
         () = shutdown.cancelled() => None,
@@ -363,6 +444,10 @@ async fn lifecycle(
             }
         },
     };
+    if let Some(v) = voice {
+        systemd::status("stopping: the voice loop");
+        v.stop().await;
+    }
     systemd::status("stopping: finishing deliveries");
     let _ = outbox_task.await;
     for t in brain_tasks {
@@ -396,6 +481,7 @@ impl App {
             config,
             handlers: BTreeMap::new(),
             calendar: None,
+            voice: None,
         }
     }
 }
@@ -408,6 +494,7 @@ pub struct RunningApp {
     store: Store,
     shutdown: CancellationToken,
     lifecycle: JoinHandle<Result<(), AppError>>,
+    voice: Option<crate::channels::local::voice::VoiceLoop>,
 }
 
 impl RunningApp {
@@ -426,6 +513,10 @@ impl RunningApp {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+    /// The local voice loop, when one was configured and its models loaded.
+    pub fn voice(&self) -> Option<&crate::channels::local::voice::VoiceLoop> {
+        self.voice.as_ref()
     }
     /// Cancel this token to begin a graceful shutdown.
     pub fn shutdown_token(&self) -> CancellationToken {

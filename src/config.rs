@@ -21,12 +21,14 @@ pub mod contacts;
 pub mod memory;
 pub mod speech;
 pub mod tasks;
+pub mod voice;
 
 pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
 pub use caldav::CaldavConfig;
 pub use calendar::CalendarConfig;
 pub use memory::MemoryConfig;
 pub use speech::{SpeechConfig, SttEngineKind, VadConfig, WakeConfig};
+pub use voice::VoiceConfig;
 
 /// The system-wide config file, used when `--config` is not given and the file exists.
 pub const SYSTEM_CONFIG_PATH: &str = "/etc/local-assistant/config.toml";
@@ -144,6 +146,8 @@ pub struct RawConfig {
     pub calendar: calendar::RawCalendar,
     /// `[tasks]`.
     pub tasks: tasks::RawTasks,
+    /// `[voice]`.
+    pub voice: voice::RawVoice,
 }
 
 /// `[server]`: the HTTP listener.
@@ -326,6 +330,8 @@ pub struct Config {
     pub calendar: calendar::CalendarConfig,
     /// Tasks (sync).
     pub tasks: tasks::TasksConfig,
+    /// The local voice channel.
+    pub voice: voice::VoiceConfig,
 }
 
 /// HTTP listener.
@@ -644,6 +650,7 @@ impl Config {
             contacts: contacts::resolve_contacts(raw.contacts)?,
             calendar: calendar::resolve_calendar(raw.calendar)?,
             tasks: tasks::resolve_tasks(raw.tasks)?,
+            voice: voice::resolve_voice(raw.voice)?,
         })
     }
 

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod channels;
 pub mod config;
 pub mod domain;
 pub mod events;

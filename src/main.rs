@@ -93,6 +93,8 @@ enum Command {
     Say(local_assistant::speech::cli_say::SayArgs),
     /// Transcribe a WAV file (any rate or channel count) with the configured recognizer.
     Transcribe(local_assistant::speech::cli_transcribe::TranscribeArgs),
+    /// Run the voice loop on files: `voice --in IN.wav --out OUT.wav [--button-at S] [--fast]`.
+    Voice(local_assistant::channels::local::cli::VoiceArgs),
     /// Print the version.
     Version,
 }
@@ -227,6 +229,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             local_assistant::speech::listen::run(&cfg, &file)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Voice(args) => {
+            let cfg = load(
+                cli.config.as_ref(),
+                &Overrides {
+                    listen: None,
+                    data_dir: args.data_dir.clone(),
+                },
+            )?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(local_assistant::channels::local::cli::run(&args, cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Say(args) => {
             let data_dir = args.data_dir.clone();
             let cfg = load(
@@ -266,7 +283,20 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let app = App::builder(cfg).start().await?;
+    let mut builder = App::builder(cfg.clone());
+    if cfg.voice.enabled {
+        match local_assistant::channels::local::devices(&cfg.voice) {
+            Ok(devices) => {
+                builder = builder.voice(local_assistant::app::VoiceSetup {
+                    devices,
+                    events: None,
+                    engines: None,
+                });
+            }
+            Err(e) => tracing::error!(error = %e, "local voice unavailable"),
+        }
+    }
+    let app = builder.start().await?;
     let stop = app.shutdown_token();
     tokio::spawn(async move {
         let which = tokio::select! {

@@ -37,7 +37,7 @@ Version: $version
 Architecture: $arch
 Maintainer: local-assistant developers <dev@local-assistant.invalid>
 Installed-Size: $size
-Depends: libc6 (>= 2.34), systemd (>= 247), libespeak-ng1
+Depends: libc6 (>= 2.34), systemd (>= 247), libespeak-ng1, libasound2
 Section: misc
 Priority: optional
 Homepage: https://local-assistant.invalid

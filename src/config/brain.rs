@@ -95,6 +95,8 @@ impl Default for RawLlm {
 pub struct RawRouting {
     /// Trust of requests made with the API token (`/api/v1/chat` without `from`).
     pub api_trust: String,
+    /// Trust of whoever speaks to the device's own microphone (the `local` channel).
+    pub local_trust: String,
     /// Phone numbers of the owner(s) (E.164).
     pub owner_numbers: Vec<String>,
     /// Phone numbers of the household (E.164).
@@ -133,6 +135,7 @@ impl Default for RawRouting {
     fn default() -> Self {
         Self {
             api_trust: "owner".into(),
+            local_trust: "household".into(),
             owner_numbers: Vec::new(),
             household_numbers: Vec::new(),
             min_trust: TOOL_GROUPS
@@ -217,6 +220,8 @@ pub struct DenyRule {
 pub struct RoutingConfig {
     /// Trust of the API token holder.
     pub api_trust: Trust,
+    /// Trust of the device's own microphone.
+    pub local_trust: Trust,
     /// Owner numbers.
     pub owner_numbers: Vec<PhoneNumber>,
     /// Household numbers.
@@ -397,6 +402,7 @@ pub fn resolve_routing(raw: RawRouting) -> Result<RoutingConfig, ConfigError> {
     }
     Ok(RoutingConfig {
         api_trust: trust("routing.api_trust", &raw.api_trust)?,
+        local_trust: trust("routing.local_trust", &raw.local_trust)?,
         owner_numbers: numbers("routing.owner_numbers", &raw.owner_numbers)?,
         household_numbers: numbers("routing.household_numbers", &raw.household_numbers)?,
         min_trust,

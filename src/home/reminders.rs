@@ -823,7 +823,8 @@ fn fire_due_in(
                 .prepare_cached("SELECT channel, address FROM conversations WHERE id = ?1")?
                 .query_row([r.conversation_id.0], |row| Ok((row.get(0)?, row.get(1)?)))?,
         };
-        let delivered = deliver_text_in(c, outbox, &channel, &address, &text, now)?;
+        let delivered =
+            deliver_text_in(c, outbox, &channel, &address, &text, r.kind.as_str(), now)?;
         let f = Fired {
             reminder: r.clone(),
             text,

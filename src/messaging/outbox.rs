@@ -95,7 +95,25 @@ pub fn queue_text_in(
     text: &str,
     max_attempts: u32,
 ) -> Result<Queued, StoreError> {
+    queue_kind_in(c, channel, to, to_is_phone, text, None, max_attempts)
+}
+
+/// [`queue_text_in`] with the kind of text in the payload (`reminder`, `timer`, `alarm`), so
+/// that a channel can deliver it in its own way (the speaker rings for a timer).
+fn queue_kind_in(
+    c: &rusqlite::Connection,
+    channel: &str,
+    to: &str,
+    to_is_phone: bool,
+    text: &str,
+    kind: Option<&str>,
+    max_attempts: u32,
+) -> Result<Queued, StoreError> {
     let now = UnixMillis::now();
+    let mut payload = serde_json::json!({ "text": text });
+    if let Some(k) = kind {
+        payload["kind"] = k.into();
+    }
     let (message_id, conversation_id) =
         messages::insert_outbound(c, channel, to, to_is_phone, text, now)?;
     let outbox_id = sql::enqueue(
@@ -103,7 +121,7 @@ pub fn queue_text_in(
         &NewDelivery {
             channel: channel.to_owned(),
             recipient: to.to_owned(),
-            payload: serde_json::json!({ "text": text }),
+            payload,
             message_id: Some(message_id),
             max_attempts,
             not_before: now,
@@ -139,8 +157,9 @@ pub enum Delivered {
     },
 }
 
-/// Deliver `text` to `address` on `channel` inside the caller's transaction: through the
-/// outbox when the channel has a transport, else stored in the conversation. Call
+/// Deliver `text` (of `kind`: `reminder`, `timer`, `alarm`) to `address` on `channel` inside
+/// the caller's transaction: through the outbox when the channel has a transport, else stored
+/// in the conversation. Call
 /// [`Outbox::announce_delivered`] after the transaction commits.
 pub fn deliver_text_in(
     c: &rusqlite::Connection,
@@ -148,11 +167,20 @@ pub fn deliver_text_in(
     channel: &str,
     address: &str,
     text: &str,
+    kind: &str,
     now: UnixMillis,
 ) -> Result<Delivered, StoreError> {
     let is_phone = crate::domain::PhoneNumber::parse(address).is_ok();
     if outbox.has_channel(channel) {
-        let queued = queue_text_in(c, channel, address, is_phone, text, outbox.max_attempts())?;
+        let queued = queue_kind_in(
+            c,
+            channel,
+            address,
+            is_phone,
+            text,
+            Some(kind),
+            outbox.max_attempts(),
+        )?;
         return Ok(Delivered::Queued {
             queued,
             channel: channel.to_owned(),

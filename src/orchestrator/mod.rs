@@ -247,6 +247,9 @@ struct Inner {
 /// Channels whose replies go back to the caller rather than through an outbox.
 pub const DIRECT_CHANNELS: &[&str] = &["api", "cli"];
 
+/// The device's own microphone and speaker.
+pub const LOCAL_CHANNEL: &str = "local";
+
 impl Orchestrator {
     /// The engine with the built-in tools.
     pub fn new(d: Deps) -> Self {
@@ -292,6 +295,9 @@ impl Orchestrator {
 
     /// Trust of a sender on a channel.
     pub fn trust_for(&self, work: &Work) -> Trust {
+        if work.channel == LOCAL_CHANNEL {
+            return self.inner.router.local_trust();
+        }
         if DIRECT_CHANNELS.contains(&work.channel.as_str())
             && crate::domain::PhoneNumber::parse(&work.address).is_err()
         {
@@ -359,6 +365,22 @@ impl Orchestrator {
                     .map_or_else(|| "api".to_owned(), |p| p.as_str().to_owned()),
             ),
         };
+        self.converse(&channel, address, text, SessionKind::Text, priority)
+            .await
+    }
+
+    /// Store what `address` said on `channel` (a direct channel: the API, the CLI, the
+    /// device's microphone) and start answering it; the reply comes back on the handle (and is
+    /// stored as delivered), never through the outbox.
+    pub async fn converse(
+        &self,
+        channel: &str,
+        address: String,
+        text: String,
+        kind: SessionKind,
+        priority: Priority,
+    ) -> Result<TurnHandle, ChatError> {
+        let channel = channel.to_owned();
         let is_phone = crate::domain::PhoneNumber::parse(&address).is_ok();
         let row = crate::store::messages::NewInbound {
             channel: channel.clone(),
@@ -392,7 +414,7 @@ impl Orchestrator {
         Ok(self.start_turn(TurnInput {
             work,
             trust,
-            kind: SessionKind::Text,
+            kind,
             priority,
             direct: true,
         }))

@@ -127,6 +127,11 @@ impl Router {
         self.cfg.api_trust
     }
 
+    /// The trust of whoever speaks to the device's own microphone.
+    pub fn local_trust(&self) -> Trust {
+        self.cfg.local_trust
+    }
+
     /// May `trust` on `channel` use `group`?
     pub fn check(&self, group: &str, channel: &str, trust: Trust) -> Result<(), Refusal> {
         let min = self

@@ -96,6 +96,7 @@ pub fn run(cfg: &Config, roots: &DeviceRoots) -> Vec<Check> {
     out.push(disk_space(&cfg.data_dir));
     out.push(api_token(cfg));
     out.push(audio(&roots.asound_cards));
+    out.extend(audio_devices(cfg));
     out.push(devices(
         &roots.dev,
         "serial",
@@ -303,6 +304,25 @@ fn api_token(cfg: &Config) -> Check {
             ),
         ),
     }
+}
+
+/// The ALSA devices, and whether the configured microphone and speaker open (a failure only
+/// fails the check when the voice loop is enabled).
+fn audio_devices(cfg: &Config) -> Vec<Check> {
+    crate::channels::local::alsa::doctor_lines(
+        &cfg.voice.capture_device,
+        &cfg.voice.playback_device,
+    )
+    .into_iter()
+    .map(|(ok, line)| {
+        let level = match (ok, cfg.voice.enabled) {
+            (true, _) => Level::Ok,
+            (false, true) => Level::Fail,
+            (false, false) => Level::Warn,
+        };
+        check(level, "voice", line)
+    })
+    .collect()
 }
 
 fn audio(cards: &Path) -> Check {

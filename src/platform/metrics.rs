@@ -73,6 +73,22 @@ pub struct TurnLabels {
     pub outcome: String,
 }
 
+/// Labels of a voice-turn timing.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VoiceStageLabels {
+    /// `response` (first audio out − end of speech), `stt`, `first_text`, `first_audio`.
+    pub stage: String,
+}
+
+/// Labels of a finished voice turn.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VoiceTurnLabels {
+    /// `wake`, `button` or `follow_up`.
+    pub trigger: String,
+    /// `answered`, `no_speech`, `interrupted`, `failed`.
+    pub outcome: String,
+}
+
 fn turn_histogram() -> Histogram {
     Histogram::new([
         0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -114,6 +130,10 @@ pub struct Metrics {
     pub llm_queue_depth: Gauge,
     /// Requests refused because the language model's queue was full.
     pub llm_busy: Counter,
+    /// Voice-turn timings from the end of speech.
+    pub voice_stage: HistogramFamily<VoiceStageLabels>,
+    /// Finished voice turns.
+    pub voice_turns: Family<VoiceTurnLabels, Counter>,
 }
 
 impl Metrics {
@@ -133,6 +153,19 @@ impl Metrics {
         let turns = Family::<TurnLabels, Counter>::default();
         let llm_queue_depth = Gauge::default();
         let llm_busy = Counter::default();
+        let voice_stage: HistogramFamily<VoiceStageLabels> =
+            Family::new_with_constructor(turn_histogram);
+        let voice_turns = Family::<VoiceTurnLabels, Counter>::default();
+        registry.register(
+            "voice_latency_seconds",
+            "Local voice turns, from the end of speech: response (first audio out), stt, first_text, first_audio",
+            voice_stage.clone(),
+        );
+        registry.register(
+            "voice_turns",
+            "Local voice turns by trigger and outcome",
+            voice_turns.clone(),
+        );
         registry.register(
             "turn_stage_duration_seconds",
             "Conversation turn timings: NLU, first reply chunk, total",
@@ -222,6 +255,8 @@ impl Metrics {
             turns,
             llm_queue_depth,
             llm_busy,
+            voice_stage,
+            voice_turns,
         }
     }
 

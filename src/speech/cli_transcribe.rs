@@ -79,6 +79,20 @@ pub fn run(args: &TranscribeArgs, cfg: &Config) -> Result<Transcript, SpeechErro
     Ok(transcript)
 }
 
+/// The recognizer `[speech.stt]` configures (the voice loop's).
+pub fn open_configured(cfg: &Config) -> Result<Box<dyn SpeechToText>, SpeechError> {
+    let args = TranscribeArgs {
+        file: PathBuf::new(),
+        engine: None,
+        grammar: Vec::new(),
+        model: None,
+        segments: false,
+        full_window: false,
+        data_dir: None,
+    };
+    open_engine(&args, cfg)
+}
+
 fn open_engine(args: &TranscribeArgs, cfg: &Config) -> Result<Box<dyn SpeechToText>, SpeechError> {
     let engine = args.engine.unwrap_or(match cfg.speech.stt_engine {
         crate::config::SttEngineKind::Whisper => EngineArg::Whisper,

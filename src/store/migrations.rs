@@ -283,6 +283,26 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX calendar_alarms_by_time ON calendar_alarms (occurrence_at);
     "#,
+    // 9: local voice turns with their timings (ms since the Unix epoch; latencies in ms).
+    r#"
+    CREATE TABLE voice_turns (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
+        message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+        trigger TEXT NOT NULL CHECK (trigger IN ('wake', 'button', 'follow_up')),
+        wake_model TEXT,
+        transcript TEXT NOT NULL,
+        reply TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        triggered_at INTEGER NOT NULL,
+        speech_end_at INTEGER,
+        stt_ms REAL,
+        first_text_ms REAL,
+        first_audio_ms REAL,
+        response_ms REAL
+    );
+    CREATE INDEX voice_turns_by_time ON voice_turns (triggered_at);
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -30,3 +30,4 @@ mod speech_whisper;
 mod systemd_unit;
 mod tasks;
 mod tasks_sync;
+mod voice;

@@ -241,7 +241,8 @@ fn fire_due_in(
                     text = format!("Missed while I was offline: {text}");
                 }
                 let (ch, addr) = target_of(c, source, channel, address)?;
-                let delivered = deliver_text_in(c, outbox, &ch, &addr, &text, UnixMillis(now_ms))?;
+                let delivered =
+                    deliver_text_in(c, outbox, &ch, &addr, &text, "alarm", UnixMillis(now_ms))?;
                 c.prepare_cached(
                     "INSERT INTO calendar_alarms (uid, occurrence_at, minutes, fired_at)
                        VALUES (?1, ?2, ?3, ?4)",
