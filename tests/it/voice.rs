@@ -272,16 +272,22 @@ async fn hey_jarvis_sets_a_timer_and_the_answer_says_five_minutes() -> TestResul
         "the speaker said: {said}"
     );
     // Timings are stored with the turn and exported.
-    let row: (String, f64) = {
+    let row: (String, f64, i64, i64) = {
         let c = common::open_db(r._tmp.path())?;
         c.query_row(
-            "SELECT trigger, response_ms FROM voice_turns WHERE outcome = 'answered'",
+            "SELECT trigger, response_ms, triggered_at, speech_end_at FROM voice_turns
+             WHERE outcome = 'answered'",
             [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )?
     };
     assert_eq!(row.0, "wake");
     assert!((row.1 - latency).abs() < 0.01, "{row:?} vs {latency}");
+    let now = local_assistant::domain::UnixMillis::now().0;
+    assert!(
+        now - 600_000 < row.2 && row.2 <= row.3 && row.3 <= now,
+        "wake and end of speech are wall-clock times in order: {row:?}"
+    );
     let metrics = reqwest::Client::new()
         .get(r.url("/metrics"))
         .bearer_auth(TOKEN)

@@ -157,6 +157,10 @@ pub struct VoiceTurn {
     pub at_ms: u64,
     /// Stream time of the end of speech, ms.
     pub speech_end_ms: Option<u64>,
+    /// Wall-clock time of the trigger.
+    pub triggered_at: UnixMillis,
+    /// Wall-clock time of the end of speech.
+    pub speech_end_at: Option<UnixMillis>,
     /// What was heard.
     pub transcript: String,
     /// What was said back.
@@ -371,8 +375,15 @@ struct Shared {
 
 /// What a turn or announcement task reports when it ends.
 enum Done {
-    Turn { turn: VoiceTurn, follow_up: bool },
-    Announcement { stopped: bool },
+    Turn {
+        turn: Box<VoiceTurn>,
+        follow_up: bool,
+    },
+    Announcement {
+        stopped: bool,
+        /// Not spoken: the outbox entry with this id may be delivered again.
+        failed: Option<i64>,
+    },
 }
 
 enum State {
@@ -415,13 +426,18 @@ struct Loop {
     muted: bool,
     input_over: bool,
     queue: VecDeque<Announcement>,
-    spoken: HashMap<i64, ()>,
+    spoken: VecDeque<i64>,
     task: Option<(CancellationToken, std_mpsc::Receiver<Done>)>,
     echo_heard: HashMap<String, u64>,
     last_played_ms: Option<u64>,
     turns: Vec<VoiceTurn>,
     fed: u64,
+    echo_fed: u64,
+    samples: u64,
+    speaker: Speaker,
     interrupted: Vec<std_mpsc::Receiver<Done>>,
+    shown: Option<LedState>,
+    triggered_at: UnixMillis,
 }
 
 impl Loop {
@@ -436,6 +452,7 @@ impl Loop {
         rt: tokio::runtime::Handle,
         stop: CancellationToken,
     ) -> Self {
+        let speaker = Speaker::new(dev.sink.clone());
         Self {
             cfg,
             dev,
@@ -454,13 +471,18 @@ impl Loop {
             muted: false,
             input_over: false,
             queue: VecDeque::new(),
-            spoken: HashMap::new(),
+            spoken: VecDeque::new(),
             task: None,
             echo_heard: HashMap::new(),
             last_played_ms: None,
             turns: Vec::new(),
             fed: 0,
+            echo_fed: 0,
+            samples: 0,
+            speaker,
             interrupted: Vec::new(),
+            shown: None,
+            triggered_at: UnixMillis(0),
         }
     }
 
@@ -475,7 +497,14 @@ impl Loop {
             // Muted shows until unmuted, whatever else happens.
             return;
         }
-        self.dev.leds.show(s);
+        self.show(s);
+    }
+
+    fn show(&mut self, s: LedState) {
+        if self.shown != Some(s) {
+            self.shown = Some(s);
+            self.dev.leds.show(s);
+        }
     }
 
     fn run(&mut self) {
@@ -521,16 +550,20 @@ impl Loop {
                     continue;
                 }
             }
-            let n = block.len() as u64;
-            self.t_ms += n * 1000 / u64::from(RATE);
+            self.samples += block.len() as u64;
+            self.t_ms = self.samples * 1000 / u64::from(RATE);
             reference.clear();
             self.dev.sink.echo_reference(block.len(), &mut reference);
             if let Err(e) = self.step(&block, &reference) {
+                // What was being listened to is lost; a turn in flight goes on.
                 tracing::warn!(error = %e, "voice: speech engine failed on a block");
+                if !matches!(self.state, State::Busy | State::Announcing { .. }) {
+                    self.go_idle();
+                }
             }
         }
         if let Some((cancel, _)) = self.task.take() {
-            cancel.cancel();
+            self.speaker.interrupt(&cancel);
         }
         self.dev.sink.stop();
         self.leds(LedState::Idle);
@@ -573,8 +606,8 @@ impl Loop {
         });
         for done in reports {
             if let Done::Turn { turn, .. } = done {
-                self.emit(VoiceEvent::Turn(turn.clone()));
-                self.turns.push(turn);
+                self.emit(VoiceEvent::Turn((*turn).clone()));
+                self.turns.push(*turn);
             }
         }
         let Some((_, rx)) = &self.task else { return };
@@ -593,7 +626,7 @@ impl Loop {
 
     fn poll_announcements(&mut self) {
         while let Ok(mut a) = self.announcements.rx.try_recv() {
-            if self.spoken.contains_key(&a.key) {
+            if self.spoken.contains(&a.key) {
                 // A retry of one already spoken.
                 if let Some(s) = a.started.take() {
                     let _ = s.send(());
@@ -611,9 +644,10 @@ impl Loop {
     fn finished(&mut self, done: Done) {
         match done {
             Done::Turn { turn, follow_up } => {
-                let answered = turn.outcome == "answered";
-                self.emit(VoiceEvent::Turn(turn.clone()));
-                self.turns.push(turn);
+                // Muted: no follow-up window (nothing would be heard in it).
+                let answered = turn.outcome == "answered" && !self.muted;
+                self.emit(VoiceEvent::Turn((*turn).clone()));
+                self.turns.push(*turn);
                 if answered && follow_up {
                     self.vad.reset();
                     let window = if self.cfg.follow_up.is_zero() {
@@ -631,7 +665,10 @@ impl Loop {
                     self.go_idle();
                 }
             }
-            Done::Announcement { stopped } => {
+            Done::Announcement { stopped, failed } => {
+                if let Some(key) = failed {
+                    self.spoken.retain(|k| *k != key);
+                }
                 self.emit(VoiceEvent::AnnouncementDone {
                     stopped,
                     at_ms: self.t_ms,
@@ -687,10 +724,12 @@ impl Loop {
                     // from it with the VAD's own padding, words before the start included.
                     audio.extend_from_slice(block);
                     let heard = self.vad.push(block)?;
-                    if heard
-                        .iter()
-                        .any(|e| matches!(e, VadEvent::SpeechStart { .. }))
-                    {
+                    let started = heard.iter().find_map(|e| match e {
+                        VadEvent::SpeechStart { at_ms } => Some(since_ms + at_ms),
+                        VadEvent::SpeechEnd { .. } => None,
+                    });
+                    if let Some(start) = started {
+                        self.triggered_at = UnixMillis::now();
                         self.emit(VoiceEvent::Listening {
                             trigger: Trigger::FollowUp,
                             at_ms: self.t_ms,
@@ -700,7 +739,7 @@ impl Loop {
                             trigger: Trigger::FollowUp,
                             wake_model: None,
                             since_ms,
-                            speech_start: Some(self.t_ms),
+                            speech_start: Some(start),
                             audio,
                         };
                     } else if self.t_ms >= until_ms {
@@ -732,15 +771,18 @@ impl Loop {
                 let mut end = None;
                 for e in self.vad.push(block)? {
                     match e {
-                        VadEvent::SpeechStart { .. } => {
-                            speech_start.get_or_insert(self.t_ms);
+                        VadEvent::SpeechStart { at_ms } => {
+                            speech_start.get_or_insert(since_ms + at_ms);
                         }
                         VadEvent::SpeechEnd { start_ms, at_ms } => end = Some((start_ms, at_ms)),
                     }
                 }
                 let elapsed = self.t_ms - since_ms;
                 let speaking_for = self.t_ms - speech_start.unwrap_or(since_ms);
-                if end.is_none() && speaking_for >= self.cfg.max_utterance.as_millis() as u64 {
+                if end.is_none()
+                    && speech_start.is_some()
+                    && speaking_for >= self.cfg.max_utterance.as_millis() as u64
+                {
                     end = Some((speech_start.unwrap_or(since_ms) - since_ms, elapsed));
                 }
                 if let Some((start_ms, end_ms)) = end {
@@ -756,6 +798,8 @@ impl Loop {
                         wake_model,
                         at_ms: since_ms,
                         speech_end_ms: None,
+                        triggered_at: self.triggered_at,
+                        speech_end_at: None,
                         transcript: String::new(),
                         reply: String::new(),
                         outcome: "no_speech".into(),
@@ -777,6 +821,9 @@ impl Loop {
                 }
             }
             State::Busy => {
+                if trigger.is_none() && !self.dev.sink.pending().is_zero() {
+                    self.leds(LedState::Speaking);
+                }
                 if let Some((t, m)) = trigger {
                     self.emit(VoiceEvent::BargeIn { at_ms: self.t_ms });
                     self.interrupt();
@@ -826,15 +873,17 @@ impl Loop {
                 .last_played_ms
                 .is_some_and(|t| self.t_ms.saturating_sub(t) <= window);
         if echo_active {
-            if !was_active {
-                // Start the reference detector in step with the microphone's, so that both
-                // score the same 80 ms of audio at the same block.
-                self.echo.reset()?;
-                let phase = (self.fed % crate::speech::wake::STEP as u64) as usize;
-                self.echo.push(&vec![0.0; phase])?;
+            let step = crate::speech::wake::STEP as u64;
+            let gap = (self.fed % step + step - self.echo_fed % step) % step;
+            if !was_active && gap > 0 {
+                // Bring the reference detector back in step with the microphone's, so that
+                // both score the same 80 ms of audio at the same block.
+                self.echo.push(&vec![0.0; gap as usize])?;
+                self.echo_fed += gap;
             }
             let mut r = reference.to_vec();
             r.resize(block.len(), 0.0);
+            self.echo_fed += r.len() as u64;
             for d in self.echo.push(&r)? {
                 self.echo_heard.insert(d.model, self.t_ms);
             }
@@ -869,26 +918,29 @@ impl Loop {
             if let State::Listening { .. } | State::FollowUp { .. } = self.state {
                 self.state = State::Idle;
             }
-            self.dev.leds.show(LedState::Muted);
+            self.show(LedState::Muted);
         } else {
             self.vad.reset();
             let _ = self.wake.reset();
-            self.dev.leds.show(LedState::Idle);
+            self.fed = 0;
+            self.show(LedState::Idle);
         }
     }
 
     /// Stop whatever is playing or being worked on.
     fn interrupt(&mut self) {
         if let Some((cancel, rx)) = self.task.take() {
-            cancel.cancel();
+            self.speaker.interrupt(&cancel);
             // Its report (an interrupted turn) still comes in.
             self.interrupted.push(rx);
+        } else {
+            self.dev.sink.stop();
         }
-        self.dev.sink.stop();
     }
 
     fn listen(&mut self, trigger: Trigger, wake_model: Option<String>) {
         self.vad.reset();
+        self.triggered_at = UnixMillis::now();
         if self.cfg.chime {
             let _ = self.dev.sink.play(&chime(&[880.0, 1320.0]));
         }
@@ -929,7 +981,7 @@ impl Loop {
             shared: self.shared.clone(),
             stt: self.stt.clone(),
             tts: self.tts.clone(),
-            sink: self.dev.sink.clone(),
+            speaker: self.speaker.clone(),
             address: self.cfg.address.clone(),
             follow_up: !self.cfg.follow_up.is_zero(),
             turn: VoiceTurn {
@@ -937,6 +989,8 @@ impl Loop {
                 wake_model,
                 at_ms,
                 speech_end_ms: Some(self.t_ms),
+                triggered_at: self.triggered_at,
+                speech_end_at: Some(UnixMillis::now()),
                 transcript: String::new(),
                 reply: String::new(),
                 outcome: "failed".into(),
@@ -952,7 +1006,10 @@ impl Loop {
     }
 
     fn start_announcement(&mut self, mut a: Announcement) {
-        self.spoken.insert(a.key, ());
+        if self.spoken.len() == SPOKEN_KEPT {
+            self.spoken.pop_front();
+        }
+        self.spoken.push_back(a.key);
         self.state = State::Announcing { ring: a.ring };
         self.leds(LedState::Announcing);
         self.emit(VoiceEvent::Announcement {
@@ -964,19 +1021,95 @@ impl Loop {
         let (tx, rx) = std_mpsc::channel();
         self.task = Some((cancel.clone(), rx));
         let tts = self.tts.clone();
-        let sink = self.dev.sink.clone();
+        let speaker = self.speaker.clone();
         let chime_on = self.cfg.chime;
         let ring_for = self.cfg.timer_ring;
         let started = a.started.take();
+        let key = a.key;
         self.rt.spawn(async move {
-            let stopped = announce(
-                &tts, &sink, &a.text, a.ring, chime_on, ring_for, started, &cancel,
+            let said = tokio::time::timeout(
+                TASK_LIMIT,
+                announce(
+                    &tts, &speaker, &a.text, a.ring, chime_on, ring_for, started, &cancel,
+                ),
             )
             .await;
-            let _ = tx.send(Done::Announcement { stopped });
+            let done = match said {
+                Ok(Ok(stopped)) => Done::Announcement {
+                    stopped,
+                    failed: None,
+                },
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "voice: cannot speak an announcement");
+                    Done::Announcement {
+                        stopped: false,
+                        failed: Some(key),
+                    }
+                }
+                Err(_) => Done::Announcement {
+                    stopped: false,
+                    failed: None,
+                },
+            };
+            let _ = tx.send(done);
         });
     }
 }
+
+/// The speaker as the capture thread and the tasks share it: a play and an interruption never
+/// interleave, so nothing a cancelled task still had in hand plays after a barge-in.
+#[derive(Clone)]
+struct Speaker {
+    sink: Arc<dyn AudioSink>,
+    gate: Arc<std::sync::Mutex<()>>,
+}
+
+impl Speaker {
+    fn new(sink: Arc<dyn AudioSink>) -> Self {
+        Self {
+            sink,
+            gate: Arc::new(std::sync::Mutex::new(())),
+        }
+    }
+
+    /// Queue `samples` unless `cancel` is set; false when not played.
+    fn play(&self, cancel: &CancellationToken, samples: &[f32]) -> bool {
+        let _g = self
+            .gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cancel.is_cancelled() {
+            return false;
+        }
+        match self.sink.play(samples) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "voice: speaker failed");
+                false
+            }
+        }
+    }
+
+    /// Cancel `cancel` and silence the speaker, as one step.
+    fn interrupt(&self, cancel: &CancellationToken) {
+        let _g = self
+            .gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cancel.cancel();
+        self.sink.stop();
+    }
+
+    fn pending(&self) -> Duration {
+        self.sink.pending()
+    }
+}
+
+/// Announcements remembered, so that a retried delivery is not spoken twice.
+const SPOKEN_KEPT: usize = 256;
+
+/// The longest a turn (recognition, answer, playback) or an announcement may take.
+const TASK_LIMIT: Duration = Duration::from_secs(300);
 
 /// The echo detector's thresholds, relative to the microphone's.
 const ECHO_THRESHOLD: f32 = 0.5;
@@ -1000,13 +1133,13 @@ pub fn chime(tones: &[f32]) -> Vec<f32> {
     out
 }
 
-/// Wait until the sink has played everything (or `cancel`).
-async fn drained(sink: &Arc<dyn AudioSink>, cancel: &CancellationToken) {
+/// Wait until the speaker has played everything (or `cancel`).
+async fn drained(speaker: &Speaker, cancel: &CancellationToken) {
     loop {
         if cancel.is_cancelled() {
             return;
         }
-        let left = sink.pending();
+        let left = speaker.pending();
         if left.is_zero() {
             return;
         }
@@ -1017,48 +1150,51 @@ async fn drained(sink: &Arc<dyn AudioSink>, cancel: &CancellationToken) {
     }
 }
 
+/// Speak an announcement (ringing: again and again, with a pause, until `ring_for` of audio
+/// has played). `started` is answered once the first sentence is queued.
 #[allow(clippy::too_many_arguments)]
 async fn announce(
     tts: &Arc<TtsWorker>,
-    sink: &Arc<dyn AudioSink>,
+    speaker: &Speaker,
     text: &str,
     ring: bool,
     chime_on: bool,
     ring_for: Duration,
     mut started: Option<oneshot::Sender<()>>,
     cancel: &CancellationToken,
-) -> bool {
+) -> Result<bool, SpeechError> {
     let mut played = Duration::ZERO;
     loop {
         if chime_on || ring {
             let c = chime(&[1320.0, 990.0, 1320.0]);
             played += Duration::from_millis(c.len() as u64 * 1000 / u64::from(RATE));
-            let _ = sink.play(&c);
+            speaker.play(cancel, &c);
         }
-        if let Some(s) = started.take() {
-            let _ = s.send(());
-        }
-        match speak(tts, sink, text, cancel, None).await {
+        let mut first = None;
+        match speak(tts, speaker, text, cancel, Some(&mut first)).await {
             Ok(d) => played += d,
-            Err(e) => {
-                tracing::warn!(error = %e, "voice: cannot speak an announcement");
-                return false;
+            Err(_) if cancel.is_cancelled() => return Ok(true),
+            Err(e) => return Err(e),
+        }
+        if first.is_some() {
+            if let Some(s) = started.take() {
+                let _ = s.send(());
             }
         }
-        drained(sink, cancel).await;
+        drained(speaker, cancel).await;
         if cancel.is_cancelled() {
-            return true;
+            return Ok(true);
         }
         if !ring || played >= ring_for {
-            return false;
+            return Ok(false);
         }
         // A pause between rings, played as silence so that it passes on the audio's clock.
         let pause = vec![0.0; ms_to_samples(1500)];
         played += Duration::from_millis(1500);
-        let _ = sink.play(&pause);
-        drained(sink, cancel).await;
+        speaker.play(cancel, &pause);
+        drained(speaker, cancel).await;
         if cancel.is_cancelled() {
-            return true;
+            return Ok(true);
         }
     }
 }
@@ -1067,7 +1203,7 @@ async fn announce(
 /// first sentence's audio is handed to the speaker.
 async fn speak(
     tts: &Arc<TtsWorker>,
-    sink: &Arc<dyn AudioSink>,
+    speaker: &Speaker,
     text: &str,
     cancel: &CancellationToken,
     first: Option<&mut Option<Instant>>,
@@ -1079,18 +1215,16 @@ async fn speak(
     let mut first = first;
     while let Some(item) = audio.recv().await {
         let s = item?;
-        if cancel.is_cancelled() {
+        if !speaker.play(cancel, &s.audio.samples) {
             break;
         }
         if let Some(f) = first.take() {
             f.get_or_insert_with(Instant::now);
         }
         total += Duration::from_millis(s.audio.duration_ms());
-        sink.play(&s.audio.samples)
-            .map_err(|e| SpeechError::Runtime {
-                library: "speaker".into(),
-                reason: e.to_string(),
-            })?;
+    }
+    if cancel.is_cancelled() {
+        return Err(SpeechError::Cancelled);
     }
     Ok(total)
 }
@@ -1099,7 +1233,7 @@ struct TurnJob {
     shared: Shared,
     stt: SttWorker,
     tts: Arc<TtsWorker>,
-    sink: Arc<dyn AudioSink>,
+    speaker: Speaker,
     address: String,
     follow_up: bool,
     turn: VoiceTurn,
@@ -1109,7 +1243,16 @@ struct TurnJob {
 impl TurnJob {
     async fn run(mut self, utterance: Audio, cancel: CancellationToken) -> Done {
         let mut ids = (None, None);
-        let follow_up = match self.converse(utterance, &cancel, &mut ids).await {
+        let answered =
+            tokio::time::timeout(TASK_LIMIT, self.converse(utterance, &cancel, &mut ids))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SpeechError::Runtime {
+                        library: "voice turn".into(),
+                        reason: format!("took longer than {} s", TASK_LIMIT.as_secs()),
+                    })
+                });
+        let follow_up = match answered {
             Ok(f) => f,
             Err(e) => {
                 if cancel.is_cancelled() {
@@ -1120,20 +1263,20 @@ impl TurnJob {
                     // Say so rather than go quiet.
                     let _ = speak(
                         &self.tts,
-                        &self.sink,
+                        &self.speaker,
                         "Sorry, something went wrong.",
                         &cancel,
                         None,
                     )
                     .await;
-                    drained(&self.sink, &cancel).await;
+                    drained(&self.speaker, &cancel).await;
                 }
                 false
             }
         };
         store_turn(&self.shared, &self.turn, Some(ids)).await;
         Done::Turn {
-            turn: self.turn,
+            turn: Box::new(self.turn),
             follow_up,
         }
     }
@@ -1159,6 +1302,10 @@ impl TurnJob {
             self.turn.outcome = "no_speech".into();
             return Ok(false);
         }
+        // The voice first, so that a reply is never committed with nothing to speak it.
+        let (text_tx, audio) = self
+            .tts
+            .speak(StreamOptions { rate: Some(RATE) }, cancel.child_token())?;
         let mut handle = self
             .shared
             .orchestrator
@@ -1175,24 +1322,18 @@ impl TurnJob {
                 reason: e.to_string(),
             })?;
         let turn_cancel = handle.cancel_token();
-        let (text_tx, audio) = self
-            .tts
-            .speak(StreamOptions { rate: Some(RATE) }, cancel.child_token())?;
         // Play sentences as they are synthesized, while later text still arrives.
-        let sink = self.sink.clone();
+        let speaker = self.speaker.clone();
         let play_cancel = cancel.clone();
         let player = tokio::spawn(async move {
             let mut first = None;
             while let Some(item) = audio.recv().await {
-                if play_cancel.is_cancelled() {
-                    break;
-                }
                 match item {
                     Ok(s) => {
-                        first.get_or_insert_with(Instant::now);
-                        if let Err(e) = sink.play(&s.audio.samples) {
-                            tracing::warn!(error = %e, "voice: speaker failed");
+                        if !speaker.play(&play_cancel, &s.audio.samples) {
+                            break;
                         }
+                        first.get_or_insert_with(Instant::now);
                     }
                     Err(e) => tracing::warn!(error = %e, "voice: a sentence could not be spoken"),
                 }
@@ -1202,10 +1343,8 @@ impl TurnJob {
         let mut summary = None;
         loop {
             let ev = tokio::select! {
-                () = cancel.cancelled() => {
-                    turn_cancel.cancel();
-                    break;
-                }
+                biased;
+                () = cancel.cancelled() => break,
                 ev = handle.events.recv() => ev,
             };
             match ev {
@@ -1224,6 +1363,11 @@ impl TurnJob {
                 None => break,
             }
         }
+        if summary.is_none() {
+            // Barge-in, or the voice went away: the orchestrator stops too (a dropped handle
+            // would not stop it).
+            turn_cancel.cancel();
+        }
         text_tx.finish();
         let first = player.await.unwrap_or(None);
         self.turn.timings.first_audio_ms = first.map(|f| self.since_end(f));
@@ -1233,7 +1377,7 @@ impl TurnJob {
         *ids = (Some(summary.conversation_id), summary.reply_message_id);
         self.turn.reply.clone_from(&summary.reply);
         self.turn.intent.clone_from(&summary.intent);
-        drained(&self.sink, cancel).await;
+        drained(&self.speaker, cancel).await;
         if cancel.is_cancelled() {
             return Err(SpeechError::Cancelled);
         }
@@ -1263,11 +1407,10 @@ pub fn clean_transcript(text: &str) -> String {
         }
     }
     let trimmed = out.trim();
-    let lower = trimmed.to_lowercase();
     for wake in ["hey jarvis", "alexa", "hey mycroft"] {
-        if let Some(rest) = lower.strip_prefix(wake) {
-            let cut = trimmed.len() - rest.len();
-            return trimmed[cut..]
+        let n = wake.len();
+        if trimmed.is_char_boundary(n) && trimmed[..n].eq_ignore_ascii_case(wake) {
+            return trimmed[n..]
                 .trim_start_matches(|c: char| c == ',' || c == '.' || c == '!' || c.is_whitespace())
                 .to_owned();
         }
@@ -1305,7 +1448,6 @@ async fn store_turn(
     }
     let (cid, mid) = ids.unwrap_or((None, None));
     let turn = turn.clone();
-    let now = UnixMillis::now().0;
     let r = shared
         .store
         .write(move |c| {
@@ -1323,8 +1465,8 @@ async fn store_turn(
                 turn.transcript,
                 turn.reply,
                 turn.outcome,
-                now,
-                turn.speech_end_ms.map(|_| now),
+                turn.triggered_at.0,
+                turn.speech_end_at.map(|t| t.0),
                 turn.timings.stt_ms,
                 turn.timings.first_text_ms,
                 turn.timings.first_audio_ms,
@@ -1350,6 +1492,8 @@ mod tests {
             "set a timer for five minutes."
         );
         assert_eq!(clean_transcript("What time is it?"), "What time is it?");
+        assert_eq!(clean_transcript("İİİİ hey"), "İİİİ hey");
+        assert_eq!(clean_transcript("Alexa"), "");
     }
 
     #[test]

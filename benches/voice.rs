@@ -1,0 +1,226 @@
+//! The local voice loop's response latency: end of speech (the VAD's decision) → first audio
+//! handed to the speaker, with the default models (Silero VAD, openWakeWord hey_jarvis,
+//! Whisper tiny.en, the Piper voice, SmolLM2 on candle), through the same loop a device runs,
+//! on file-backed audio (`--fast`: time does not pass while the device thinks, so turns do not
+//! overlap; latencies are wall-clock).
+//!
+//! Rows (median, p90 and max over `BENCH_TURNS` turns, default 10):
+//! * **fast path** — "Hey Jarvis. What time is it?" and other commands the fast path answers;
+//!   goal ≤ 500 ms;
+//! * **LLM** — "Hey Jarvis. Why is the sky blue?" and other questions only the LLM answers; goal
+//!   ≤ 1.2 s.
+//!
+//! Also: the loop's CPU while it listens to silence in real time (goal ≤ 2 % of one core;
+//! process CPU time over wall time, all threads), and the process's resident memory with the
+//! default models loaded (goal ≤ 600 MB; `VmRSS` at the end and its peak `VmHWM`).
+//!
+//! The issue names no peer program for this measurement; the goals are the yardstick. Without
+//! `--bench` (under `cargo test --all-targets`) it is a smoke run of one turn per row.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use local_assistant::app::{App, VoiceSetup};
+use local_assistant::channels::local::button::NoButton;
+use local_assistant::channels::local::file::FileDevice;
+use local_assistant::channels::local::leds::NoLeds;
+use local_assistant::channels::local::voice::{Devices, VoiceTurn};
+use local_assistant::config::Config;
+use local_assistant::speech::tts::{self, TtsOptions};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const RATE: u32 = 16_000;
+
+const COMMANDS: &[&str] = &[
+    "What time is it?",
+    "Set a timer for ten minutes.",
+    "What's the date today?",
+    "Remind me to water the plants tomorrow at 9 am.",
+    "Add milk to my shopping list.",
+];
+
+const QUESTIONS: &[&str] = &[
+    "Why is the sky blue?",
+    "Tell me a fun fact about cats.",
+    "How do plants grow?",
+    "What is a good name for a dog?",
+    "Why do we need sleep?",
+];
+
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut r) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(r.ru_utime) + t(r.ru_stime)
+}
+
+fn status_kb(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn config(dir: &Path) -> Result<Config> {
+    let models = dir.join("models");
+    std::os::unix::fs::symlink(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data")
+            .join("models"),
+        &models,
+    )?;
+    let mut cfg = Config::defaults();
+    cfg.data_dir = dir.to_path_buf();
+    cfg.server.listen = "127.0.0.1:0".parse()?;
+    cfg.voice.enabled = true;
+    // Turns follow each other with the wake word; no follow-up window between them.
+    cfg.voice.follow_up = Duration::ZERO;
+    Ok(cfg)
+}
+
+/// "Hey Jarvis." + each utterance, with pauses, as one 16 kHz clip.
+fn script(cfg: &Config, utterances: &[&str], turns: usize, gap_ms: u32) -> Result<Vec<f32>> {
+    let mut voice = tts::open(&TtsOptions::from_config(&cfg.speech, &cfg.models_dir()))?;
+    let quiet = |ms: u32| std::iter::repeat_n(0.0f32, (ms * RATE / 1000) as usize);
+    let wake = voice.synthesize("Hey Jarvis.")?.resampled(RATE)?.samples;
+    let mut out: Vec<f32> = quiet(800).collect();
+    for i in 0..turns {
+        out.extend(&wake);
+        out.extend(quiet(400));
+        let u = utterances[i % utterances.len()];
+        out.extend(voice.synthesize(u)?.resampled(RATE)?.samples);
+        out.extend(quiet(gap_ms));
+    }
+    Ok(out)
+}
+
+/// Run the loop over `samples`; returns its turns, the wall time it took and the resident
+/// memory (kB) just before the daemon stopped.
+async fn run(
+    cfg: Config,
+    samples: Vec<f32>,
+    fast: bool,
+) -> Result<(Vec<VoiceTurn>, Duration, u64)> {
+    let device = FileDevice::from_audio(Path::new("bench"), samples);
+    let app = App::builder(cfg)
+        .voice(VoiceSetup {
+            devices: Devices {
+                source: Box::new(device.source(!fast)),
+                sink: Arc::new(device.sink()),
+                button: Box::new(NoButton),
+                leds: Box::new(NoLeds),
+                fast,
+            },
+            events: None,
+            engines: None,
+        })
+        .start()
+        .await?;
+    let started = Instant::now();
+    let Some(voice) = app.voice() else {
+        return Err("the voice loop did not start".into());
+    };
+    voice.finished().await;
+    let took = started.elapsed();
+    let turns = voice.turns();
+    let rss = status_kb("VmRSS:");
+    app.stop().await?;
+    Ok((turns, took, rss))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn row(name: &str, turns: &[VoiceTurn], wanted: usize, goal_ms: f64) {
+    let mut lat: Vec<f64> = turns
+        .iter()
+        .filter(|t| t.outcome == "answered")
+        .filter_map(|t| t.timings.first_audio_ms)
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let mut stt: Vec<f64> = turns.iter().filter_map(|t| t.timings.stt_ms).collect();
+    stt.sort_by(f64::total_cmp);
+    let mut text: Vec<f64> = turns
+        .iter()
+        .filter_map(|t| t.timings.first_text_ms)
+        .collect();
+    text.sort_by(f64::total_cmp);
+    let median = percentile(&lat, 0.5);
+    println!(
+        "| {name} | {}/{wanted} | {median:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {goal_ms:.0} | {} |",
+        lat.len(),
+        percentile(&lat, 0.9),
+        lat.last().copied().unwrap_or(f64::NAN),
+        percentile(&stt, 0.5),
+        percentile(&text, 0.5),
+        if median <= goal_ms { "met" } else { "not met" }
+    );
+    for t in turns.iter().filter(|t| t.outcome != "answered") {
+        println!(
+            "|  (turn not answered: {:?} heard {:?}) |",
+            t.outcome, t.transcript
+        );
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let turns: usize = if bench {
+        std::env::var("BENCH_TURNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10)
+    } else {
+        1
+    };
+    let tmp = tempfile::tempdir()?;
+    let cfg = config(tmp.path())?;
+    let commands = script(&cfg, COMMANDS, turns, 2500)?;
+    let questions = script(&cfg, QUESTIONS, turns, 2500)?;
+
+    println!("voice loop: end of speech → first audio out (ms), {turns} turn(s) each\n");
+    println!("| row | answered | median | p90 | max | STT median | first text median | goal | |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let (t, _, _) = run(cfg.clone(), commands, true).await?;
+    row("fast path", &t, turns, 500.0);
+    let (t, _, _) = run(cfg.clone(), questions, true).await?;
+    row("LLM (SmolLM2-135M, candle)", &t, turns, 1200.0);
+
+    // Listening to silence in real time.
+    let secs = if bench { 20 } else { 3 };
+    let silence = vec![0.0f32; (secs * RATE) as usize];
+    let cpu0 = cpu_seconds();
+    let (_, took, rss) = run(cfg.clone(), silence, false).await?;
+    let cpu = cpu_seconds() - cpu0;
+    // Starting the daemon and loading the models is part of `took` and `cpu`: measure that
+    // alone on an empty input and subtract it.
+    let cpu1 = cpu_seconds();
+    let (_, took0, _) = run(cfg.clone(), Vec::new(), false).await?;
+    let cpu_start = cpu_seconds() - cpu1;
+    let listening = (cpu - cpu_start).max(0.0) / (took - took0).as_secs_f64().max(1e-3);
+    println!(
+        "\nidle listening: {:.1} % of one core over {secs} s of silence (goal ≤ 2 %)",
+        listening * 100.0
+    );
+    println!(
+        "memory with the default models loaded: RSS {} MB while listening, process peak {} MB (goal ≤ 600 MB)",
+        rss / 1024,
+        status_kb("VmHWM:") / 1024
+    );
+    Ok(())
+}
