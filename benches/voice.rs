@@ -190,8 +190,9 @@ async fn main() -> Result {
     };
     let tmp = tempfile::tempdir()?;
     let cfg = config(tmp.path())?;
-    let commands = script(&cfg, COMMANDS, turns, 2500)?;
-    let questions = script(&cfg, QUESTIONS, turns, 2500)?;
+    // Gaps long enough for each answer to finish (in fast mode silence costs little).
+    let commands = script(&cfg, COMMANDS, turns, 6000)?;
+    let questions = script(&cfg, QUESTIONS, turns, 45_000)?;
 
     println!("voice loop: end of speech → first audio out (ms), {turns} turn(s) each\n");
     println!("| row | answered | median | p90 | max | STT median | first text median | goal | |");

@@ -27,8 +27,9 @@ fi
 [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
 arch-test arm64 >/dev/null || fail "arm64 binaries do not run here (install qemu-user-static and binfmt-support)"
 
-# libespeak-ng1: a Depends of our package (text to speech), installed with dpkg -i below.
-common=systemd-sysv,udev,dbus,kmod,iproute2,e2fsprogs,fdisk,ca-certificates,systemd-timesyncd,netbase,initramfs-tools,libespeak-ng1
+# libespeak-ng1, libasound2: Depends of our package (text to speech, ALSA audio), installed with
+# dpkg -i below.
+common=systemd-sysv,udev,dbus,kmod,iproute2,e2fsprogs,fdisk,ca-certificates,systemd-timesyncd,netbase,initramfs-tools,libespeak-ng1,libasound2
 case "$profile" in
     qemu-arm64) extra=linux-image-arm64,grub-efi-arm64-bin ;;
     rpi5)

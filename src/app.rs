@@ -260,6 +260,7 @@ impl AppBuilder {
                         orchestrator.clone(),
                         store.clone(),
                         metrics.clone(),
+                        Some(health.clone()),
                         setup.events,
                         shutdown.child_token(),
                     )

@@ -242,13 +242,17 @@ async fn hey_jarvis_sets_a_timer_and_the_answer_says_five_minutes() -> TestResul
             Part::Say("Hey Jarvis."),
             Part::Quiet(500),
             Part::Say("Set a timer for five minutes."),
-            Part::Quiet(1500),
+            Part::Quiet(4500),
+            // In one breath, no pause after the wake word.
+            Part::Say("Hey Jarvis, what's the date today?"),
+            Part::Quiet(2500),
         ],
         Options::default(),
     )
     .await?;
     let answered = r.answered();
-    assert_eq!(answered.len(), 1, "{:#?}", r.turns);
+    assert_eq!(answered.len(), 2, "{:#?}", r.turns);
+    assert_eq!(answered[1].intent.as_deref(), Some("date.query"), "{:#?}", r.turns);
     let t = answered[0];
     assert_eq!(t.trigger, Trigger::Wake);
     assert!(
@@ -276,7 +280,7 @@ async fn hey_jarvis_sets_a_timer_and_the_answer_says_five_minutes() -> TestResul
         let c = common::open_db(r._tmp.path())?;
         c.query_row(
             "SELECT trigger, response_ms, triggered_at, speech_end_at FROM voice_turns
-             WHERE outcome = 'answered'",
+             WHERE outcome = 'answered' ORDER BY id LIMIT 1",
             [],
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )?
@@ -296,7 +300,7 @@ async fn hey_jarvis_sets_a_timer_and_the_answer_says_five_minutes() -> TestResul
         .text()
         .await?;
     assert!(
-        metrics.contains("voice_latency_seconds_count{stage=\"response\"} 1"),
+        metrics.contains("voice_latency_seconds_count{stage=\"response\"} 2"),
         "{metrics}"
     );
     assert!(r.leds.contains(&LedState::Listening) && r.leds.contains(&LedState::Thinking));
@@ -640,5 +644,87 @@ fn the_voice_command_runs_the_loop_on_files() -> TestResult {
         .output()?;
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--echo 3"));
+    Ok(())
+}
+
+/// The daemon's own devices path (`serve` with `[voice] enabled`): ALSA's `null` device as
+/// microphone and speaker. A reminder for the speaker is spoken there and counts as delivered;
+/// a missing device leaves the daemon serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_speaks_reminders_on_its_alsa_devices() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let mut cfg = config(tmp.path())?;
+    cfg.voice.capture_device = "null".into();
+    cfg.voice.playback_device = "null".into();
+    let devices = local_assistant::channels::local::devices(&cfg.voice)?;
+    let app = App::builder(cfg)
+        .voice(VoiceSetup {
+            devices,
+            events: None,
+            engines: None,
+        })
+        .start()
+        .await?;
+    let base = format!("http://{}", app.local_addr());
+    let ready: Value = reqwest::get(format!("{base}/readyz")).await?.json().await?;
+    assert_eq!(ready["components"]["voice"]["state"], "ready", "{ready}");
+    post(
+        &base,
+        "/api/v1/reminders",
+        json!({"text": "take the cake out", "in_seconds": 1,
+               "deliver_to": {"channel": "local", "address": "speaker"}}),
+    )
+    .await?;
+    let db = common::open_db(tmp.path())?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status: Option<String> = db
+            .query_row(
+                "SELECT status FROM outbox WHERE channel = 'local'",
+                [],
+                |r| r.get(0),
+            )
+            .ok();
+        if status.as_deref() == Some("delivered") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not spoken: outbox status {status:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.stop().await?;
+
+    // A device that is not there: the loop waits for it and the daemon still answers.
+    let tmp2 = tempfile::tempdir()?;
+    let mut cfg = config(tmp2.path())?;
+    cfg.voice.capture_device = "hw:99,0".into();
+    cfg.voice.playback_device = "hw:99,0".into();
+    let devices = local_assistant::channels::local::devices(&cfg.voice)?;
+    let app = App::builder(cfg)
+        .voice(VoiceSetup {
+            devices,
+            events: None,
+            engines: None,
+        })
+        .start()
+        .await?;
+    let url = format!("http://{}/readyz", app.local_addr());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = reqwest::get(&url).await?;
+        assert!(r.status().is_success(), "the daemon stopped serving");
+        let v: Value = r.json().await?;
+        let voice = &v["components"]["voice"];
+        if voice["state"] == "degraded" {
+            let detail = voice["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains("hw:99,0"), "{voice}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never degraded: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    app.stop().await?;
     Ok(())
 }

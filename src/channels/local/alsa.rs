@@ -574,6 +574,10 @@ impl AlsaSource {
 }
 
 impl AudioSource for AlsaSource {
+    fn is_live(&self) -> bool {
+        AlsaSource::is_live(self)
+    }
+
     fn name(&self) -> String {
         format!("alsa:{}", self.device)
     }
@@ -876,6 +880,10 @@ impl Drop for AlsaSink {
 }
 
 impl AudioSink for AlsaSink {
+    fn is_live(&self) -> bool {
+        AlsaSink::is_live(self)
+    }
+
     fn name(&self) -> String {
         format!("alsa:{}", self.device)
     }

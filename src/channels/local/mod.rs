@@ -57,6 +57,10 @@ pub trait AudioSource: Send {
     fn name(&self) -> String;
     /// Block until the next block of audio (about 20 ms) and append it to `out`.
     fn read(&mut self, out: &mut Vec<f32>) -> Result<Read, AudioError>;
+    /// Whether the device is there now (false while a lost one is being reopened).
+    fn is_live(&self) -> bool {
+        true
+    }
 }
 
 /// A speaker. Audio is queued and played in order; [`AudioSink::stop`] drops everything at once.
@@ -73,6 +77,10 @@ pub trait AudioSink: Send + Sync {
     /// Replace `out` with the last `n` samples the speaker played, for echo handling (16 kHz).
     /// Sinks that cannot tell leave `out` empty.
     fn echo_reference(&self, n: usize, out: &mut Vec<f32>);
+    /// Whether the device is there now (false while a lost one is being reopened).
+    fn is_live(&self) -> bool {
+        true
+    }
 }
 
 /// The device's real microphone, speaker, button and LEDs as `[voice]` configures them. A

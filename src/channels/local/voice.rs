@@ -306,6 +306,7 @@ impl VoiceLoop {
         orchestrator: Orchestrator,
         store: Store,
         metrics: Arc<Metrics>,
+        health: Option<crate::platform::health::Health>,
         events: Option<std_mpsc::Sender<VoiceEvent>>,
         stop: CancellationToken,
     ) -> Result<Self, SpeechError> {
@@ -326,6 +327,7 @@ impl VoiceLoop {
                         orchestrator,
                         store,
                         metrics,
+                        health,
                     },
                     events,
                     rt,
@@ -371,6 +373,7 @@ struct Shared {
     orchestrator: Orchestrator,
     store: Store,
     metrics: Arc<Metrics>,
+    health: Option<crate::platform::health::Health>,
 }
 
 /// What a turn or announcement task reports when it ends.
@@ -391,9 +394,12 @@ enum State {
     Listening {
         trigger: Trigger,
         wake_model: Option<String>,
+        /// Stream time of `audio[0]` (and of the VAD's 0).
         since_ms: u64,
         speech_start: Option<u64>,
         audio: Vec<f32>,
+        /// Audio from before the wake word fired at the start of `audio`, ms.
+        preroll_ms: u64,
     },
     Busy,
     Announcing {
@@ -438,6 +444,8 @@ struct Loop {
     interrupted: Vec<std_mpsc::Receiver<Done>>,
     shown: Option<LedState>,
     triggered_at: UnixMillis,
+    live: Option<(bool, bool)>,
+    recent: VecDeque<f32>,
 }
 
 impl Loop {
@@ -483,6 +491,8 @@ impl Loop {
             interrupted: Vec::new(),
             shown: None,
             triggered_at: UnixMillis(0),
+            live: None,
+            recent: VecDeque::new(),
         }
     }
 
@@ -550,8 +560,12 @@ impl Loop {
                     continue;
                 }
             }
+            let before = self.t_ms;
             self.samples += block.len() as u64;
             self.t_ms = self.samples * 1000 / u64::from(RATE);
+            if self.t_ms / 1000 != before / 1000 {
+                self.check_devices();
+            }
             reference.clear();
             self.dev.sink.echo_reference(block.len(), &mut reference);
             if let Err(e) = self.step(&block, &reference) {
@@ -700,6 +714,9 @@ impl Loop {
             }
             return Ok(());
         }
+        self.recent.extend(block.iter().copied());
+        let excess = self.recent.len().saturating_sub(ms_to_samples(PREROLL_MS));
+        self.recent.drain(..excess);
         let wake = self.detect_wake(block, reference)?;
         let trigger = match (press, wake) {
             (true, _) => Some((Trigger::Button, None)),
@@ -741,6 +758,7 @@ impl Loop {
                             since_ms,
                             speech_start: Some(start),
                             audio,
+                            preroll_ms: 0,
                         };
                     } else if self.t_ms >= until_ms {
                         self.go_idle();
@@ -759,6 +777,7 @@ impl Loop {
                 since_ms,
                 mut speech_start,
                 mut audio,
+                preroll_ms,
             } => {
                 if press {
                     // A press while listening: stop listening.
@@ -773,6 +792,11 @@ impl Loop {
                     match e {
                         VadEvent::SpeechStart { at_ms } => {
                             speech_start.get_or_insert(since_ms + at_ms);
+                        }
+                        VadEvent::SpeechEnd { at_ms, .. } if at_ms <= preroll_ms + WAKE_TAIL_MS => {
+                            // The end of the wake phrase itself, then a pause: keep listening
+                            // for the request.
+                            speech_start = None;
                         }
                         VadEvent::SpeechEnd { start_ms, at_ms } => end = Some((start_ms, at_ms)),
                     }
@@ -817,6 +841,7 @@ impl Loop {
                         since_ms,
                         speech_start,
                         audio,
+                        preroll_ms,
                     };
                 }
             }
@@ -908,6 +933,34 @@ impl Loop {
         Ok(heard)
     }
 
+    /// Report a lost (or recovered) microphone or speaker as the `voice` component's state.
+    fn check_devices(&mut self) {
+        let live = (self.dev.source.is_live(), self.dev.sink.is_live());
+        if self.live == Some(live) {
+            return;
+        }
+        self.live = Some(live);
+        let Some(h) = &self.shared.health else { return };
+        use crate::platform::health::ComponentState;
+        match live {
+            (true, true) => h.set("voice", ComponentState::Ready, "listening"),
+            (mic, speaker) => {
+                let lost: Vec<String> = [
+                    (!mic).then(|| format!("microphone {}", self.dev.source.name())),
+                    (!speaker).then(|| format!("speaker {}", self.dev.sink.name())),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                h.set(
+                    "voice",
+                    ComponentState::Degraded,
+                    format!("{} not there; retrying", lost.join(" and ")),
+                );
+            }
+        }
+    }
+
     fn toggle_mute(&mut self) {
         self.muted = !self.muted;
         self.emit(VoiceEvent::Muted {
@@ -941,6 +994,30 @@ impl Loop {
     fn listen(&mut self, trigger: Trigger, wake_model: Option<String>) {
         self.vad.reset();
         self.triggered_at = UnixMillis::now();
+        // The wake word fires a little after it was said, and people go straight on ("Hey
+        // Jarvis, add milk"): the recent audio is part of the request. The VAD hears it too,
+        // so its clock starts with the buffer.
+        let audio: Vec<f32> = if trigger == Trigger::Wake {
+            self.recent.iter().copied().collect()
+        } else {
+            Vec::new()
+        };
+        let preroll_ms = audio.len() as u64 * 1000 / u64::from(RATE);
+        let mut speech_start = None;
+        if !audio.is_empty() {
+            match self.vad.push(&audio) {
+                Ok(events) => {
+                    for e in events {
+                        match e {
+                            VadEvent::SpeechStart { at_ms } => speech_start = Some(at_ms),
+                            VadEvent::SpeechEnd { .. } => speech_start = None,
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "voice: VAD failed on the pre-roll"),
+            }
+        }
+        let since_ms = self.t_ms.saturating_sub(preroll_ms);
         if self.cfg.chime {
             let _ = self.dev.sink.play(&chime(&[880.0, 1320.0]));
         }
@@ -952,9 +1029,10 @@ impl Loop {
         self.state = State::Listening {
             trigger,
             wake_model,
-            since_ms: self.t_ms,
-            speech_start: None,
-            audio: Vec::new(),
+            since_ms,
+            speech_start: speech_start.map(|s| since_ms + s),
+            audio,
+            preroll_ms,
         };
     }
 
@@ -1104,6 +1182,11 @@ impl Speaker {
         self.sink.pending()
     }
 }
+
+/// Audio before the wake word's detection that belongs to the request.
+const PREROLL_MS: u64 = 600;
+/// A speech segment ending this soon after the pre-roll is the wake phrase's own tail.
+const WAKE_TAIL_MS: u64 = 300;
 
 /// Announcements remembered, so that a retried delivery is not spoken twice.
 const SPOKEN_KEPT: usize = 256;
@@ -1407,7 +1490,7 @@ pub fn clean_transcript(text: &str) -> String {
         }
     }
     let trimmed = out.trim();
-    for wake in ["hey jarvis", "alexa", "hey mycroft"] {
+    for wake in ["hey jarvis", "jarvis", "hey mycroft", "mycroft", "alexa"] {
         let n = wake.len();
         if trimmed.is_char_boundary(n) && trimmed[..n].eq_ignore_ascii_case(wake) {
             return trimmed[n..]
@@ -1494,6 +1577,10 @@ mod tests {
         assert_eq!(clean_transcript("What time is it?"), "What time is it?");
         assert_eq!(clean_transcript("İİİİ hey"), "İİİİ hey");
         assert_eq!(clean_transcript("Alexa"), "");
+        assert_eq!(
+            clean_transcript("Jarvis. Add milk to my shopping list."),
+            "Add milk to my shopping list."
+        );
     }
 
     #[test]
