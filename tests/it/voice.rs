@@ -252,7 +252,12 @@ async fn hey_jarvis_sets_a_timer_and_the_answer_says_five_minutes() -> TestResul
     .await?;
     let answered = r.answered();
     assert_eq!(answered.len(), 2, "{:#?}", r.turns);
-    assert_eq!(answered[1].intent.as_deref(), Some("date.query"), "{:#?}", r.turns);
+    assert_eq!(
+        answered[1].intent.as_deref(),
+        Some("date.query"),
+        "{:#?}",
+        r.turns
+    );
     let t = answered[0];
     assert_eq!(t.trigger, Trigger::Wake);
     assert!(
@@ -726,5 +731,68 @@ async fn the_daemon_speaks_reminders_on_its_alsa_devices() -> TestResult {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     app.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_waits_for_the_conversation() -> TestResult {
+    // Real time: the reminder falls due while the (long) help answer is being spoken.
+    let setup = |base: String| -> futures_util::future::BoxFuture<'static, TestResult> {
+        Box::pin(async move {
+            post(
+                &base,
+                "/api/v1/reminders",
+                json!({"text": "feed the cat", "in_seconds": 4,
+                       "deliver_to": {"channel": "local", "address": "speaker"}}),
+            )
+            .await?;
+            Ok(())
+        })
+    };
+    let r = run(
+        &[
+            Part::Quiet(300),
+            Part::Say("Hey Jarvis."),
+            Part::Quiet(400),
+            Part::Say("What can you do?"),
+            Part::Quiet(1500),
+        ],
+        Options {
+            fast: false,
+            tweak: &|c: &mut Config| c.voice.follow_up = std::time::Duration::ZERO,
+            setup: Some(&setup),
+            ..Options::default()
+        },
+    )
+    .await?;
+    let order: Vec<&str> = r
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            VoiceEvent::Turn(_) => Some("turn"),
+            VoiceEvent::Announcement { .. } => Some("announcement"),
+            VoiceEvent::BargeIn { .. } => Some("barge-in"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, vec!["turn", "announcement"], "{:#?}", r.events);
+    let turn = &r.turns[0];
+    assert_eq!(
+        turn.outcome, "answered",
+        "the help answer was cut off: {turn:?}"
+    );
+    assert_eq!(turn.intent.as_deref(), Some("help"));
+    // The reminder fell due (4 s after the start) long before the answer ended.
+    let spoken_at = r
+        .events
+        .iter()
+        .find_map(|e| match e {
+            VoiceEvent::Announcement { text, at_ms, .. } => Some((text.clone(), *at_ms)),
+            _ => None,
+        })
+        .ok_or("no announcement")?;
+    assert!(spoken_at.0.contains("feed the cat"), "{spoken_at:?}");
+    assert!(spoken_at.1 > 8_000, "spoken too early: {spoken_at:?}");
+    r.app.stop().await?;
     Ok(())
 }
