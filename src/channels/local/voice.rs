@@ -1490,10 +1490,20 @@ pub fn clean_transcript(text: &str) -> String {
         }
     }
     let trimmed = out.trim();
-    for wake in ["hey jarvis", "jarvis", "hey mycroft", "mycroft", "alexa"] {
-        let n = wake.len();
-        if trimmed.is_char_boundary(n) && trimmed[..n].eq_ignore_ascii_case(wake) {
-            return trimmed[n..]
+    // The wake phrase comes first when the pre-roll caught it, and Whisper may mishear its
+    // first word ("Be Jarvis"): drop everything up to its last word when that is among the
+    // first three words. ASCII lowercasing keeps byte offsets.
+    let lower = trimmed.to_ascii_lowercase();
+    for key in ["jarvis", "mycroft", "alexa"] {
+        let Some(at) = lower.find(key) else { continue };
+        let end = at + key.len();
+        let words_before = lower[..at].split_whitespace().count();
+        let whole = lower[end..]
+            .chars()
+            .next()
+            .is_none_or(|c| !c.is_alphanumeric());
+        if words_before <= 2 && whole && trimmed.is_char_boundary(end) {
+            return trimmed[end..]
                 .trim_start_matches(|c: char| c == ',' || c == '.' || c == '!' || c.is_whitespace())
                 .to_owned();
         }
@@ -1577,6 +1587,12 @@ mod tests {
         assert_eq!(clean_transcript("What time is it?"), "What time is it?");
         assert_eq!(clean_transcript("İİİİ hey"), "İİİİ hey");
         assert_eq!(clean_transcript("Alexa"), "");
+        assert_eq!(clean_transcript("Be Jarvis. Stop."), "Stop.");
+        assert_eq!(
+            clean_transcript("Remind me to say hey Jarvis to Grandma."),
+            "Remind me to say hey Jarvis to Grandma."
+        );
+        assert_eq!(clean_transcript("Jarvisland is far."), "Jarvisland is far.");
         assert_eq!(
             clean_transcript("Jarvis. Add milk to my shopping list."),
             "Add milk to my shopping list."
