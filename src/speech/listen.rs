@@ -59,16 +59,31 @@ pub fn wake_specs(cfg: &Config) -> Result<Vec<WakeModelSpec>, SpeechError> {
 /// Load the VAD and the wake detector as configured.
 pub fn engines(cfg: &Config) -> Result<(Vad, WakeDetector), SpeechError> {
     let env = super::onnx::init(cfg.speech.onnxruntime.as_deref(), &cfg.models_dir())?;
-    let threads = cfg.speech.threads;
-    let silero = Silero::load(env, &model_file(cfg, super::vad::MODEL, None)?, threads)?;
+    let silero = Silero::load(
+        env,
+        &model_file(cfg, super::vad::MODEL, None)?,
+        cfg.speech.threads,
+    )?;
+    Ok((Vad::new(silero, cfg.speech.vad), wake_detector(cfg, 1.0)?))
+}
+
+/// The configured wake models, each threshold multiplied by `threshold_scale`.
+pub fn wake_detector(cfg: &Config, threshold_scale: f32) -> Result<WakeDetector, SpeechError> {
+    let env = super::onnx::init(cfg.speech.onnxruntime.as_deref(), &cfg.models_dir())?;
     let features = model_file(
         cfg,
         super::wake::FEATURES_MODEL,
         Some("melspectrogram.onnx"),
     )?;
     let features_dir = features.parent().map(Path::to_path_buf).unwrap_or_default();
-    let wake = WakeDetector::load(env, &features_dir, &wake_specs(cfg)?, threads)?;
-    Ok((Vad::new(silero, cfg.speech.vad), wake))
+    let specs: Vec<WakeModelSpec> = wake_specs(cfg)?
+        .into_iter()
+        .map(|mut s| {
+            s.threshold *= threshold_scale;
+            s
+        })
+        .collect();
+    WakeDetector::load(env, &features_dir, &specs, cfg.speech.threads)
 }
 
 /// Run VAD and wake words over a whole recording (any WAV; resampled to 16 kHz).

@@ -63,26 +63,9 @@ impl Engines {
     /// configured. Blocking (model loading).
     pub fn load(cfg: &Config) -> Result<Self, SpeechError> {
         let (vad, wake) = crate::speech::listen::engines(cfg)?;
-        let env = crate::speech::onnx::init(cfg.speech.onnxruntime.as_deref(), &cfg.models_dir())?;
-        let features = crate::speech::listen::model_file(
-            cfg,
-            crate::speech::wake::FEATURES_MODEL,
-            Some("melspectrogram.onnx"),
-        )?;
-        let features_dir = features
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default();
         // The speaker's own audio is clean: be quicker to call it a wake word there, so that
         // anything close to one in the device's voice is not taken for the person.
-        let specs: Vec<_> = crate::speech::listen::wake_specs(cfg)?
-            .into_iter()
-            .map(|mut s| {
-                s.threshold *= ECHO_THRESHOLD;
-                s
-            })
-            .collect();
-        let echo = WakeDetector::load(env, &features_dir, &specs, cfg.speech.threads)?;
+        let echo = crate::speech::listen::wake_detector(cfg, ECHO_THRESHOLD)?;
         let stt: Box<dyn SpeechToText> = crate::speech::cli_transcribe::open_configured(cfg)?;
         let stt = Worker::spawn("stt", stt, 4)?;
         let tts = crate::speech::tts::open(&crate::speech::tts::TtsOptions::from_config(
@@ -446,6 +429,8 @@ struct Loop {
     triggered_at: UnixMillis,
     live: Option<(bool, bool)>,
     recent: VecDeque<f32>,
+    /// The speaker's reference padded to a block (reused: this runs 50 times a second).
+    padded: Vec<f32>,
 }
 
 impl Loop {
@@ -493,6 +478,7 @@ impl Loop {
             triggered_at: UnixMillis(0),
             live: None,
             recent: VecDeque::new(),
+            padded: Vec::new(),
         }
     }
 
@@ -906,10 +892,14 @@ impl Loop {
                 self.echo.push(&vec![0.0; gap as usize])?;
                 self.echo_fed += gap;
             }
-            let mut r = reference.to_vec();
+            let mut r = std::mem::take(&mut self.padded);
+            r.clear();
+            r.extend_from_slice(reference);
             r.resize(block.len(), 0.0);
             self.echo_fed += r.len() as u64;
-            for d in self.echo.push(&r)? {
+            let heard = self.echo.push(&r);
+            self.padded = r;
+            for d in heard? {
                 self.echo_heard.insert(d.model, self.t_ms);
             }
         }
