@@ -78,7 +78,7 @@ lint: toolchain
 # scipy also make the memory embeddings' reference forward pass and the search bench's peer).
 TEST_VENV := .venv-test
 TEST_PY_NODEPS := openwakeword==0.4.0
-TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn tokenizers vobject icalendar==7.3.2
+TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn tokenizers vobject icalendar==7.3.2 twilio==9.13.0 vonage-jwt==1.1.5
 test-deps: deps
 	@[ -x $(TEST_VENV)/bin/python ] || python3 -m venv $(TEST_VENV)
 	@want="$(TEST_PY_NODEPS) | $(TEST_PY)"; \

@@ -159,6 +159,36 @@ impl AppBuilder {
         } else {
             None
         };
+        let twilio = cfg
+            .twilio
+            .enabled
+            .then(|| crate::channels::twilio::Twilio::new(cfg.twilio.clone(), store.clone()));
+        if let Some(t) = &twilio {
+            for name in [
+                crate::channels::twilio::SMS_CHANNEL,
+                crate::channels::twilio::CALL_CHANNEL,
+            ] {
+                handlers.insert(
+                    name.to_owned(),
+                    Arc::new(t.clone()) as Arc<dyn DeliveryHandler>,
+                );
+            }
+        }
+        let vonage = cfg
+            .vonage
+            .enabled
+            .then(|| crate::channels::vonage::Vonage::new(cfg.vonage.clone(), store.clone()));
+        if let Some(v) = &vonage {
+            for name in [
+                crate::channels::vonage::SMS_CHANNEL,
+                crate::channels::vonage::CALL_CHANNEL,
+            ] {
+                handlers.insert(
+                    name.to_owned(),
+                    Arc::new(v.clone()) as Arc<dyn DeliveryHandler>,
+                );
+            }
+        }
         let outbox = Outbox::new(
             store.clone(),
             events.clone(),
@@ -237,6 +267,7 @@ impl AppBuilder {
         orchestrator.recover().await?;
 
         let shutdown = CancellationToken::new();
+        let mut voice_speech = None;
         let voice = match (self.voice, announcements) {
             (Some(setup), Some(announcements)) => {
                 health.set("voice", ComponentState::Starting, "loading speech models");
@@ -251,6 +282,9 @@ impl AppBuilder {
                         .map_err(|e| AppError::Join(e.to_string()))?
                     }
                 };
+                if let Ok(e) = &engines {
+                    voice_speech = Some(e.speech());
+                }
                 let started = engines.and_then(|engines| {
                     crate::channels::local::voice::VoiceLoop::start(
                         cfg.voice.clone(),
@@ -278,6 +312,34 @@ impl AppBuilder {
                 }
             }
             _ => None,
+        };
+
+        // Phone calls in real time share the voice loop's STT and TTS when there is one.
+        let stream_calls = (cfg.twilio.enabled
+            && cfg.twilio.voice_mode == crate::config::VoiceMode::Stream)
+            || (cfg.vonage.enabled && cfg.vonage.voice_mode == crate::config::VoiceMode::Stream);
+        let call_engines = if stream_calls {
+            health.set("calls", ComponentState::Starting, "loading speech models");
+            let speech_cfg = cfg.clone();
+            let loaded = tokio::task::spawn_blocking(move || match voice_speech {
+                Some((stt, tts)) => crate::channels::call::CallEngines::with(&speech_cfg, stt, tts),
+                None => crate::channels::call::CallEngines::load(&speech_cfg),
+            })
+            .await
+            .map_err(|e| AppError::Join(e.to_string()))?;
+            match loaded {
+                Ok(e) => {
+                    health.set("calls", ComponentState::Ready, "answering calls");
+                    Some(e)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "real-time calls unavailable; calls fall back to the provider's speech recognition");
+                    health.set("calls", ComponentState::Degraded, e.to_string());
+                    None
+                }
+            }
+        } else {
+            None
         };
 
         // CalDAV keeps the device's calendar in sync (tests may register another one).
@@ -311,6 +373,32 @@ impl AppBuilder {
             source,
         })?;
         let alarm_wake = calendar.changed();
+        let channel_ctx = crate::channels::ChannelContext {
+            store: store.clone(),
+            inbox: inbox.clone(),
+            events: events.clone(),
+            orchestrator: orchestrator.clone(),
+            media: crate::channels::telephony::MediaStore::new(&cfg.data_dir),
+            calls: call_engines,
+            metrics: metrics.clone(),
+        };
+        let mut channel_routes = axum::Router::new();
+        if let Some(t) = twilio {
+            channel_routes = channel_routes.merge(crate::channels::twilio::http::router(
+                crate::channels::twilio::http::TwilioHttp {
+                    twilio: t,
+                    ctx: channel_ctx.clone(),
+                },
+            ));
+        }
+        if let Some(v) = vonage {
+            channel_routes = channel_routes.merge(crate::channels::vonage::http::router(
+                crate::channels::vonage::http::VonageHttp {
+                    vonage: v,
+                    ctx: channel_ctx.clone(),
+                },
+            ));
+        }
         let state = ApiState {
             store: store.clone(),
             inbox,
@@ -332,12 +420,15 @@ impl AppBuilder {
             calendar,
             calendar_feed_token: feed_token,
         };
-        let router = api::router(state, cfg.server.max_body_bytes);
+        let router = api::router(state, cfg.server.max_body_bytes, channel_routes);
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let server = tokio::spawn(async move { server.await });
         health.set(
             "http",

@@ -21,6 +21,7 @@ pub mod contacts;
 pub mod memory;
 pub mod speech;
 pub mod tasks;
+pub mod telephony;
 pub mod voice;
 
 pub use brain::{AssistantConfig, DenyRule, LlmBackendKind, LlmConfig, RoutingConfig};
@@ -28,6 +29,7 @@ pub use caldav::CaldavConfig;
 pub use calendar::CalendarConfig;
 pub use memory::MemoryConfig;
 pub use speech::{SpeechConfig, SttEngineKind, VadConfig, WakeConfig};
+pub use telephony::{TwilioConfig, VoiceMode, VonageConfig};
 pub use voice::VoiceConfig;
 
 /// The system-wide config file, used when `--config` is not given and the file exists.
@@ -148,6 +150,10 @@ pub struct RawConfig {
     pub tasks: tasks::RawTasks,
     /// `[voice]`.
     pub voice: voice::RawVoice,
+    /// `[twilio]`.
+    pub twilio: telephony::RawTwilio,
+    /// `[vonage]`.
+    pub vonage: telephony::RawVonage,
 }
 
 /// `[server]`: the HTTP listener.
@@ -332,6 +338,10 @@ pub struct Config {
     pub tasks: tasks::TasksConfig,
     /// The local voice channel.
     pub voice: voice::VoiceConfig,
+    /// Twilio (SMS, MMS, calls).
+    pub twilio: telephony::TwilioConfig,
+    /// Vonage (SMS, calls).
+    pub vonage: telephony::VonageConfig,
 }
 
 /// HTTP listener.
@@ -651,6 +661,8 @@ impl Config {
             calendar: calendar::resolve_calendar(raw.calendar)?,
             tasks: tasks::resolve_tasks(raw.tasks)?,
             voice: voice::resolve_voice(raw.voice)?,
+            twilio: telephony::resolve_twilio(raw.twilio)?,
+            vonage: telephony::resolve_vonage(raw.vonage)?,
         })
     }
 

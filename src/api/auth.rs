@@ -113,9 +113,17 @@ fn url_query_value(query: &str, key: &str) -> Option<String> {
     })
 }
 
-/// Middleware: refuse requests without the right token (except the open paths).
+/// Channel webhooks: each checks its provider's signature instead of the token.
+pub const SIGNED_PREFIXES: &[&str] = &["/twilio/", "/vonage/"];
+
+/// Middleware: refuse requests without the right token (except on open, feed and
+/// signed-webhook paths).
 pub async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    if OPEN_PATHS.contains(&req.uri().path()) || FEED_PATHS.contains(&req.uri().path()) {
+    let path = req.uri().path();
+    if OPEN_PATHS.contains(&path)
+        || FEED_PATHS.contains(&path)
+        || SIGNED_PREFIXES.iter().any(|p| path.starts_with(p))
+    {
         return next.run(req).await;
     }
     match presented_token(&req) {

@@ -167,11 +167,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The complete router: routes, auth, body limit, JSON 404/405, request metrics.
-pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+///
+/// `channels` holds the channels' webhooks (`/twilio/...`, `/vonage/...`): they are not in the
+/// OpenAPI document and skip the bearer token, since each checks its provider's signature.
+pub fn router(state: ApiState, max_body_bytes: usize, channels: Router<ApiState>) -> Router {
     let (router, doc) = routes().split_for_parts();
     let json = doc.to_pretty_json().unwrap_or_else(|_| "{}".into());
     let _ = state.openapi.set(json);
     router
+        .merge(channels)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -3,4 +3,34 @@
 //! [`crate::messaging::outbox::DeliveryHandler`] for what goes out. Nothing in the core knows
 //! which channel it talks to.
 
+pub mod call;
 pub mod local;
+pub mod telephony;
+pub mod twilio;
+pub mod vonage;
+
+use std::sync::Arc;
+
+use crate::events::EventBus;
+use crate::messaging::inbox::Inbox;
+use crate::orchestrator::Orchestrator;
+use crate::store::Store;
+
+/// What a channel's webhooks reach: the core, as every channel sees it.
+#[derive(Clone)]
+pub struct ChannelContext {
+    /// The store.
+    pub store: Store,
+    /// The inbox (inbound messages are committed here before the source is answered).
+    pub inbox: Inbox,
+    /// The event bus.
+    pub events: Arc<EventBus>,
+    /// The conversation engine.
+    pub orchestrator: Orchestrator,
+    /// Where received pictures are kept.
+    pub media: telephony::MediaStore,
+    /// Speech engines for real-time calls, when they loaded.
+    pub calls: Option<call::CallEngines>,
+    /// Metrics.
+    pub metrics: Arc<crate::platform::metrics::Metrics>,
+}

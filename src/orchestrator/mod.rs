@@ -639,9 +639,25 @@ impl Inner {
             .pending
             .as_deref()
             .and_then(|p| serde_json::from_str(p).ok());
-        let (decision, intent) = self
-            .decide(&w.text, pending, &pctx, &tctx, &mut calls)
-            .await;
+        let (decision, intent) = if w.text.trim().is_empty() && !w.media.is_empty() {
+            // A picture without words: kept in the media store; looking at it comes with the
+            // vision model.
+            let n = w.media.len();
+            let what = if n == 1 {
+                "your picture".to_owned()
+            } else {
+                format!("your {n} pictures")
+            };
+            (
+                Decision::Say(format!(
+                    "Thanks, I got {what} and saved it. I can't look at pictures yet."
+                )),
+                Some("media.received".to_owned()),
+            )
+        } else {
+            self.decide(&w.text, pending, &pctx, &tctx, &mut calls)
+                .await
+        };
         let nlu = t0.elapsed();
 
         let mut out = Reply::new(tx, t0);

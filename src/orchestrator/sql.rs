@@ -25,10 +25,12 @@ pub struct Work {
     pub contact_trust: Option<Trust>,
     /// Text.
     pub text: String,
+    /// Media references in the media store (MMS pictures), or `unfetched:` source URLs.
+    pub media: Vec<String>,
 }
 
 const WORK_SELECT: &str =
-    "SELECT i.id, m.id, m.conversation_id, c.channel, c.address, k.trust, m.body
+    "SELECT i.id, m.id, m.conversation_id, c.channel, c.address, k.trust, m.body, m.media
        FROM inbox i JOIN messages m ON m.id = i.message_id
        JOIN conversations c ON c.id = m.conversation_id
        LEFT JOIN contacts k ON k.id = c.contact_id";
@@ -43,6 +45,7 @@ fn work_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Work> {
         address: r.get(4)?,
         contact_trust: trust.as_deref().and_then(Trust::parse),
         text: r.get(6)?,
+        media: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
     })
 }
 

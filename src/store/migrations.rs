@@ -303,6 +303,24 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX voice_turns_by_time ON voice_turns (triggered_at);
     "#,
+    // 10: what a telephony provider (Twilio, Vonage) calls our messages and calls, and the
+    // delivery state its status callbacks report.
+    r#"
+    CREATE TABLE provider_items (
+        provider TEXT NOT NULL,
+        sid TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('message', 'call')),
+        outbox_id INTEGER,
+        message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+        address TEXT NOT NULL,
+        status TEXT NOT NULL,
+        error_code TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (provider, sid)
+    ) WITHOUT ROWID;
+    CREATE INDEX provider_items_by_outbox ON provider_items (outbox_id);
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -59,6 +59,11 @@ pub struct Engines {
 }
 
 impl Engines {
+    /// The STT and TTS workers, to share with phone calls.
+    pub fn speech(&self) -> (SttWorker, Arc<TtsWorker>) {
+        (self.stt.clone(), self.tts.clone())
+    }
+
     /// Load VAD, wake words (twice: microphone and speaker reference), STT and TTS as
     /// configured. Blocking (model loading).
     pub fn load(cfg: &Config) -> Result<Self, SpeechError> {

@@ -1,0 +1,272 @@
+//! Twilio: SMS/MMS and phone calls.
+//!
+//! - Webhooks (`http.rs`): `POST /twilio/sms`, `/twilio/voice`, `/twilio/status` and the
+//!   Media Streams WebSocket `/twilio/media` (`stream.rs`). Every one is checked against
+//!   `X-Twilio-Signature` (`signature.rs`) over `public_url` + path before anything is read
+//!   or stored; a refusal is 403 and logged once a minute per source.
+//! - An inbound SMS is committed to the inbox (idempotent on `MessageSid`) before the webhook
+//!   answers. The webhook then waits up to `reply_budget` for the reply: the outbox hands it
+//!   to the waiting request ([`Twilio`] is the `twilio` channel's delivery handler), which
+//!   answers with TwiML `<Message>`s; a later reply goes out through the REST API with the
+//!   outbox's retries.
+//! - Calls (`twilio-call`): TwiML that greets and connects a Media Stream to the shared
+//!   [`crate::channels::call`] conversation, or a `<Gather input="speech">` loop.
+
+pub mod http;
+pub mod rest;
+pub mod signature;
+pub mod stream;
+pub mod twiml;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use tokio::sync::oneshot;
+
+use crate::channels::telephony::{self, ProviderItem, RefusalLog};
+use crate::config::TwilioConfig;
+use crate::messaging::outbox::{Delivery, DeliveryError, DeliveryHandler};
+use crate::store::Store;
+use rest::Rest;
+
+/// The SMS channel's name.
+pub const SMS_CHANNEL: &str = "twilio";
+/// The calls channel's name.
+pub const CALL_CHANNEL: &str = "twilio-call";
+
+/// The Twilio channel: configuration, REST client, and the webhooks waiting for a reply.
+#[derive(Clone)]
+pub struct Twilio {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: TwilioConfig,
+    rest: Rest,
+    store: Store,
+    /// Webhook requests waiting for the reply to their sender, by sender.
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<String>>>>,
+    /// Parts of a long reply already sent, by outbox id (a retry sends only the rest).
+    sent_parts: Mutex<HashMap<i64, usize>>,
+    refusals: RefusalLog,
+}
+
+impl Twilio {
+    /// The channel for `cfg`.
+    pub fn new(cfg: TwilioConfig, store: Store) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                rest: Rest::new(&cfg),
+                cfg,
+                store,
+                waiters: Mutex::new(HashMap::new()),
+                sent_parts: Mutex::new(HashMap::new()),
+                refusals: RefusalLog::default(),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TwilioConfig {
+        &self.inner.cfg
+    }
+
+    /// Wait for the next reply to `to` (a webhook holding its response open).
+    fn wait_for_reply(&self, to: &str) -> oneshot::Receiver<String> {
+        let (tx, rx) = oneshot::channel();
+        let mut w = self
+            .inner
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = w.entry(to.to_owned()).or_default();
+        list.retain(|s| !s.is_closed());
+        list.push(tx);
+        rx
+    }
+
+    /// Hand `text` to a webhook waiting for a reply to `to`; false when none takes it.
+    fn hand_to_waiter(&self, to: &str, text: &str) -> bool {
+        let mut w = self
+            .inner
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(list) = w.get_mut(to) else {
+            return false;
+        };
+        let mut taken = false;
+        while !list.is_empty() {
+            let tx = list.remove(0);
+            if tx.send(text.to_owned()).is_ok() {
+                taken = true;
+                break;
+            }
+        }
+        if list.is_empty() {
+            w.remove(to);
+        }
+        taken
+    }
+
+    fn status_callback(&self) -> String {
+        format!("{}/twilio/status", self.inner.cfg.public_url)
+    }
+
+    fn sender_number(&self) -> Result<String, DeliveryError> {
+        self.inner
+            .cfg
+            .phone_number
+            .as_ref()
+            .map(|p| p.as_str().to_owned())
+            .ok_or_else(|| {
+                DeliveryError::permanent("twilio.phone_number is not set: no number to send from")
+            })
+    }
+
+    async fn send_sms(&self, d: &Delivery, text: &str) -> Result<(), DeliveryError> {
+        if self.hand_to_waiter(&d.recipient, text) {
+            tracing::debug!(
+                outbox = d.id.0,
+                "twilio: reply answered in the webhook's TwiML"
+            );
+            return Ok(());
+        }
+        let from = self.sender_number()?;
+        let parts = telephony::split_sms(text, telephony::MAX_SMS_CHARS);
+        let done = self
+            .inner
+            .sent_parts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&d.id.0)
+            .copied()
+            .unwrap_or(0);
+        for (i, part) in parts.iter().enumerate().skip(done) {
+            let rest = self.inner.rest.clone();
+            let (f, to, body, cb) = (
+                from.clone(),
+                d.recipient.clone(),
+                part.clone(),
+                self.status_callback(),
+            );
+            let sent =
+                tokio::task::spawn_blocking(move || rest.send_message(&f, &to, &body, Some(&cb)))
+                    .await
+                    .map_err(|e| DeliveryError::retry(e.to_string()))?;
+            let created = sent.map_err(|e| {
+                if e.retryable() {
+                    DeliveryError::retry(e.to_string())
+                } else {
+                    DeliveryError::permanent(e.to_string())
+                }
+            })?;
+            let item = ProviderItem {
+                provider: "twilio".into(),
+                sid: created.sid,
+                kind: "message".into(),
+                outbox_id: Some(d.id),
+                message_id: None,
+                address: d.recipient.clone(),
+                status: if created.status.is_empty() {
+                    "queued".into()
+                } else {
+                    created.status
+                },
+                error_code: None,
+            };
+            let outbox = d.id;
+            self.inner
+                .store
+                .write(move |c| {
+                    let message = crate::store::outbox::get(c, outbox)?.message_id;
+                    telephony::record_item(
+                        c,
+                        &ProviderItem {
+                            message_id: message,
+                            ..item
+                        },
+                    )
+                })
+                .await
+                .map_err(|e| DeliveryError::retry(e.to_string()))?;
+            self.inner
+                .sent_parts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(d.id.0, i + 1);
+        }
+        self.inner
+            .sent_parts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&d.id.0);
+        Ok(())
+    }
+
+    async fn place_call(&self, d: &Delivery, text: &str) -> Result<(), DeliveryError> {
+        let from = self.sender_number()?;
+        let action = format!(
+            "{}/twilio/voice?outbox={}",
+            self.inner.cfg.public_url, d.id.0
+        );
+        let doc = twiml::reminder_call(text, &action);
+        let rest = self.inner.rest.clone();
+        let to = d.recipient.clone();
+        let cb = self.status_callback();
+        let created =
+            tokio::task::spawn_blocking(move || rest.create_call(&from, &to, &doc, Some(&cb)))
+                .await
+                .map_err(|e| DeliveryError::retry(e.to_string()))?
+                .map_err(|e| {
+                    if e.retryable() {
+                        DeliveryError::retry(e.to_string())
+                    } else {
+                        DeliveryError::permanent(e.to_string())
+                    }
+                })?;
+        let item = ProviderItem {
+            provider: "twilio".into(),
+            sid: created.sid,
+            kind: "call".into(),
+            outbox_id: Some(d.id),
+            message_id: None,
+            address: d.recipient.clone(),
+            status: created.status,
+            error_code: None,
+        };
+        let outbox = d.id;
+        self.inner
+            .store
+            .write(move |c| {
+                let message = crate::store::outbox::get(c, outbox)?.message_id;
+                telephony::record_item(
+                    c,
+                    &ProviderItem {
+                        message_id: message,
+                        ..item
+                    },
+                )
+            })
+            .await
+            .map_err(|e| DeliveryError::retry(e.to_string()))
+    }
+}
+
+/// Delivers the `twilio` channel (SMS) and, registered again as [`CALL_CHANNEL`], places
+/// reminder calls.
+impl DeliveryHandler for Twilio {
+    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let Some(text) = d.payload.get("text").and_then(|t| t.as_str()) else {
+                return Err(DeliveryError::permanent("twilio delivery without a text"));
+            };
+            if d.channel == CALL_CHANNEL {
+                self.place_call(d, text).await
+            } else {
+                self.send_sms(d, text).await
+            }
+        })
+    }
+}

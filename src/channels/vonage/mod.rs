@@ -1,0 +1,201 @@
+//! Vonage: SMS (Messages API) and phone calls (Voice API).
+//!
+//! - Webhooks: `GET|POST /vonage/answer` returns an NCCO (greet, then `connect` the call's
+//!   audio to our WebSocket `/vonage/media` as `audio/l16;rate=16000`, or an `input` speech
+//!   loop); `POST /vonage/event` takes call events, `input` results and message statuses;
+//!   `POST /vonage/sms` takes inbound messages. Every webhook carries a JWT (HS256 with the
+//!   signature secret, `payload_hash` over the body: `jwt.rs`) and is refused (401) without a
+//!   valid one, before anything is stored.
+//! - The WebSocket carries binary 16-bit little-endian PCM frames of 20 ms both ways,
+//!   `websocket:connected` and `websocket:dtmf` text messages in, `{"action":"clear"}` out for
+//!   barge-in. Its URL holds a per-call token (HMAC of the call with the signature secret)
+//!   that the upgrade must present. The conversation is [`crate::channels::call`].
+//! - Replies and reminders go out through the Messages API (`POST /v1/messages`) via the
+//!   outbox.
+
+pub mod http;
+pub mod jwt;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use futures_util::future::BoxFuture;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+
+use crate::channels::telephony::{self, ProviderItem, RefusalLog};
+use crate::config::VonageConfig;
+use crate::messaging::outbox::{Delivery, DeliveryError, DeliveryHandler};
+use crate::store::Store;
+
+/// The SMS channel's name.
+pub const SMS_CHANNEL: &str = "vonage";
+/// The calls channel's name.
+pub const CALL_CHANNEL: &str = "vonage-call";
+
+/// The Vonage channel.
+#[derive(Clone)]
+pub struct Vonage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: VonageConfig,
+    agent: ureq::Agent,
+    store: Store,
+    refusals: RefusalLog,
+}
+
+#[derive(Deserialize)]
+struct Accepted {
+    message_uuid: String,
+}
+
+impl Vonage {
+    /// The channel for `cfg`.
+    pub fn new(cfg: VonageConfig, store: Store) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(cfg.request_timeout))
+            .user_agent(concat!("local-assistant/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Self {
+            inner: Arc::new(Inner {
+                cfg,
+                agent,
+                store,
+                refusals: RefusalLog::default(),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VonageConfig {
+        &self.inner.cfg
+    }
+
+    /// The token a call's WebSocket URL carries: HMAC-SHA256 of the call id and the caller
+    /// with the signature secret, hex.
+    pub fn stream_token(&self, call: &str, caller: &str) -> String {
+        let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(
+            self.inner.cfg.signature_secret.expose().as_bytes(),
+        ) else {
+            return String::new();
+        };
+        mac.update(call.as_bytes());
+        mac.update(b"\n");
+        mac.update(caller.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Send one SMS through the Messages API (blocking). Returns the message UUID.
+    fn send_blocking(&self, to: &str, text: &str) -> Result<String, DeliveryError> {
+        let cfg = &self.inner.cfg;
+        let from = cfg
+            .phone_number
+            .as_ref()
+            .map(|p| p.as_str().trim_start_matches('+').to_owned())
+            .ok_or_else(|| {
+                DeliveryError::permanent("vonage.phone_number is not set: no number to send from")
+            })?;
+        let auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                cfg.api_key,
+                cfg.api_secret.expose()
+            ))
+        );
+        let body = serde_json::json!({
+            "message_type": "text",
+            "channel": "sms",
+            "to": to.trim_start_matches('+'),
+            "from": from,
+            "text": text,
+        });
+        let url = format!("{}/v1/messages", cfg.api_base);
+        let mut resp = self
+            .inner
+            .agent
+            .post(&url)
+            .header("Authorization", &auth)
+            .header("Accept", "application/json")
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .map_err(|e| {
+                DeliveryError::retry(format!("sending a message: no answer from Vonage: {e}"))
+            })?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_string()
+            .unwrap_or_default();
+        if (200..300).contains(&status) {
+            let a: Accepted = serde_json::from_str(&text).map_err(|e| {
+                DeliveryError::retry(format!("sending a message: unreadable answer ({e})"))
+            })?;
+            return Ok(a.message_uuid);
+        }
+        let msg = format!(
+            "sending a message: Vonage answered {status}: {}",
+            text.chars().take(300).collect::<String>()
+        );
+        if status == 429 || status >= 500 {
+            Err(DeliveryError::retry(msg))
+        } else {
+            Err(DeliveryError::permanent(msg))
+        }
+    }
+}
+
+impl DeliveryHandler for Vonage {
+    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let Some(text) = d.payload.get("text").and_then(|t| t.as_str()) else {
+                return Err(DeliveryError::permanent("vonage delivery without a text"));
+            };
+            if d.channel == CALL_CHANNEL {
+                // Placing calls needs the application's private key (RS256 JWTs): not
+                // configured here, so a reminder for a call goes out as an SMS.
+                tracing::info!(outbox = d.id.0, "vonage: reminder call sent as an SMS");
+            }
+            let parts = telephony::split_sms(text, telephony::MAX_SMS_CHARS);
+            for part in parts {
+                let me = self.clone();
+                let to = d.recipient.clone();
+                let uuid = tokio::task::spawn_blocking(move || me.send_blocking(&to, &part))
+                    .await
+                    .map_err(|e| DeliveryError::retry(e.to_string()))??;
+                let item = ProviderItem {
+                    provider: "vonage".into(),
+                    sid: uuid,
+                    kind: "message".into(),
+                    outbox_id: Some(d.id),
+                    message_id: None,
+                    address: d.recipient.clone(),
+                    status: "submitted".into(),
+                    error_code: None,
+                };
+                let outbox = d.id;
+                self.inner
+                    .store
+                    .write(move |c| {
+                        let message = crate::store::outbox::get(c, outbox)?.message_id;
+                        telephony::record_item(
+                            c,
+                            &ProviderItem {
+                                message_id: message,
+                                ..item
+                            },
+                        )
+                    })
+                    .await
+                    .map_err(|e| DeliveryError::retry(e.to_string()))?;
+            }
+            Ok(())
+        })
+    }
+}
