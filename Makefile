@@ -109,6 +109,7 @@ bench: toolchain models bench-deps test-deps
 	PIPER_TTS_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench tts
 	LA_TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python $(CARGO) bench --locked --bench memory
 	$(CARGO) bench --locked --bench voice
+	$(CARGO) bench --locked --bench calls
 
 # --- aarch64 cross build (Raspberry Pi 5 by default; CROSS_PROFILE=jetson for Orin) -------
 CROSS_TARGET := aarch64-unknown-linux-gnu

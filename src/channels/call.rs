@@ -36,6 +36,10 @@ pub const FRAME_MS: u64 = 20;
 pub const LEAD: Duration = Duration::from_millis(60);
 /// Longest turn (recognition, answer, playback).
 const TURN_LIMIT: Duration = Duration::from_secs(300);
+/// A pause this long starts recognition speculatively; the turn itself waits for the
+/// configured `speech.vad.min_silence_ms`, and uses that recognition only when the utterance
+/// ended where the pause began (else it transcribes the whole utterance anew).
+pub const EARLY_PAUSE_MS: u32 = 200;
 
 /// The speech engines calls use. Cheap to clone: every call shares the STT and TTS workers and
 /// gets its own VAD.
@@ -81,9 +85,12 @@ impl CallEngines {
         })
     }
 
+    /// A VAD for one call, also reporting pauses of [`EARLY_PAUSE_MS`].
     fn vad(&self) -> Result<Worker<Vad>, SpeechError> {
         let silero = Silero::load(self.inner.env, &self.inner.vad_model, self.inner.threads)?;
-        Worker::spawn("call-vad", Vad::new(silero, self.inner.vad_cfg), 64)
+        let mut vad = Vad::new(silero, self.inner.vad_cfg);
+        vad.set_early_pause(EARLY_PAUSE_MS.min(self.inner.vad_cfg.min_silence_ms));
+        Worker::spawn("call-vad", vad, 64)
     }
 }
 
@@ -356,7 +363,11 @@ fn set(cell: &std::sync::Mutex<Option<Instant>>, v: Option<Instant>) {
 
 /// What a turn starts from.
 enum Heard {
-    Speech(Audio),
+    /// Recognition already started on the utterance.
+    Speech(
+        JoinHandle<Result<crate::speech::Transcript, SpeechError>>,
+        CancellationToken,
+    ),
     Keys(String),
 }
 
@@ -398,6 +409,14 @@ struct Session {
     cancel: CancellationToken,
 }
 
+/// Recognition started at a pause, on the utterance so far.
+struct Paused {
+    start_ms: u64,
+    end_ms: u64,
+    stt: JoinHandle<Result<crate::speech::Transcript, SpeechError>>,
+    cancel: CancellationToken,
+}
+
 struct Running {
     cancel: CancellationToken,
     task: JoinHandle<()>,
@@ -411,6 +430,9 @@ impl Session {
         };
         let mut in_speech = false;
         let mut turn: Option<Running> = None;
+        let mut paused: Option<Paused> = None;
+        // Start of the utterance going on, ms.
+        let mut speech_from: Option<u64> = None;
         loop {
             let msg = tokio::select! {
                 () = self.cancel.cancelled() => break,
@@ -420,25 +442,74 @@ impl Session {
             match msg {
                 CallInput::Audio(samples) => {
                     timeline.samples.extend_from_slice(&samples);
-                    let events = match self.vad.run(move |v| v.push(&samples)).await {
-                        Ok(Ok(ev)) => ev,
-                        Ok(Err(e)) | Err(e) => {
-                            tracing::warn!(error = %e, "call: the VAD failed; hanging up");
-                            break;
+                    let (events, pauses) =
+                        match self.vad.run(move |v| v.push_with_pauses(&samples)).await {
+                            Ok(Ok(ev)) => ev,
+                            Ok(Err(e)) | Err(e) => {
+                                tracing::warn!(error = %e, "call: the VAD failed; hanging up");
+                                break;
+                            }
+                        };
+                    // A pause: recognise what was said so far while waiting to know whether
+                    // it is the end.
+                    for ev in pauses {
+                        if let (VadEvent::SpeechEnd { at_ms, .. }, Some(start_ms)) =
+                            (ev, speech_from)
+                        {
+                            if let Some(p) = paused.take() {
+                                p.cancel.cancel();
+                            }
+                            let audio = Audio::new(IN_RATE, timeline.cut(start_ms, at_ms));
+                            let cancel = self.cancel.child_token();
+                            let stt = self.engines.inner.stt.clone();
+                            let token = cancel.clone();
+                            paused = Some(Paused {
+                                start_ms,
+                                end_ms: at_ms,
+                                stt: tokio::spawn(async move {
+                                    stt.transcribe(audio, SttRequest::default(), token).await
+                                }),
+                                cancel,
+                            });
                         }
-                    };
+                    }
                     for ev in events {
                         match ev {
-                            VadEvent::SpeechStart { .. } => {
+                            VadEvent::SpeechStart { at_ms } => {
                                 in_speech = true;
+                                speech_from = Some(at_ms);
                                 self.barge_in(&mut turn);
                             }
                             VadEvent::SpeechEnd { start_ms, at_ms } => {
                                 in_speech = false;
-                                let audio = Audio::new(IN_RATE, timeline.cut(start_ms, at_ms));
+                                speech_from = None;
+                                let early = paused
+                                    .take()
+                                    .filter(|p| p.start_ms == start_ms && p.end_ms == at_ms);
+                                let (stt, cancel) = match early {
+                                    Some(p) => (p.stt, p.cancel),
+                                    None => {
+                                        // Speech went on after the pause: the whole utterance.
+                                        let audio =
+                                            Audio::new(IN_RATE, timeline.cut(start_ms, at_ms));
+                                        let cancel = self.cancel.child_token();
+                                        let stt = self.engines.inner.stt.clone();
+                                        let token = cancel.clone();
+                                        let h = tokio::spawn(async move {
+                                            stt.transcribe(audio, SttRequest::default(), token)
+                                                .await
+                                        });
+                                        (h, cancel)
+                                    }
+                                };
                                 self.barge_in(&mut turn);
-                                turn = Some(self.start_turn(Heard::Speech(audio)));
+                                turn = Some(self.start_turn(Heard::Speech(stt, cancel)));
                             }
+                        }
+                    }
+                    if !in_speech {
+                        if let Some(p) = paused.take() {
+                            p.cancel.cancel();
                         }
                     }
                     // An utterance never needs more than a minute of audio; between
@@ -453,6 +524,9 @@ impl Session {
                         d => d.to_string(),
                     };
                     tracing::debug!(digit = %d, said, "call: key pressed");
+                    if let Some(p) = paused.take() {
+                        p.cancel.cancel();
+                    }
                     self.barge_in(&mut turn);
                     turn = Some(self.start_turn(Heard::Keys(said)));
                 }
@@ -460,6 +534,9 @@ impl Session {
                     tracing::trace!(mark = name, "call: played");
                 }
             }
+        }
+        if let Some(p) = paused {
+            p.cancel.cancel();
         }
         if let Some(t) = turn {
             t.cancel.cancel();
@@ -537,11 +614,17 @@ impl TurnJob {
     ) -> Result<&'static str, SpeechError> {
         let inner = &self.engines.inner;
         let text = match heard {
-            Heard::Speech(audio) => {
-                let t = inner
-                    .stt
-                    .transcribe(audio, SttRequest::default(), cancel.clone())
-                    .await?;
+            Heard::Speech(stt, stt_cancel) => {
+                let t = tokio::select! {
+                    () = cancel.cancelled() => {
+                        stt_cancel.cancel();
+                        return Err(SpeechError::Cancelled);
+                    }
+                    t = stt => t.map_err(|e| SpeechError::Runtime {
+                        library: "stt".into(),
+                        reason: e.to_string(),
+                    })??,
+                };
                 crate::channels::local::voice::clean_transcript(&t.text)
             }
             Heard::Keys(k) => k,

@@ -151,7 +151,8 @@ pub fn update_status(
     .execute(params![provider, sid, status, error_code, UnixMillis::now().0])?;
     let message_status = match status {
         "delivered" | "read" | "completed" => Some("delivered"),
-        "failed" | "undelivered" | "rejected" | "busy" | "no-answer" | "canceled" => Some("failed"),
+        "failed" | "undelivered" | "undeliverable" | "rejected" | "busy" | "no-answer"
+        | "canceled" => Some("failed"),
         _ => None,
     };
     if let (Some(id), Some(s)) = (message, message_status) {

@@ -642,18 +642,18 @@ impl Inner {
         let (decision, intent) = if w.text.trim().is_empty() && !w.media.is_empty() {
             // A picture without words: kept in the media store; looking at it comes with the
             // vision model.
-            let n = w.media.len();
+            let n = w.media.iter().filter(|m| m.starts_with("media/")).count();
             let what = if n == 1 {
                 "your picture".to_owned()
             } else {
                 format!("your {n} pictures")
             };
-            (
-                Decision::Say(format!(
-                    "Thanks, I got {what} and saved it. I can't look at pictures yet."
-                )),
-                Some("media.received".to_owned()),
-            )
+            let text = if n == 0 {
+                "I got your message, but the picture could not be downloaded. Could you send it again?".to_owned()
+            } else {
+                format!("Thanks, I got {what} and saved it. I can't look at pictures yet.")
+            };
+            (Decision::Say(text), Some("media.received".to_owned()))
         } else {
             self.decide(&w.text, pending, &pctx, &tctx, &mut calls)
                 .await

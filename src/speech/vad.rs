@@ -125,6 +125,8 @@ impl SpeechProbability for Silero {
 pub struct Vad<P: SpeechProbability = Silero> {
     model: P,
     segmenter: Segmenter,
+    /// A second segmenter on the same probabilities that ends segments at shorter pauses.
+    early: Option<Segmenter>,
     pending: Vec<f32>,
     frames: u64,
 }
@@ -135,14 +137,35 @@ impl<P: SpeechProbability> Vad<P> {
         Self {
             model,
             segmenter: Segmenter::new(cfg),
+            early: None,
             pending: Vec::with_capacity(FRAME),
             frames: 0,
         }
     }
 
+    /// Also watch for pauses of `min_silence_ms` (shorter than the configured end of speech),
+    /// reported by [`Vad::push_with_pauses`]: a caller can start work on what was said so far
+    /// and drop it if speech goes on.
+    pub fn set_early_pause(&mut self, min_silence_ms: u32) {
+        let mut cfg = self.segmenter.cfg;
+        cfg.min_silence_ms = min_silence_ms;
+        self.early = Some(Segmenter::new(cfg));
+    }
+
     /// Feed 16 kHz samples; returns the events they complete.
     pub fn push(&mut self, samples: &[f32]) -> Result<Vec<VadEvent>, SpeechError> {
+        Ok(self.push_with_pauses(samples)?.0)
+    }
+
+    /// [`Vad::push`], plus the events of the early-pause segmenter (empty unless
+    /// [`Vad::set_early_pause`] was called). Both see the same probabilities, so a pause that
+    /// turns out to be the end has the same `SpeechEnd::at_ms` in both.
+    pub fn push_with_pauses(
+        &mut self,
+        samples: &[f32],
+    ) -> Result<(Vec<VadEvent>, Vec<VadEvent>), SpeechError> {
         let mut events = Vec::new();
+        let mut early = Vec::new();
         let mut rest = samples;
         while !rest.is_empty() {
             let take = (FRAME - self.pending.len()).min(rest.len());
@@ -155,9 +178,12 @@ impl<P: SpeechProbability> Vad<P> {
                 let p = self.model.frame(&frame)?;
                 self.frames += 1;
                 events.extend(self.segmenter.frame(p));
+                if let Some(e) = &mut self.early {
+                    early.extend(e.frame(p));
+                }
             }
         }
-        Ok(events)
+        Ok((events, early))
     }
 
     /// End of stream: closes an open segment.
@@ -170,6 +196,9 @@ impl<P: SpeechProbability> Vad<P> {
     pub fn reset(&mut self) {
         self.model.reset();
         self.segmenter = Segmenter::new(self.segmenter.cfg);
+        if let Some(e) = &mut self.early {
+            *e = Segmenter::new(e.cfg);
+        }
         self.pending.clear();
         self.frames = 0;
     }

@@ -171,10 +171,16 @@ async fn sms(State(s): State<TwilioHttp>, req: Request) -> Response {
         Err(InboxError::Store(e)) => return plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
     match tokio::time::timeout(s.twilio.config().reply_budget, reply).await {
-        Ok(Ok(text)) => xml(twiml::messages(&telephony::split_sms(
-            &text,
-            telephony::MAX_SMS_CHARS,
-        ))),
+        Ok(Ok(h)) => {
+            if h.ack.send(()).is_ok() {
+                xml(twiml::messages(&telephony::split_sms(
+                    &h.text,
+                    telephony::MAX_SMS_CHARS,
+                )))
+            } else {
+                xml(twiml::empty())
+            }
+        }
         // Not ready in time: the outbox sends it through the REST API.
         _ => xml(twiml::empty()),
     }

@@ -20,6 +20,7 @@ pub mod twiml;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
@@ -35,6 +36,12 @@ pub const SMS_CHANNEL: &str = "twilio";
 /// The calls channel's name.
 pub const CALL_CHANNEL: &str = "twilio-call";
 
+/// A reply offered to a waiting webhook; it answers `ack` when it will send it.
+pub(crate) struct Handover {
+    text: String,
+    ack: oneshot::Sender<()>,
+}
+
 /// The Twilio channel: configuration, REST client, and the webhooks waiting for a reply.
 #[derive(Clone)]
 pub struct Twilio {
@@ -46,7 +53,7 @@ struct Inner {
     rest: Rest,
     store: Store,
     /// Webhook requests waiting for the reply to their sender, by sender.
-    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<String>>>>,
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Handover>>>>,
     /// Parts of a long reply already sent, by outbox id (a retry sends only the rest).
     sent_parts: Mutex<HashMap<i64, usize>>,
     refusals: RefusalLog,
@@ -73,7 +80,7 @@ impl Twilio {
     }
 
     /// Wait for the next reply to `to` (a webhook holding its response open).
-    fn wait_for_reply(&self, to: &str) -> oneshot::Receiver<String> {
+    fn wait_for_reply(&self, to: &str) -> oneshot::Receiver<Handover> {
         let (tx, rx) = oneshot::channel();
         let mut w = self
             .inner
@@ -86,28 +93,43 @@ impl Twilio {
         rx
     }
 
-    /// Hand `text` to a webhook waiting for a reply to `to`; false when none takes it.
-    fn hand_to_waiter(&self, to: &str, text: &str) -> bool {
-        let mut w = self
-            .inner
-            .waiters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(list) = w.get_mut(to) else {
-            return false;
-        };
-        let mut taken = false;
-        while !list.is_empty() {
-            let tx = list.remove(0);
-            if tx.send(text.to_owned()).is_ok() {
-                taken = true;
-                break;
+    /// Hand `text` to a webhook waiting for a reply to `to`; true only once that webhook has
+    /// taken it (it will answer with it). A webhook that gave up, or turned out to be a
+    /// retried one, does not take it, and the caller sends it through the REST API.
+    async fn hand_to_waiter(&self, to: &str, text: &str) -> bool {
+        loop {
+            let tx = {
+                let mut w = self
+                    .inner
+                    .waiters
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let Some(list) = w.get_mut(to) else {
+                    return false;
+                };
+                let tx = (!list.is_empty()).then(|| list.remove(0));
+                if list.is_empty() {
+                    w.remove(to);
+                }
+                match tx {
+                    Some(tx) => tx,
+                    None => return false,
+                }
+            };
+            let (ack, taken) = oneshot::channel();
+            if tx
+                .send(Handover {
+                    text: text.to_owned(),
+                    ack,
+                })
+                .is_err()
+            {
+                continue;
+            }
+            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(2), taken).await {
+                return true;
             }
         }
-        if list.is_empty() {
-            w.remove(to);
-        }
-        taken
     }
 
     fn status_callback(&self) -> String {
@@ -126,7 +148,9 @@ impl Twilio {
     }
 
     async fn send_sms(&self, d: &Delivery, text: &str) -> Result<(), DeliveryError> {
-        if self.hand_to_waiter(&d.recipient, text) {
+        // Replies of a conversation may go back in the webhook's answer; reminders and alarms
+        // (which carry a kind) always go out on their own.
+        if d.payload.get("kind").is_none() && self.hand_to_waiter(&d.recipient, text).await {
             tracing::debug!(
                 outbox = d.id.0,
                 "twilio: reply answered in the webhook's TwiML"

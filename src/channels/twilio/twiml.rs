@@ -58,8 +58,9 @@ pub fn stream(greeting: &str, ws_url: &str, params: &[(&str, &str)], record: boo
     out
 }
 
-/// Say `text` inside a speech `<Gather>` that posts what the caller says to `action`; when
-/// the caller says nothing, ask again once, then hang up.
+/// Say `text` inside a speech `<Gather>` that posts what the caller says (or presses) to
+/// `action`; when the caller says nothing, say goodbye and hang up. `hangup`: just say `text`
+/// and hang up.
 pub fn gather(text: &str, action: &str, hangup: bool) -> String {
     let mut out = format!("{HEAD}<Response>");
     if hangup {

@@ -98,6 +98,12 @@ impl VonageHttp {
                     Err(format!("the JWT is for API key {k}, not ours"))
                 }
                 _ => Ok(claims),
+            })
+            .and_then(|claims| match &claims.jti {
+                Some(j) if !self.vonage.first_use(j, claims.iat.unwrap_or(now), now) => {
+                    Err(format!("the JWT {j} was already used (a replayed webhook)"))
+                }
+                _ => Ok(claims),
             }),
         };
         if let Err(why) = checked {
@@ -336,6 +342,12 @@ async fn sms(State(s): State<VonageHttp>, req: Request) -> Response {
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("from: {e}")),
     };
     let text = field(&body, &query, "text").unwrap_or_default();
+    if text.trim().is_empty() {
+        // A picture or another message type without text: Vonage retries anything but a
+        // 2xx for ever, so it is acknowledged (and logged) rather than refused.
+        tracing::warn!(message = id, message_type = ?body.get("message_type"), "vonage: message without text not stored");
+        return StatusCode::OK.into_response();
+    }
     let Ok(channel) = ChannelName::parse(SMS_CHANNEL) else {
         return refuse(StatusCode::INTERNAL_SERVER_ERROR, "bad channel name");
     };

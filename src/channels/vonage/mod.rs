@@ -44,7 +44,12 @@ struct Inner {
     agent: ureq::Agent,
     store: Store,
     refusals: RefusalLog,
+    /// JWT ids seen within the accepted age, with their `iat` (a replayed webhook is refused).
+    seen_jti: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
+
+/// Longest SMS text the Messages API takes.
+pub const MAX_SMS_CHARS: usize = 1000;
 
 #[derive(Deserialize)]
 struct Accepted {
@@ -66,6 +71,7 @@ impl Vonage {
                 agent,
                 store,
                 refusals: RefusalLog::default(),
+                seen_jti: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
         }
     }
@@ -73,6 +79,21 @@ impl Vonage {
     /// The configuration.
     pub fn config(&self) -> &VonageConfig {
         &self.inner.cfg
+    }
+
+    /// Remember a webhook JWT's id; false when it was seen before (a replay). Ids older than
+    /// the accepted age are forgotten (such a token is refused as expired anyway).
+    pub(crate) fn first_use(&self, jti: &str, iat: i64, now: i64) -> bool {
+        let max_age = i64::try_from(self.inner.cfg.jwt_max_age.as_secs()).unwrap_or(i64::MAX);
+        let mut seen = self
+            .inner
+            .seen_jti
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() > 10_000 {
+            seen.retain(|_, t| now.saturating_sub(*t) <= max_age + 60);
+        }
+        seen.insert(jti.to_owned(), iat).is_none()
     }
 
     /// The token a call's WebSocket URL carries: HMAC-SHA256 of the call id and the caller
@@ -162,7 +183,7 @@ impl DeliveryHandler for Vonage {
                 // configured here, so a reminder for a call goes out as an SMS.
                 tracing::info!(outbox = d.id.0, "vonage: reminder call sent as an SMS");
             }
-            let parts = telephony::split_sms(text, telephony::MAX_SMS_CHARS);
+            let parts = telephony::split_sms(text, MAX_SMS_CHARS);
             for part in parts {
                 let me = self.clone();
                 let to = d.recipient.clone();
