@@ -1578,6 +1578,13 @@ async fn a_gather_call_greets_and_answers() -> TestResult {
         )?,
         1
     );
+    // The incoming call is recorded, and its status callbacks follow it.
+    assert_eq!(items(&d.dir, "sid = ?1", &call)?[0].5, "ringing");
+    let mut done = voice_params(&call, STRANGER, "completed");
+    set(&mut done, "CallDuration", "31");
+    let a = signed(&d, "/twilio/status", &done).await?;
+    assert!((200..300).contains(&a.status), "{} {}", a.status, a.body);
+    assert_eq!(items(&d.dir, "sid = ?1", &call)?[0].5, "completed");
     Ok(())
 }
 

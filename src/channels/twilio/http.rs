@@ -359,6 +359,14 @@ async fn voice(State(s): State<TwilioHttp>, req: Request) -> Response {
     };
     let call_sid = param(&p, "CallSid").unwrap_or("").to_owned();
     tracing::info!(call = call_sid, caller, "twilio: incoming call");
+    record_call(
+        &s.ctx,
+        "twilio",
+        &call_sid,
+        &caller,
+        param(&p, "CallStatus"),
+    )
+    .await;
     if cfg.voice_mode == VoiceMode::Stream && s.ctx.calls.is_some() {
         let ws = ws_url(&cfg.public_url, "/twilio/media");
         xml(twiml::stream(
@@ -372,6 +380,36 @@ async fn voice(State(s): State<TwilioHttp>, req: Request) -> Response {
             tracing::warn!("twilio: speech engines unavailable; answering the call with <Gather>");
         }
         xml(twiml::gather(&greeting, &action, false))
+    }
+}
+
+/// Remember an incoming call so that its status callbacks are recorded against it.
+pub(crate) async fn record_call(
+    ctx: &ChannelContext,
+    provider: &'static str,
+    sid: &str,
+    caller: &str,
+    status: Option<&str>,
+) {
+    if sid.is_empty() {
+        return;
+    }
+    let item = telephony::ProviderItem {
+        provider: provider.into(),
+        sid: sid.to_owned(),
+        kind: "call".into(),
+        outbox_id: None,
+        message_id: None,
+        address: caller.to_owned(),
+        status: status.unwrap_or("ringing").to_owned(),
+        error_code: None,
+    };
+    if let Err(e) = ctx
+        .store
+        .write(move |c| telephony::record_item(c, &item))
+        .await
+    {
+        tracing::warn!(error = %e, "cannot record the call");
     }
 }
 

@@ -54,8 +54,6 @@ struct Inner {
     store: Store,
     /// Webhook requests waiting for the reply to their sender, by sender.
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Handover>>>>,
-    /// Parts of a long reply already sent, by outbox id (a retry sends only the rest).
-    sent_parts: Mutex<HashMap<i64, usize>>,
     refusals: RefusalLog,
 }
 
@@ -68,7 +66,6 @@ impl Twilio {
                 cfg,
                 store,
                 waiters: Mutex::new(HashMap::new()),
-                sent_parts: Mutex::new(HashMap::new()),
                 refusals: RefusalLog::default(),
             }),
         }
@@ -150,7 +147,10 @@ impl Twilio {
     async fn send_sms(&self, d: &Delivery, text: &str) -> Result<(), DeliveryError> {
         // Replies of a conversation may go back in the webhook's answer; reminders and alarms
         // (which carry a kind) always go out on their own.
-        if d.payload.get("kind").is_none() && self.hand_to_waiter(&d.recipient, text).await {
+        if d.attempt == 1
+            && d.payload.get("kind").is_none()
+            && self.hand_to_waiter(&d.recipient, text).await
+        {
             tracing::debug!(
                 outbox = d.id.0,
                 "twilio: reply answered in the webhook's TwiML"
@@ -159,15 +159,16 @@ impl Twilio {
         }
         let from = self.sender_number()?;
         let parts = telephony::split_sms(text, telephony::MAX_SMS_CHARS);
+        // Parts Twilio already accepted (a retry, or a restart, sends only the rest).
+        let outbox = d.id;
         let done = self
             .inner
-            .sent_parts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&d.id.0)
-            .copied()
-            .unwrap_or(0);
-        for (i, part) in parts.iter().enumerate().skip(done) {
+            .store
+            .read(move |c| telephony::items_of_outbox(c, outbox))
+            .await
+            .map_err(|e| DeliveryError::retry(e.to_string()))?
+            .len();
+        for part in parts.iter().skip(done) {
             let rest = self.inner.rest.clone();
             let (f, to, body, cb) = (
                 from.clone(),
@@ -215,17 +216,7 @@ impl Twilio {
                 })
                 .await
                 .map_err(|e| DeliveryError::retry(e.to_string()))?;
-            self.inner
-                .sent_parts
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(d.id.0, i + 1);
         }
-        self.inner
-            .sent_parts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&d.id.0);
         Ok(())
     }
 

@@ -190,6 +190,8 @@ async fn answer(State(s): State<VonageHttp>, req: Request) -> Response {
         None => cfg.greeting.clone(),
     };
     tracing::info!(call = uuid, caller, "vonage: incoming call");
+    crate::channels::twilio::http::record_call(&s.ctx, "vonage", &uuid, &caller, Some("answered"))
+        .await;
     if cfg.voice_mode == VoiceMode::Stream && s.ctx.calls.is_some() {
         let token = s.vonage.stream_token(&uuid, &caller);
         let q: String = form_urlencoded::Serializer::new(String::new())
