@@ -636,6 +636,7 @@ impl TurnJob {
         let (text_tx, audio) = inner.tts.speak(
             StreamOptions {
                 rate: Some(self.params.out_rate),
+                first_clause: true,
             },
             cancel.child_token(),
         )?;

@@ -195,11 +195,47 @@ fn numbers_and_times_are_spoken_as_words() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_speaks_a_long_first_sentence_clause_by_clause() {
+    let worker = TtsWorker::spawn(Box::new(SharedPiper)).expect("worker");
+    let (sink, audio) = worker
+        .speak(
+            StreamOptions {
+                rate: Some(8_000),
+                first_clause: true,
+            },
+            CancellationToken::new(),
+        )
+        .expect("speak");
+    sink.send("Today is Sunday, November 29th, 2026. Enjoy it, and the rest of the week.")
+        .await
+        .expect("send");
+    sink.finish();
+    let mut parts = Vec::new();
+    while let Some(item) = audio.recv().await {
+        let s = item.expect("sentence");
+        assert_eq!(s.audio.rate, 8_000);
+        parts.push(s.text);
+    }
+    // Only the first sentence is split.
+    assert_eq!(
+        parts,
+        vec![
+            "Today is Sunday,",
+            "November 29th, 2026.",
+            "Enjoy it, and the rest of the week."
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_yields_the_first_sentence_before_the_rest_of_the_text_is_sent() {
     let worker = TtsWorker::spawn(Box::new(SharedPiper)).expect("worker");
     let (sink, audio) = worker
         .speak(
-            StreamOptions { rate: Some(16_000) },
+            StreamOptions {
+                rate: Some(16_000),
+                ..StreamOptions::default()
+            },
             CancellationToken::new(),
         )
         .expect("speak");

@@ -1286,7 +1286,13 @@ async fn speak(
     cancel: &CancellationToken,
     first: Option<&mut Option<Instant>>,
 ) -> Result<Duration, SpeechError> {
-    let (tx, audio) = tts.speak(StreamOptions { rate: Some(RATE) }, cancel.child_token())?;
+    let (tx, audio) = tts.speak(
+        StreamOptions {
+            rate: Some(RATE),
+            ..StreamOptions::default()
+        },
+        cancel.child_token(),
+    )?;
     tx.send(text).await?;
     tx.finish();
     let mut total = Duration::ZERO;
@@ -1381,9 +1387,13 @@ impl TurnJob {
             return Ok(false);
         }
         // The voice first, so that a reply is never committed with nothing to speak it.
-        let (text_tx, audio) = self
-            .tts
-            .speak(StreamOptions { rate: Some(RATE) }, cancel.child_token())?;
+        let (text_tx, audio) = self.tts.speak(
+            StreamOptions {
+                rate: Some(RATE),
+                ..StreamOptions::default()
+            },
+            cancel.child_token(),
+        )?;
         let mut handle = self
             .shared
             .orchestrator

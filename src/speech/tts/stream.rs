@@ -41,6 +41,25 @@ pub struct SpokenSentence {
 pub struct StreamOptions {
     /// Output rate (8000 for telephony, 16000/48000 for speakers); `None`: the voice's rate.
     pub rate: Option<u32>,
+    /// Synthesize a long first sentence's first clause on its own ("Today is Sunday," then
+    /// the rest), so that the first audio is ready sooner.
+    pub first_clause: bool,
+}
+
+/// A long first sentence split after its first comma, when both parts are long enough to be
+/// worth it; else the sentence itself.
+pub fn first_clause(sentence: &str) -> Vec<String> {
+    const MIN_SENTENCE: usize = 28;
+    const MIN_PART: usize = 10;
+    if sentence.chars().count() >= MIN_SENTENCE {
+        for (i, _) in sentence.match_indices(", ") {
+            let (head, tail) = (&sentence[..=i], sentence[i + 2..].trim());
+            if head.chars().count() >= MIN_PART && tail.chars().count() >= MIN_PART {
+                return vec![head.to_owned(), tail.to_owned()];
+            }
+        }
+    }
+    vec![sentence.to_owned()]
 }
 
 type Item = Result<SpokenSentence, SpeechError>;
@@ -50,6 +69,7 @@ struct Job {
     audio: async_channel::Sender<Item>,
     cancel: CancellationToken,
     rate: Option<u32>,
+    first_clause: bool,
 }
 
 /// The sending half of an utterance: push text fragments, then [`TextSink::finish`] (or drop).
@@ -180,6 +200,7 @@ impl TtsWorker {
             audio: audio_tx,
             cancel: cancel.clone(),
             rate: options.rate,
+            first_clause: options.first_clause,
         };
         self.jobs.try_send(job).map_err(|e| match e {
             async_channel::TrySendError::Full(_) => SpeechError::Unsupported(format!(
@@ -240,6 +261,7 @@ fn speak_job(tts: &mut dyn TextToSpeech, rt: &tokio::runtime::Runtime, job: &Job
         audio,
         cancel,
         rate,
+        first_clause: split_first,
     } = job;
     let resampler = match *rate {
         Some(r) if r != tts.sample_rate() => match Resampler::new(tts.sample_rate(), r) {
@@ -254,6 +276,18 @@ fn speak_job(tts: &mut dyn TextToSpeech, rt: &tokio::runtime::Runtime, job: &Job
     let mut chunker = SentenceChunker::new();
     let mut ready: VecDeque<String> = VecDeque::new();
     let mut ended = false;
+    // Whether the first sentence is still to come (it may be split at its first clause).
+    let mut first = *split_first;
+    let mut add = |ready: &mut VecDeque<String>, sentences: Vec<String>| {
+        for s in sentences {
+            if first {
+                first = false;
+                ready.extend(first_clause(&s));
+            } else {
+                ready.push_back(s);
+            }
+        }
+    };
     loop {
         while let Some(sentence) = ready.pop_front() {
             if cancel.is_cancelled() {
@@ -284,9 +318,9 @@ fn speak_job(tts: &mut dyn TextToSpeech, rt: &tokio::runtime::Runtime, job: &Job
         });
         match next {
             None => return,
-            Some(Ok(fragment)) => ready.extend(chunker.push(&fragment)),
+            Some(Ok(fragment)) => add(&mut ready, chunker.push(&fragment)),
             Some(Err(_)) => {
-                ready.extend(chunker.finish());
+                add(&mut ready, chunker.finish().into_iter().collect());
                 ended = true;
             }
         }
@@ -318,6 +352,24 @@ fn speak_sentence(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_long_first_sentence_is_split_after_its_first_clause() {
+        assert_eq!(
+            first_clause("Today is Sunday, November 29th, 2026."),
+            vec!["Today is Sunday,", "November 29th, 2026."]
+        );
+        // Short sentences, short heads and short tails stay whole.
+        assert_eq!(first_clause("Yes, it is."), vec!["Yes, it is."]);
+        assert_eq!(
+            first_clause("Ok, the timer is set for ten minutes now."),
+            vec!["Ok, the timer is set for ten minutes now."]
+        );
+        assert_eq!(
+            first_clause("The timer for the pasta is set, sure."),
+            vec!["The timer for the pasta is set, sure."]
+        );
+    }
+
     use super::*;
     use std::sync::{Arc, Mutex};
 
@@ -342,7 +394,10 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (sink, audio) = synthesize_stream(
             Box::new(Recorder(log.clone())),
-            StreamOptions { rate: Some(2000) },
+            StreamOptions {
+                rate: Some(2000),
+                ..StreamOptions::default()
+            },
             CancellationToken::new(),
         )
         .unwrap();
