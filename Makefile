@@ -15,9 +15,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # (whisper-rs builds it and runs bindgen); python3-venv: the tests' Python peers; radicale: the
 # CalDAV server the calendar sync tests run against; taskwarrior: the real `task` binary the
 # Taskwarrior round-trip test (tests/it/tasks.rs) talks to; libasound2-dev: ALSA for the local
-# voice channel (the alsa crate links libasound).
+# voice channel (the alsa crate links libasound); openssl: the RSA key a Vonage call test signs with.
 APT_PACKAGES := build-essential pkg-config systemd udev dpkg-dev util-linux shellcheck curl ca-certificates \
-	libespeak-ng1 espeak-ng cmake clang libclang-dev python3-venv radicale taskwarrior libasound2-dev
+	libespeak-ng1 espeak-ng cmake clang libclang-dev python3-venv radicale taskwarrior libasound2-dev openssl
 
 # Install the Debian packages in $(1) that are missing (one apt run; sudo when not root).
 define apt_install
@@ -74,11 +74,12 @@ lint: toolchain
 # list changes; pip caches the wheels): faster-whisper (CTranslate2) for our ggml conversion of
 # Whisper, openWakeWord's own package (its 0.4.0 metadata pulls tflite: installed without deps)
 # for wake-word scores, icalendar as the independent parser/writer of our ICS feed and imports,
-# vobject for our vCards, Hugging Face tokenizers for the memory model's token ids (numpy and
+# vobject for our vCards, twilio (RequestValidator), PyJWT via vonage-jwt and cryptography (RS256) for
+# the telephony webhooks, Hugging Face tokenizers for the memory model's token ids (numpy and
 # scipy also make the memory embeddings' reference forward pass and the search bench's peer).
 TEST_VENV := .venv-test
 TEST_PY_NODEPS := openwakeword==0.4.0
-TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn tokenizers vobject icalendar==7.3.2 twilio==9.13.0 vonage-jwt==1.1.5
+TEST_PY := faster-whisper==1.2.1 onnxruntime numpy scipy tqdm scikit-learn tokenizers vobject icalendar==7.3.2 twilio==9.13.0 vonage-jwt==1.1.5 cryptography==50.0.2
 test-deps: deps
 	@[ -x $(TEST_VENV)/bin/python ] || python3 -m venv $(TEST_VENV)
 	@want="$(TEST_PY_NODEPS) | $(TEST_PY)"; \

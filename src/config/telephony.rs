@@ -143,6 +143,11 @@ pub struct RawVonage {
     pub api_secret: String,
     /// Signature secret: signed webhooks carry a JWT (HS256) made with it.
     pub signature_secret: String,
+    /// The Voice API application (placing reminder calls); empty: reminders for calls go out
+    /// as SMS.
+    pub application_id: String,
+    /// The application's private key (PKCS#8 PEM) that signs Voice API requests (RS256).
+    pub private_key_path: String,
     /// The Vonage number replies come from (E.164).
     pub phone_number: String,
     /// The public base URL Vonage calls.
@@ -166,6 +171,8 @@ impl Default for RawVonage {
             api_key: String::new(),
             api_secret: String::new(),
             signature_secret: String::new(),
+            application_id: String::new(),
+            private_key_path: String::new(),
             phone_number: String::new(),
             public_url: String::new(),
             api_base: "https://api.nexmo.com".into(),
@@ -188,6 +195,8 @@ pub struct VonageConfig {
     pub api_secret: Secret,
     /// Signature secret.
     pub signature_secret: Secret,
+    /// Voice API application, with the path of its private key.
+    pub application: Option<(String, std::path::PathBuf)>,
     /// Our number.
     pub phone_number: Option<PhoneNumber>,
     /// Public base URL, without a trailing slash.
@@ -212,6 +221,7 @@ impl Default for VonageConfig {
             api_key: String::new(),
             api_secret: Secret::new(""),
             signature_secret: Secret::new(""),
+            application: None,
             phone_number: None,
             public_url: String::new(),
             api_base: raw.api_base,
@@ -356,8 +366,25 @@ pub fn resolve_vonage(raw: RawVonage) -> Result<VonageConfig, ConfigError> {
             format!("{} is outside 10..=86400", raw.jwt_max_age_secs),
         ));
     }
+    let application = match (raw.application_id.trim(), raw.private_key_path.trim()) {
+        ("", "") => None,
+        ("", _) => {
+            return Err(key_err(
+                "vonage.application_id",
+                "must be set with vonage.private_key_path",
+            ))
+        }
+        (_, "") => {
+            return Err(key_err(
+                "vonage.private_key_path",
+                "must be set with vonage.application_id (the application's private key, PEM)",
+            ))
+        }
+        (id, path) => Some((id.to_owned(), std::path::PathBuf::from(path))),
+    };
     Ok(VonageConfig {
         enabled: raw.enabled,
+        application,
         api_key: raw.api_key.trim().to_owned(),
         api_secret: Secret::new(raw.api_secret.trim()),
         signature_secret: Secret::new(raw.signature_secret.trim()),

@@ -52,6 +52,8 @@ struct FakeState {
     /// Statuses to answer with, in order; 202 once it is empty.
     script: Arc<Mutex<VecDeque<u16>>>,
     accepted: Arc<AtomicU64>,
+    /// `POST /v1/calls` requests: (Authorization header, JSON body).
+    calls: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
 /// `POST /v1/messages` on 127.0.0.1, answering as Vonage does; stops when dropped.
@@ -151,11 +153,38 @@ async fn fake_messages(State(s): State<FakeState>, headers: HeaderMap, body: Byt
     }
 }
 
+/// `POST /v1/calls` (Voice API): records the request, answers 201 as Vonage does.
+async fn fake_calls(State(s): State<FakeState>, headers: HeaderMap, body: Bytes) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let n = match s.calls.lock() {
+        Ok(mut l) => {
+            l.push((auth, parsed));
+            l.len()
+        }
+        Err(_) => 0,
+    };
+    (
+        StatusCode::CREATED,
+        Json(
+            json!({"uuid": format!("63f61863-4a51-4f6b-86e1-46edebcf{n:04}"),
+                    "status": "started", "direction": "outbound",
+                    "conversation_uuid": format!("CON-f972836a-550f-45fa-956c-12a2ab5b{n:04}")}),
+        ),
+    )
+        .into_response()
+}
+
 impl FakeVonage {
     async fn start() -> TestResult<Self> {
         let state = FakeState::default();
         let app = Router::new()
             .route("/v1/messages", post(fake_messages))
+            .route("/v1/calls", post(fake_calls))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -165,6 +194,13 @@ impl FakeVonage {
             }
         });
         Ok(Self { url, state, task })
+    }
+
+    fn calls(&self) -> Vec<(String, Value)> {
+        match self.state.calls.lock() {
+            Ok(l) => l.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 
     fn sent(&self) -> Vec<Sent> {
@@ -186,6 +222,13 @@ impl FakeVonage {
 // The daemon, Python and polling.
 
 async fn daemon(fake: &FakeVonage) -> TestResult<TestDaemon> {
+    daemon_with(fake, |_| {}).await
+}
+
+async fn daemon_with(
+    fake: &FakeVonage,
+    tweak: impl FnOnce(&mut Config) + Send,
+) -> TestResult<TestDaemon> {
     let api_base = fake.url.clone();
     TestDaemon::start_with(
         move |cfg: &mut Config| {
@@ -200,6 +243,7 @@ async fn daemon(fake: &FakeVonage) -> TestResult<TestDaemon> {
             cfg.vonage.public_url = PUBLIC.into();
             cfg.vonage.api_base = api_base;
             cfg.vonage.voice_mode = VoiceMode::Gather;
+            tweak(cfg);
         },
         Vec::new(),
     )
@@ -981,5 +1025,106 @@ async fn a_call_in_gather_mode_is_a_loop_of_talk_and_input() -> TestResult {
         )?,
         1
     );
+    Ok(())
+}
+
+/// A reminder for `vonage-call` places a call through the Voice API, authenticated by an
+/// RS256 JWT made with the application's private key (checked here by PyJWT with the public
+/// key); the callee's "done" (key 2) ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_call_is_placed_with_an_rs256_application_jwt() -> TestResult {
+    let fake = FakeVonage::start().await?;
+    let keys = tempfile::tempdir()?;
+    let key = keys.path().join("private.key");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .status()?;
+    assert!(made.success(), "openssl genpkey failed");
+    let key_for_cfg = key.clone();
+    let d = daemon_with(&fake, move |cfg| {
+        cfg.vonage.application = Some((APPLICATION.into(), key_for_cfg));
+    })
+    .await?;
+    let r = d
+        .post("/api/v1/messages/outbound")
+        .json(&json!({"channel": "vonage-call", "to": CALLER_E164, "text": "Time to take the pills."}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 202);
+    let outbox = r.json::<Value>().await?["outbox_id"]
+        .as_i64()
+        .ok_or("no outbox_id")?;
+    let (auth, body) = poll("the call request", 20, || {
+        Ok(fake.calls().into_iter().next())
+    })
+    .await?;
+    let token = auth.strip_prefix("Bearer ").ok_or("no bearer token")?;
+    let app = run_py(
+        "import sys, jwt\nfrom cryptography.hazmat.primitives import serialization\nkey = serialization.load_pem_private_key(open(sys.argv[2], 'rb').read(), None)\nc = jwt.decode(sys.argv[1], key.public_key(), algorithms=['RS256'])\nassert c['exp'] > c['iat'] and c['jti']\nprint(c['application_id'])",
+        &[token, &key.to_string_lossy()],
+        b"",
+    )?;
+    assert_eq!(app, APPLICATION);
+    assert_eq!(body["to"][0]["number"], CALLER, "{body}");
+    assert_eq!(body["from"]["number"], OUR_NUMBER, "{body}");
+    assert_eq!(body["ncco"][0]["text"], "Time to take the pills.", "{body}");
+    let input = &body["ncco"][2];
+    assert_eq!(input["action"], "input", "{body}");
+    let event = input["eventUrl"][0].as_str().ok_or("no eventUrl")?;
+    assert_eq!(event, format!("{PUBLIC}/vonage/event?outbox={outbox}"));
+    let uuid = poll("the call item", 20, || {
+        let conn = common::open_db(&d.dir)?;
+        let r: Option<(String, String)> = conn
+            .query_row(
+                "SELECT sid, status FROM provider_items WHERE provider = 'vonage' AND kind = 'call' AND outbox_id = ?1",
+                [outbox],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+        Ok(r)
+    })
+    .await?;
+    assert_eq!(uuid.1, "started");
+    // The callee presses 2: done, goodbye.
+    let answer = json!({"from": OUR_NUMBER, "to": CALLER, "uuid": uuid.0,
+                        "conversation_uuid": "CON-1", "dtmf": {"digits": "2", "timed_out": false},
+                        "speech": {"results": []}})
+    .to_string();
+    let path = format!("/vonage/event?outbox={outbox}");
+    let (code, text) = post_signed(&d, &path, &answer).await?;
+    assert_eq!(code, 200, "{text}");
+    let ncco: Value = serde_json::from_str(&text)?;
+    assert_eq!(ncco[0]["action"], "talk", "{ncco}");
+    assert_eq!(ncco[0]["text"], "Good. Goodbye.", "{ncco}");
+    // A key that is not a private key is a permanent failure, named.
+    std::fs::write(&key, "not a key")?;
+    let r = d
+        .post("/api/v1/messages/outbound")
+        .json(&json!({"channel": "vonage-call", "to": CALLER_E164, "text": "Again."}))
+        .send()
+        .await?;
+    let bad = r.json::<Value>().await?["outbox_id"]
+        .as_i64()
+        .ok_or("no outbox_id")?;
+    let err = poll("the dead letter", 20, || {
+        let conn = common::open_db(&d.dir)?;
+        Ok(conn
+            .query_row(
+                "SELECT last_error FROM outbox WHERE id = ?1 AND status = 'dead'",
+                [bad],
+                |r| r.get::<_, String>(0),
+            )
+            .ok())
+    })
+    .await?;
+    assert!(err.contains("PKCS#8"), "{err}");
     Ok(())
 }

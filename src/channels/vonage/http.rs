@@ -268,6 +268,23 @@ async fn event(State(s): State<VonageHttp>, req: Request) -> Response {
                 })
         });
     let is_input = body.get("speech").is_some() || body.get("dtmf").is_some();
+    // The answer to a reminder call we placed: snooze or done (the callee is `to`).
+    if is_input && telephony::param(&query, "outbox").is_some() {
+        let said = said.unwrap_or_default().to_lowercase();
+        let reply = if said.contains("snooze") || said == "yes" {
+            match number(&field(&body, &query, "to").unwrap_or_default()) {
+                Ok(callee) => {
+                    converse_reply(&s, callee.as_str(), "snooze it for 10 minutes".into())
+                        .await
+                        .unwrap_or_else(|| "Sorry, I could not snooze it.".into())
+                }
+                Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("to: {e}")),
+            }
+        } else {
+            "Good. Goodbye.".to_owned()
+        };
+        return Json(json!([{"action": "talk", "text": reply}])).into_response();
+    }
     if is_input {
         let cfg = s.vonage.config().clone();
         let event_url = format!("{}/vonage/event", cfg.public_url);
@@ -282,33 +299,9 @@ async fn event(State(s): State<VonageHttp>, req: Request) -> Response {
             Ok(n) => n.as_str().to_owned(),
             Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("from: {e}")),
         };
-        let reply = match s
-            .ctx
-            .orchestrator
-            .converse(
-                CALL_CHANNEL,
-                caller,
-                text,
-                SessionKind::Call,
-                Priority::LiveCall,
-            )
+        let reply = converse_reply(&s, &caller, text)
             .await
-        {
-            Ok(h) => {
-                let cancel = h.cancel_token();
-                match tokio::time::timeout(INPUT_BUDGET, h.finish()).await {
-                    Ok(Some(summary)) => summary.reply,
-                    _ => {
-                        cancel.cancel();
-                        "Sorry, that took too long. Please say it again.".to_owned()
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "vonage: turn failed");
-                "Sorry, something went wrong.".to_owned()
-            }
-        };
+            .unwrap_or_else(|| "Sorry, that took too long. Please say it again.".to_owned());
         return Json(input_ncco(&reply, &event_url)).into_response();
     }
     // A call event (started, ringing, answered, completed, …).
@@ -325,6 +318,36 @@ async fn event(State(s): State<VonageHttp>, req: Request) -> Response {
             .await;
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// One turn on the calls channel; the whole reply within [`INPUT_BUDGET`].
+async fn converse_reply(s: &VonageHttp, caller: &str, text: String) -> Option<String> {
+    let h = match s
+        .ctx
+        .orchestrator
+        .converse(
+            CALL_CHANNEL,
+            caller.to_owned(),
+            text,
+            SessionKind::Call,
+            Priority::LiveCall,
+        )
+        .await
+    {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "vonage: turn failed");
+            return None;
+        }
+    };
+    let cancel = h.cancel_token();
+    match tokio::time::timeout(INPUT_BUDGET, h.finish()).await {
+        Ok(Some(summary)) => Some(summary.reply),
+        _ => {
+            cancel.cancel();
+            None
+        }
+    }
 }
 
 /// `POST /vonage/sms`: an inbound message (Messages API JSON).

@@ -172,6 +172,159 @@ impl Vonage {
     }
 }
 
+impl Vonage {
+    /// A Voice API JWT: RS256 with the application's private key (PKCS#8 PEM).
+    fn app_jwt(&self, app: &str, key_path: &std::path::Path) -> Result<String, DeliveryError> {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let pem = std::fs::read_to_string(key_path).map_err(|e| {
+            DeliveryError::permanent(format!(
+                "cannot read vonage.private_key_path {}: {e}",
+                key_path.display()
+            ))
+        })?;
+        let b64: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .map(str::trim)
+            .collect();
+        let bad = |why: String| {
+            DeliveryError::permanent(format!(
+                "vonage.private_key_path {} is not a PKCS#8 RSA private key (PEM): {why}",
+                key_path.display()
+            ))
+        };
+        let der = STANDARD.decode(b64).map_err(|e| bad(e.to_string()))?;
+        let key = ring::signature::RsaKeyPair::from_pkcs8(&der).map_err(|e| bad(e.to_string()))?;
+        let now = jiff::Timestamp::now().as_second();
+        let claims = serde_json::json!({
+            "application_id": app,
+            "iat": now,
+            "exp": now + 300,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        let msg = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut sig = vec![0u8; key.public().modulus_len()];
+        key.sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            msg.as_bytes(),
+            &mut sig,
+        )
+        .map_err(|_| DeliveryError::permanent("RS256 signing failed"))?;
+        Ok(format!("{msg}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    }
+
+    /// Place a call that reads `text` and takes "snooze" or "done" (Voice API, blocking).
+    /// Returns the call's UUID.
+    fn call_blocking(
+        &self,
+        app: &str,
+        key_path: &std::path::Path,
+        to: &str,
+        text: &str,
+        outbox: i64,
+    ) -> Result<String, DeliveryError> {
+        let cfg = &self.inner.cfg;
+        let from = cfg
+            .phone_number
+            .as_ref()
+            .map(|p| p.as_str().trim_start_matches('+').to_owned())
+            .ok_or_else(|| {
+                DeliveryError::permanent("vonage.phone_number is not set: no number to call from")
+            })?;
+        let jwt = self.app_jwt(app, key_path)?;
+        let event = format!("{}/vonage/event", cfg.public_url);
+        let body = serde_json::json!({
+            "to": [{"type": "phone", "number": to.trim_start_matches('+')}],
+            "from": {"type": "phone", "number": from},
+            "event_url": [event],
+            "ncco": [
+                {"action": "talk", "text": text},
+                {"action": "talk", "text": "Say snooze, or press 1, to hear it again in ten minutes. Say done, or press 2, if it is done.", "bargeIn": true},
+                {"action": "input", "type": ["speech", "dtmf"],
+                 "eventUrl": [format!("{event}?outbox={outbox}")], "eventMethod": "POST",
+                 "speech": {"language": "en-US", "endOnSilence": 1, "context": ["snooze", "done"]},
+                 "dtmf": {"maxDigits": 1, "timeOut": 5}}
+            ],
+        });
+        let mut resp = self
+            .inner
+            .agent
+            .post(&format!("{}/v1/calls", cfg.api_base))
+            .header("Authorization", &format!("Bearer {jwt}"))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .send(body.to_string())
+            .map_err(|e| {
+                DeliveryError::retry(format!("placing a call: no answer from Vonage: {e}"))
+            })?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_string()
+            .unwrap_or_default();
+        if (200..300).contains(&status) {
+            #[derive(Deserialize)]
+            struct Created {
+                uuid: String,
+            }
+            let c: Created = serde_json::from_str(&text).map_err(|e| {
+                DeliveryError::retry(format!("placing a call: unreadable answer ({e})"))
+            })?;
+            return Ok(c.uuid);
+        }
+        let msg = format!(
+            "placing a call: Vonage answered {status}: {}",
+            text.chars().take(300).collect::<String>()
+        );
+        if status == 429 || status >= 500 {
+            Err(DeliveryError::retry(msg))
+        } else {
+            Err(DeliveryError::permanent(msg))
+        }
+    }
+
+    async fn record(
+        &self,
+        d: &Delivery,
+        sid: String,
+        kind: &str,
+        status: &str,
+    ) -> Result<(), DeliveryError> {
+        let item = ProviderItem {
+            provider: "vonage".into(),
+            sid,
+            kind: kind.into(),
+            outbox_id: Some(d.id),
+            message_id: None,
+            address: d.recipient.clone(),
+            status: status.into(),
+            error_code: None,
+        };
+        let outbox = d.id;
+        self.inner
+            .store
+            .write(move |c| {
+                let message = crate::store::outbox::get(c, outbox)?.message_id;
+                telephony::record_item(
+                    c,
+                    &ProviderItem {
+                        message_id: message,
+                        ..item
+                    },
+                )
+            })
+            .await
+            .map_err(|e| DeliveryError::retry(e.to_string()))
+    }
+}
+
 impl DeliveryHandler for Vonage {
     fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
@@ -179,8 +332,17 @@ impl DeliveryHandler for Vonage {
                 return Err(DeliveryError::permanent("vonage delivery without a text"));
             };
             if d.channel == CALL_CHANNEL {
-                // Placing calls needs the application's private key (RS256 JWTs): not
-                // configured here, so a reminder for a call goes out as an SMS.
+                if let Some((app, key)) = self.inner.cfg.application.clone() {
+                    let me = self.clone();
+                    let (to, text, outbox) = (d.recipient.clone(), text.to_owned(), d.id.0);
+                    let uuid = tokio::task::spawn_blocking(move || {
+                        me.call_blocking(&app, &key, &to, &text, outbox)
+                    })
+                    .await
+                    .map_err(|e| DeliveryError::retry(e.to_string()))??;
+                    return self.record(d, uuid, "call", "started").await;
+                }
+                // No Voice API application configured: the reminder goes out as an SMS.
                 tracing::info!(outbox = d.id.0, "vonage: reminder call sent as an SMS");
             }
             let parts = telephony::split_sms(text, MAX_SMS_CHARS);
@@ -199,31 +361,7 @@ impl DeliveryHandler for Vonage {
                 let uuid = tokio::task::spawn_blocking(move || me.send_blocking(&to, &part))
                     .await
                     .map_err(|e| DeliveryError::retry(e.to_string()))??;
-                let item = ProviderItem {
-                    provider: "vonage".into(),
-                    sid: uuid,
-                    kind: "message".into(),
-                    outbox_id: Some(d.id),
-                    message_id: None,
-                    address: d.recipient.clone(),
-                    status: "submitted".into(),
-                    error_code: None,
-                };
-                let outbox = d.id;
-                self.inner
-                    .store
-                    .write(move |c| {
-                        let message = crate::store::outbox::get(c, outbox)?.message_id;
-                        telephony::record_item(
-                            c,
-                            &ProviderItem {
-                                message_id: message,
-                                ..item
-                            },
-                        )
-                    })
-                    .await
-                    .map_err(|e| DeliveryError::retry(e.to_string()))?;
+                self.record(d, uuid, "message", "submitted").await?;
             }
             Ok(())
         })
