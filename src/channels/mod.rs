@@ -34,3 +34,42 @@ pub struct ChannelContext {
     /// Metrics.
     pub metrics: Arc<crate::platform::metrics::Metrics>,
 }
+
+impl ChannelContext {
+    /// One turn of a phone call given as text (the provider's own speech recognition, a key
+    /// press): the whole reply, or `None` when it failed or took longer than `budget` (the
+    /// turn is then cancelled).
+    pub async fn call_turn(
+        &self,
+        channel: &str,
+        caller: &str,
+        text: String,
+        budget: std::time::Duration,
+    ) -> Option<String> {
+        let handle = match self
+            .orchestrator
+            .converse(
+                channel,
+                caller.to_owned(),
+                text,
+                crate::orchestrator::session::SessionKind::Call,
+                crate::nlu::llm::Priority::LiveCall,
+            )
+            .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(channel, error = %e, "call turn failed");
+                return None;
+            }
+        };
+        let cancel = handle.cancel_token();
+        match tokio::time::timeout(budget, handle.finish()).await {
+            Ok(Some(summary)) => Some(summary.reply),
+            _ => {
+                cancel.cancel();
+                None
+            }
+        }
+    }
+}

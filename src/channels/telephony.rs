@@ -128,6 +128,41 @@ pub fn record_item(conn: &Connection, item: &ProviderItem) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Record what a provider accepted for an outbox delivery, linked to the entry's message.
+pub async fn record_delivery(
+    store: &crate::store::Store,
+    provider: &str,
+    d: &crate::messaging::outbox::Delivery,
+    sid: String,
+    kind: &str,
+    status: String,
+) -> Result<(), crate::messaging::outbox::DeliveryError> {
+    let item = ProviderItem {
+        provider: provider.into(),
+        sid,
+        kind: kind.into(),
+        outbox_id: Some(d.id),
+        message_id: None,
+        address: d.recipient.clone(),
+        status,
+        error_code: None,
+    };
+    let outbox = d.id;
+    store
+        .write(move |c| {
+            let message = crate::store::outbox::get(c, outbox)?.message_id;
+            record_item(
+                c,
+                &ProviderItem {
+                    message_id: message,
+                    ..item
+                },
+            )
+        })
+        .await
+        .map_err(|e| crate::messaging::outbox::DeliveryError::retry(e.to_string()))
+}
+
 /// Apply a status callback: the item's status, and its message's (`delivered` or `failed`).
 /// Returns false when the sid is unknown (a callback for something we did not send).
 pub fn update_status(

@@ -16,8 +16,6 @@ use crate::channels::ChannelContext;
 use crate::config::VoiceMode;
 use crate::domain::{ChannelName, PhoneNumber};
 use crate::messaging::inbox::{InboundText, InboxError};
-use crate::nlu::llm::Priority;
-use crate::orchestrator::session::SessionKind;
 
 /// Largest webhook body read.
 const MAX_BODY: usize = 256 * 1024;
@@ -268,26 +266,9 @@ async fn status(State(s): State<TwilioHttp>, req: Request) -> Response {
 
 /// Run one text turn on the calls channel and return the whole reply (within `budget`).
 async fn converse_text(s: &TwilioHttp, caller: &str, text: String) -> Option<String> {
-    let handle = s
-        .ctx
-        .orchestrator
-        .converse(
-            CALL_CHANNEL,
-            caller.to_owned(),
-            text,
-            SessionKind::Call,
-            Priority::LiveCall,
-        )
+    s.ctx
+        .call_turn(CALL_CHANNEL, caller, text, GATHER_BUDGET)
         .await
-        .ok()?;
-    let cancel = handle.cancel_token();
-    match tokio::time::timeout(GATHER_BUDGET, handle.finish()).await {
-        Ok(Some(summary)) => Some(summary.reply),
-        _ => {
-            cancel.cancel();
-            None
-        }
-    }
 }
 
 /// `POST /twilio/voice`: a call came in, or a `<Gather>` heard something.

@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
-use crate::channels::telephony::{self, ProviderItem, RefusalLog};
+use crate::channels::telephony::{self, RefusalLog};
 use crate::config::TwilioConfig;
 use crate::messaging::outbox::{Delivery, DeliveryError, DeliveryHandler};
 use crate::store::Store;
@@ -187,35 +187,20 @@ impl Twilio {
                     DeliveryError::permanent(e.to_string())
                 }
             })?;
-            let item = ProviderItem {
-                provider: "twilio".into(),
-                sid: created.sid,
-                kind: "message".into(),
-                outbox_id: Some(d.id),
-                message_id: None,
-                address: d.recipient.clone(),
-                status: if created.status.is_empty() {
-                    "queued".into()
-                } else {
-                    created.status
-                },
-                error_code: None,
+            let status = if created.status.is_empty() {
+                "queued".to_owned()
+            } else {
+                created.status
             };
-            let outbox = d.id;
-            self.inner
-                .store
-                .write(move |c| {
-                    let message = crate::store::outbox::get(c, outbox)?.message_id;
-                    telephony::record_item(
-                        c,
-                        &ProviderItem {
-                            message_id: message,
-                            ..item
-                        },
-                    )
-                })
-                .await
-                .map_err(|e| DeliveryError::retry(e.to_string()))?;
+            telephony::record_delivery(
+                &self.inner.store,
+                "twilio",
+                d,
+                created.sid,
+                "message",
+                status,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -241,31 +226,15 @@ impl Twilio {
                         DeliveryError::permanent(e.to_string())
                     }
                 })?;
-        let item = ProviderItem {
-            provider: "twilio".into(),
-            sid: created.sid,
-            kind: "call".into(),
-            outbox_id: Some(d.id),
-            message_id: None,
-            address: d.recipient.clone(),
-            status: created.status,
-            error_code: None,
-        };
-        let outbox = d.id;
-        self.inner
-            .store
-            .write(move |c| {
-                let message = crate::store::outbox::get(c, outbox)?.message_id;
-                telephony::record_item(
-                    c,
-                    &ProviderItem {
-                        message_id: message,
-                        ..item
-                    },
-                )
-            })
-            .await
-            .map_err(|e| DeliveryError::retry(e.to_string()))
+        telephony::record_delivery(
+            &self.inner.store,
+            "twilio",
+            d,
+            created.sid,
+            "call",
+            created.status,
+        )
+        .await
     }
 }
 

@@ -21,8 +21,6 @@ use crate::channels::ChannelContext;
 use crate::config::VoiceMode;
 use crate::domain::{ChannelName, PhoneNumber};
 use crate::messaging::inbox::{InboundText, InboxError};
-use crate::nlu::llm::Priority;
-use crate::orchestrator::session::SessionKind;
 
 const MAX_BODY: usize = 256 * 1024;
 /// How long an `input` turn may take to answer.
@@ -322,32 +320,9 @@ async fn event(State(s): State<VonageHttp>, req: Request) -> Response {
 
 /// One turn on the calls channel; the whole reply within [`INPUT_BUDGET`].
 async fn converse_reply(s: &VonageHttp, caller: &str, text: String) -> Option<String> {
-    let h = match s
-        .ctx
-        .orchestrator
-        .converse(
-            CALL_CHANNEL,
-            caller.to_owned(),
-            text,
-            SessionKind::Call,
-            Priority::LiveCall,
-        )
+    s.ctx
+        .call_turn(CALL_CHANNEL, caller, text, INPUT_BUDGET)
         .await
-    {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::warn!(error = %e, "vonage: turn failed");
-            return None;
-        }
-    };
-    let cancel = h.cancel_token();
-    match tokio::time::timeout(INPUT_BUDGET, h.finish()).await {
-        Ok(Some(summary)) => Some(summary.reply),
-        _ => {
-            cancel.cancel();
-            None
-        }
-    }
 }
 
 /// `POST /vonage/sms`: an inbound message (Messages API JSON).

@@ -23,7 +23,7 @@ use futures_util::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 
-use crate::channels::telephony::{self, ProviderItem, RefusalLog};
+use crate::channels::telephony::{self, RefusalLog};
 use crate::config::VonageConfig;
 use crate::messaging::outbox::{Delivery, DeliveryError, DeliveryHandler};
 use crate::store::Store;
@@ -136,17 +136,30 @@ impl Vonage {
             "text": text,
         });
         let url = format!("{}/v1/messages", cfg.api_base);
+        let a: Accepted = self.post_json("sending a message", &url, &auth, &body)?;
+        Ok(a.message_uuid)
+    }
+}
+
+impl Vonage {
+    /// POST `body` as JSON with `auth`; the 2xx answer as `T`. No answer, 429 and 5xx are
+    /// worth retrying; other refusals are permanent. Blocking.
+    fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        url: &str,
+        auth: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, DeliveryError> {
         let mut resp = self
             .inner
             .agent
-            .post(&url)
-            .header("Authorization", &auth)
+            .post(url)
+            .header("Authorization", auth)
             .header("Accept", "application/json")
             .header("Content-Type", "application/json")
             .send(body.to_string())
-            .map_err(|e| {
-                DeliveryError::retry(format!("sending a message: no answer from Vonage: {e}"))
-            })?;
+            .map_err(|e| DeliveryError::retry(format!("{what}: no answer from Vonage: {e}")))?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()
@@ -155,13 +168,11 @@ impl Vonage {
             .read_to_string()
             .unwrap_or_default();
         if (200..300).contains(&status) {
-            let a: Accepted = serde_json::from_str(&text).map_err(|e| {
-                DeliveryError::retry(format!("sending a message: unreadable answer ({e})"))
-            })?;
-            return Ok(a.message_uuid);
+            return serde_json::from_str(&text)
+                .map_err(|e| DeliveryError::retry(format!("{what}: unreadable answer ({e})")));
         }
         let msg = format!(
-            "sending a message: Vonage answered {status}: {}",
+            "{what}: Vonage answered {status}: {}",
             text.chars().take(300).collect::<String>()
         );
         if status == 429 || status >= 500 {
@@ -170,9 +181,7 @@ impl Vonage {
             Err(DeliveryError::permanent(msg))
         }
     }
-}
 
-impl Vonage {
     /// A Voice API JWT: RS256 with the application's private key (PKCS#8 PEM).
     fn app_jwt(&self, app: &str, key_path: &std::path::Path) -> Result<String, DeliveryError> {
         use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -251,43 +260,17 @@ impl Vonage {
                  "dtmf": {"maxDigits": 1, "timeOut": 5}}
             ],
         });
-        let mut resp = self
-            .inner
-            .agent
-            .post(&format!("{}/v1/calls", cfg.api_base))
-            .header("Authorization", &format!("Bearer {jwt}"))
-            .header("Content-Type", "application/json")
-            .header("Accept", "application/json")
-            .send(body.to_string())
-            .map_err(|e| {
-                DeliveryError::retry(format!("placing a call: no answer from Vonage: {e}"))
-            })?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_string()
-            .unwrap_or_default();
-        if (200..300).contains(&status) {
-            #[derive(Deserialize)]
-            struct Created {
-                uuid: String,
-            }
-            let c: Created = serde_json::from_str(&text).map_err(|e| {
-                DeliveryError::retry(format!("placing a call: unreadable answer ({e})"))
-            })?;
-            return Ok(c.uuid);
+        #[derive(Deserialize)]
+        struct Created {
+            uuid: String,
         }
-        let msg = format!(
-            "placing a call: Vonage answered {status}: {}",
-            text.chars().take(300).collect::<String>()
-        );
-        if status == 429 || status >= 500 {
-            Err(DeliveryError::retry(msg))
-        } else {
-            Err(DeliveryError::permanent(msg))
-        }
+        let c: Created = self.post_json(
+            "placing a call",
+            &format!("{}/v1/calls", cfg.api_base),
+            &format!("Bearer {jwt}"),
+            &body,
+        )?;
+        Ok(c.uuid)
     }
 
     async fn record(
@@ -297,31 +280,7 @@ impl Vonage {
         kind: &str,
         status: &str,
     ) -> Result<(), DeliveryError> {
-        let item = ProviderItem {
-            provider: "vonage".into(),
-            sid,
-            kind: kind.into(),
-            outbox_id: Some(d.id),
-            message_id: None,
-            address: d.recipient.clone(),
-            status: status.into(),
-            error_code: None,
-        };
-        let outbox = d.id;
-        self.inner
-            .store
-            .write(move |c| {
-                let message = crate::store::outbox::get(c, outbox)?.message_id;
-                telephony::record_item(
-                    c,
-                    &ProviderItem {
-                        message_id: message,
-                        ..item
-                    },
-                )
-            })
-            .await
-            .map_err(|e| DeliveryError::retry(e.to_string()))
+        telephony::record_delivery(&self.inner.store, "vonage", d, sid, kind, status.into()).await
     }
 }
 
