@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::nlu::llm::Priority;
 use crate::orchestrator::session::SessionKind;
-use crate::orchestrator::{Orchestrator, TurnEvent};
+use crate::orchestrator::Orchestrator;
 use crate::speech::tts::stream::{StreamOptions, TtsWorker};
 use crate::speech::vad::{Silero, Vad, VadEvent};
 use crate::speech::worker::{SttWorker, Worker};
@@ -342,7 +342,7 @@ impl Pacer {
             .is_some_and(|t| t > Instant::now())
     }
 
-    /// Start watching for the next first frame; returns what was seen before.
+    /// Forget the first frame seen, so that [`Pacer::first_frame`] reports the next one.
     fn watch_first_frame(&self) {
         set(&self.first_frame, None);
     }
@@ -640,7 +640,7 @@ impl TurnJob {
             },
             cancel.child_token(),
         )?;
-        let mut handle = self
+        let handle = self
             .orchestrator
             .converse(
                 &self.params.channel,
@@ -654,7 +654,6 @@ impl TurnJob {
                 library: "orchestrator".into(),
                 reason: e.to_string(),
             })?;
-        let turn_cancel = handle.cancel_token();
         self.pacer.watch_first_frame();
         let pacer = self.pacer.clone();
         let play_cancel = cancel.clone();
@@ -674,30 +673,7 @@ impl TurnJob {
                 }
             }
         });
-        let mut summary = None;
-        loop {
-            let ev = tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                ev = handle.events.recv() => ev,
-            };
-            match ev {
-                Some(TurnEvent::Chunk(s)) => {
-                    if text_tx.send(s).await.is_err() {
-                        break;
-                    }
-                }
-                Some(TurnEvent::Done(s)) => {
-                    summary = Some(s);
-                    break;
-                }
-                None => break,
-            }
-        }
-        if summary.is_none() {
-            turn_cancel.cancel();
-        }
-        text_tx.finish();
+        let summary = super::speak_turn(handle, text_tx, cancel, || {}).await;
         let _ = player.await;
         turn.response_ms = self
             .pacer

@@ -35,6 +35,48 @@ pub struct ChannelContext {
     pub metrics: Arc<crate::platform::metrics::Metrics>,
 }
 
+/// Speak a turn: its reply, chunk by chunk, into a TTS stream until the turn is done or
+/// `cancel` (barge-in, hang-up). A turn that did not finish is cancelled (a dropped handle
+/// would not stop it). `first_chunk` runs at the first chunk. The voice channels (the
+/// device's own, calls) share it.
+pub(crate) async fn speak_turn(
+    mut handle: crate::orchestrator::TurnHandle,
+    text: crate::speech::tts::stream::TextSink,
+    cancel: &tokio_util::sync::CancellationToken,
+    first_chunk: impl FnOnce(),
+) -> Option<crate::orchestrator::TurnSummary> {
+    use crate::orchestrator::TurnEvent;
+    let mut first_chunk = Some(first_chunk);
+    let mut summary = None;
+    loop {
+        let ev = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            ev = handle.events.recv() => ev,
+        };
+        match ev {
+            Some(TurnEvent::Chunk(s)) => {
+                if let Some(f) = first_chunk.take() {
+                    f();
+                }
+                if text.send(s).await.is_err() {
+                    break;
+                }
+            }
+            Some(TurnEvent::Done(s)) => {
+                summary = Some(s);
+                break;
+            }
+            None => break,
+        }
+    }
+    if summary.is_none() {
+        handle.cancel_token().cancel();
+    }
+    text.finish();
+    summary
+}
+
 impl ChannelContext {
     /// One turn of a phone call given as text (the provider's own speech recognition, a key
     /// press): the whole reply, or `None` when it failed or took longer than `budget` (the

@@ -163,6 +163,19 @@ pub async fn record_delivery(
         .map_err(|e| crate::messaging::outbox::DeliveryError::retry(e.to_string()))
 }
 
+/// How many parts of an outbox delivery the provider already accepted (a retry, or a
+/// restart, sends only the rest).
+pub async fn parts_accepted(
+    store: &crate::store::Store,
+    outbox: OutboxId,
+) -> Result<usize, crate::messaging::outbox::DeliveryError> {
+    store
+        .read(move |c| items_of_outbox(c, outbox))
+        .await
+        .map(|items| items.len())
+        .map_err(|e| crate::messaging::outbox::DeliveryError::retry(e.to_string()))
+}
+
 /// Apply a status callback: the item's status, and its message's (`delivered` or `failed`).
 /// Returns false when the sid is unknown (a callback for something we did not send).
 pub fn update_status(

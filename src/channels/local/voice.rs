@@ -40,7 +40,7 @@ use crate::domain::{ConversationId, MessageId, UnixMillis};
 use crate::messaging::outbox::{Delivery, DeliveryError, DeliveryHandler};
 use crate::nlu::llm::Priority;
 use crate::orchestrator::session::{SessionKind, SessionState};
-use crate::orchestrator::{Orchestrator, TurnEvent, LOCAL_CHANNEL};
+use crate::orchestrator::{Orchestrator, LOCAL_CHANNEL};
 use crate::platform::metrics::{Metrics, VoiceStageLabels, VoiceTurnLabels};
 use crate::speech::tts::stream::{StreamOptions, TtsWorker};
 use crate::speech::vad::{Vad, VadEvent};
@@ -1394,7 +1394,7 @@ impl TurnJob {
             },
             cancel.child_token(),
         )?;
-        let mut handle = self
+        let handle = self
             .shared
             .orchestrator
             .converse(
@@ -1409,7 +1409,6 @@ impl TurnJob {
                 library: "orchestrator".into(),
                 reason: e.to_string(),
             })?;
-        let turn_cancel = handle.cancel_token();
         // Play sentences as they are synthesized, while later text still arrives.
         let speaker = self.speaker.clone();
         let play_cancel = cancel.clone();
@@ -1428,35 +1427,13 @@ impl TurnJob {
             }
             first
         });
-        let mut summary = None;
-        loop {
-            let ev = tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                ev = handle.events.recv() => ev,
-            };
-            match ev {
-                Some(TurnEvent::Chunk(s)) => {
-                    if self.turn.timings.first_text_ms.is_none() {
-                        self.turn.timings.first_text_ms = Some(self.since_end(Instant::now()));
-                    }
-                    if text_tx.send(s).await.is_err() {
-                        break;
-                    }
-                }
-                Some(TurnEvent::Done(s)) => {
-                    summary = Some(s);
-                    break;
-                }
-                None => break,
-            }
-        }
-        if summary.is_none() {
-            // Barge-in, or the voice went away: the orchestrator stops too (a dropped handle
-            // would not stop it).
-            turn_cancel.cancel();
-        }
-        text_tx.finish();
+        let end = self.speech_end;
+        let first_text = &mut self.turn.timings.first_text_ms;
+        let summary = crate::channels::speak_turn(handle, text_tx, cancel, || {
+            *first_text =
+                Some(Instant::now().saturating_duration_since(end).as_secs_f64() * 1000.0);
+        })
+        .await;
         let first = player.await.unwrap_or(None);
         self.turn.timings.first_audio_ms = first.map(|f| self.since_end(f));
         let Some(summary) = summary else {

@@ -159,15 +159,7 @@ impl Twilio {
         }
         let from = self.sender_number()?;
         let parts = telephony::split_sms(text, telephony::MAX_SMS_CHARS);
-        // Parts Twilio already accepted (a retry, or a restart, sends only the rest).
-        let outbox = d.id;
-        let done = self
-            .inner
-            .store
-            .read(move |c| telephony::items_of_outbox(c, outbox))
-            .await
-            .map_err(|e| DeliveryError::retry(e.to_string()))?
-            .len();
+        let done = telephony::parts_accepted(&self.inner.store, d.id).await?;
         for part in parts.iter().skip(done) {
             let rest = self.inner.rest.clone();
             let (f, to, body, cb) = (

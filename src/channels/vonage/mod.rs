@@ -305,15 +305,7 @@ impl DeliveryHandler for Vonage {
                 tracing::info!(outbox = d.id.0, "vonage: reminder call sent as an SMS");
             }
             let parts = telephony::split_sms(text, MAX_SMS_CHARS);
-            // Parts Vonage already accepted (a retry, or a restart, sends only the rest).
-            let outbox = d.id;
-            let done = self
-                .inner
-                .store
-                .read(move |c| telephony::items_of_outbox(c, outbox))
-                .await
-                .map_err(|e| DeliveryError::retry(e.to_string()))?
-                .len();
+            let done = telephony::parts_accepted(&self.inner.store, d.id).await?;
             for part in parts.into_iter().skip(done) {
                 let me = self.clone();
                 let to = d.recipient.clone();
