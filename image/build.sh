@@ -115,6 +115,8 @@ chown "$uid:$gid" "$data"
 chmod 0750 "$data"
 data_mib=256
 mke2fs -q -t ext4 -L la-data -d "$data" "$work/data.img" "${data_mib}M"
+# The trees are in the filesystem images now: free the disk (CI machines have little).
+rm -rf "$rootfs" "$boot" "$data"
 
 # --- the partitioned image ---------------------------------------------------------------------
 img=$work/$profile.img
@@ -136,7 +138,7 @@ for part in boot root data; do
 done
 rm -f "$work/boot.img" "$work/root.img" "$work/data.img"
 
-xz -T0 -3 -k -f "$img"
+xz -T0 -3 -f "$img"
 mv -f "$img.xz" "$out/$profile.img.xz"
 (cd "$out" && sha256sum "$profile.img.xz" > "$profile.img.xz.sha256")
 echo "$out/$profile.img.xz"
