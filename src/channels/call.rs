@@ -36,9 +36,11 @@ pub const FRAME_MS: u64 = 20;
 pub const LEAD: Duration = Duration::from_millis(60);
 /// Longest turn (recognition, answer, playback).
 const TURN_LIMIT: Duration = Duration::from_secs(300);
-/// A pause this long starts recognition speculatively; the turn itself waits for the
-/// configured `speech.vad.min_silence_ms`, and uses that recognition only when the utterance
-/// ended where the pause began (else it transcribes the whole utterance anew).
+/// A pause this long starts recognition speculatively when `speech.vad.command_silence_ms` is
+/// 0 (else that pause does). The turn waits for `speech.vad.min_silence_ms`, and uses that
+/// recognition only when the utterance ended where the pause began (else it transcribes the
+/// whole utterance anew) — unless the recognition is a finished everyday command: then the
+/// pause ends the utterance and the turn starts at once.
 pub const EARLY_PAUSE_MS: u32 = 200;
 
 /// The speech engines calls use. Cheap to clone: every call shares the STT and TTS workers and
@@ -85,11 +87,17 @@ impl CallEngines {
         })
     }
 
-    /// A VAD for one call, also reporting pauses of [`EARLY_PAUSE_MS`].
+    /// A VAD for one call, also reporting pauses of `command_silence_ms` (or
+    /// [`EARLY_PAUSE_MS`]).
     fn vad(&self) -> Result<Worker<Vad>, SpeechError> {
         let silero = Silero::load(self.inner.env, &self.inner.vad_model, self.inner.threads)?;
-        let mut vad = Vad::new(silero, self.inner.vad_cfg);
-        vad.set_early_pause(EARLY_PAUSE_MS.min(self.inner.vad_cfg.min_silence_ms));
+        let cfg = self.inner.vad_cfg;
+        let mut vad = Vad::new(silero, cfg);
+        let pause = match cfg.command_silence_ms {
+            0 => EARLY_PAUSE_MS,
+            ms => ms,
+        };
+        vad.set_early_pause(pause.min(cfg.min_silence_ms));
         Worker::spawn("call-vad", vad, 64)
     }
 }
@@ -389,6 +397,21 @@ impl Timeline {
         self.samples[at(start_ms)..at(end_ms).max(at(start_ms))].to_vec()
     }
 
+    /// Milliseconds of audio heard since the call began.
+    fn heard_ms(&self) -> u64 {
+        let n = u64::try_from(self.base + self.samples.len()).unwrap_or(u64::MAX);
+        n * 1000 / u64::from(IN_RATE)
+    }
+
+    /// When the caller's audio at `at_ms` (a VAD time, padding included) was heard.
+    fn instant_of(&self, at_ms: u64, padding_ms: u32) -> Instant {
+        let ago = self
+            .heard_ms()
+            .saturating_sub(at_ms.saturating_sub(u64::from(padding_ms)));
+        let now = Instant::now();
+        now.checked_sub(Duration::from_millis(ago)).unwrap_or(now)
+    }
+
     /// Keep only the last `keep` samples.
     fn trim(&mut self, keep: usize) {
         if self.samples.len() > keep * 2 {
@@ -411,6 +434,8 @@ struct Session {
 
 /// Recognition started at a pause, on the utterance so far.
 struct Paused {
+    /// Which pause (recognitions report back with it).
+    id: u64,
     start_ms: u64,
     end_ms: u64,
     stt: JoinHandle<Result<crate::speech::Transcript, SpeechError>>,
@@ -431,18 +456,50 @@ impl Session {
         let mut in_speech = false;
         let mut turn: Option<Running> = None;
         let mut paused: Option<Paused> = None;
+        let mut pauses = 0u64;
+        // Recognitions started at pauses report their text here, to end finished commands.
+        let (heard_tx, mut heard_rx) = mpsc::unbounded_channel::<(u64, String)>();
+        let command_end = self.engines.inner.vad_cfg.command_silence_ms > 0;
+        let padding = self.engines.inner.vad_cfg.padding_ms;
         // Start of the utterance going on, ms.
         let mut speech_from: Option<u64> = None;
         loop {
             let msg = tokio::select! {
                 () = self.cancel.cancelled() => break,
+                Some((id, text)) = heard_rx.recv() => {
+                    // What was said up to the pause is a finished command and the caller is
+                    // still silent since: that pause ends the utterance.
+                    let pause = paused.as_ref().filter(|p| in_speech && p.id == id).map(|p| p.end_ms);
+                    let text = crate::channels::local::voice::clean_transcript(&text);
+                    let Some(pause) = pause.filter(|_| self.orchestrator.ends_utterance(&text)) else {
+                        continue;
+                    };
+                    match self.vad.run(move |v| v.end_at_pause(pause)).await {
+                        Err(e) => {
+                            tracing::warn!(error = %e, "call: the VAD failed; hanging up");
+                            break;
+                        }
+                        Ok(None) => {} // speech went on: the utterance is not over
+                        Ok(Some(_)) => {
+                            if let Some(p) = paused.take() {
+                                in_speech = false;
+                                speech_from = None;
+                                tracing::debug!(text, "call: a finished command ends the utterance");
+                                self.barge_in(&mut turn);
+                                let end = timeline.instant_of(p.end_ms, padding);
+                                turn = Some(self.start_turn(Heard::Speech(p.stt, p.cancel), end));
+                            }
+                        }
+                    }
+                    continue;
+                }
                 m = input.recv() => m,
             };
             let Some(msg) = msg else { break };
             match msg {
                 CallInput::Audio(samples) => {
                     timeline.samples.extend_from_slice(&samples);
-                    let (events, pauses) =
+                    let (events, pause_events) =
                         match self.vad.run(move |v| v.push_with_pauses(&samples)).await {
                             Ok(Ok(ev)) => ev,
                             Ok(Err(e)) | Err(e) => {
@@ -452,22 +509,31 @@ impl Session {
                         };
                     // A pause: recognise what was said so far while waiting to know whether
                     // it is the end.
-                    for ev in pauses {
+                    for ev in pause_events {
                         if let (VadEvent::SpeechEnd { at_ms, .. }, Some(start_ms)) =
                             (ev, speech_from)
                         {
                             if let Some(p) = paused.take() {
                                 p.cancel.cancel();
                             }
+                            pauses += 1;
+                            let id = pauses;
                             let audio = Audio::new(IN_RATE, timeline.cut(start_ms, at_ms));
                             let cancel = self.cancel.child_token();
                             let stt = self.engines.inner.stt.clone();
                             let token = cancel.clone();
+                            let report = command_end.then(|| heard_tx.clone());
                             paused = Some(Paused {
+                                id,
                                 start_ms,
                                 end_ms: at_ms,
                                 stt: tokio::spawn(async move {
-                                    stt.transcribe(audio, SttRequest::default(), token).await
+                                    let t =
+                                        stt.transcribe(audio, SttRequest::default(), token).await;
+                                    if let (Ok(t), Some(report)) = (&t, report) {
+                                        let _ = report.send((id, t.text.clone()));
+                                    }
+                                    t
                                 }),
                                 cancel,
                             });
@@ -503,7 +569,8 @@ impl Session {
                                     }
                                 };
                                 self.barge_in(&mut turn);
-                                turn = Some(self.start_turn(Heard::Speech(stt, cancel)));
+                                let end = timeline.instant_of(at_ms, padding);
+                                turn = Some(self.start_turn(Heard::Speech(stt, cancel), end));
                             }
                         }
                     }
@@ -528,7 +595,7 @@ impl Session {
                         p.cancel.cancel();
                     }
                     self.barge_in(&mut turn);
-                    turn = Some(self.start_turn(Heard::Keys(said)));
+                    turn = Some(self.start_turn(Heard::Keys(said), Instant::now()));
                 }
                 CallInput::Mark(name) => {
                     tracing::trace!(mark = name, "call: played");
@@ -557,14 +624,15 @@ impl Session {
         }
     }
 
-    fn start_turn(&self, heard: Heard) -> Running {
+    /// Start answering what was heard; `speech_end` is when the caller stopped speaking.
+    fn start_turn(&self, heard: Heard, speech_end: Instant) -> Running {
         let cancel = self.cancel.child_token();
         let job = TurnJob {
             engines: self.engines.clone(),
             orchestrator: self.orchestrator.clone(),
             params: self.params.clone(),
             pacer: self.pacer.clone(),
-            speech_end: Instant::now(),
+            speech_end,
         };
         let turns = self.turns.clone();
         let token = cancel.clone();

@@ -104,6 +104,10 @@ pub struct RawVad {
     pub min_speech_ms: u64,
     /// Silence that ends a segment, in milliseconds.
     pub min_silence_ms: u64,
+    /// On calls, a pause this long ends the utterance when what was said so far is a finished
+    /// everyday command ("what time is it", "set a timer for ten minutes"); 0: always wait
+    /// `min_silence_ms`. At most `min_silence_ms`.
+    pub command_silence_ms: u64,
     /// Audio kept before and after each segment, in milliseconds.
     pub padding_ms: u64,
 }
@@ -114,6 +118,7 @@ impl Default for RawVad {
             threshold: 0.5,
             min_speech_ms: 250,
             min_silence_ms: 500,
+            command_silence_ms: 200,
             padding_ms: 100,
         }
     }
@@ -196,6 +201,8 @@ pub struct VadConfig {
     pub min_speech_ms: u32,
     /// Silence that ends speech, ms.
     pub min_silence_ms: u32,
+    /// Silence that ends a finished command, ms (0: off).
+    pub command_silence_ms: u32,
     /// Padding around segments, ms.
     pub padding_ms: u32,
 }
@@ -208,6 +215,7 @@ impl Default for VadConfig {
             threshold: raw.threshold as f32,
             min_speech_ms: raw.min_speech_ms as u32,
             min_silence_ms: raw.min_silence_ms as u32,
+            command_silence_ms: raw.command_silence_ms as u32,
             padding_ms: raw.padding_ms as u32,
         }
     }
@@ -368,6 +376,11 @@ pub fn resolve_speech(raw: RawSpeech) -> Result<SpeechConfig, ConfigError> {
             threshold: unit("speech.vad.threshold", raw.vad.threshold)?,
             min_speech_ms: ms("speech.vad.min_speech_ms", raw.vad.min_speech_ms, 10_000)?,
             min_silence_ms: ms("speech.vad.min_silence_ms", raw.vad.min_silence_ms, 10_000)?,
+            command_silence_ms: ms(
+                "speech.vad.command_silence_ms",
+                raw.vad.command_silence_ms,
+                raw.vad.min_silence_ms.min(10_000),
+            )?,
             padding_ms: ms("speech.vad.padding_ms", raw.vad.padding_ms, 2_000)?,
         },
         wake: WakeConfig {

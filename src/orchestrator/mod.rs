@@ -288,6 +288,16 @@ impl Orchestrator {
         self.inner.cfg.timezone.clone()
     }
 
+    /// Whether `text` is a finished everyday command ([`Intent::ends_utterance`]): voice
+    /// channels use it to end an utterance at a short pause. Only parses; changes nothing.
+    pub fn ends_utterance(&self, text: &str) -> bool {
+        let pctx = ParseContext {
+            now: self.inner.now(),
+            language: self.inner.cfg.language.clone(),
+        };
+        intents::parse(text, &pctx).is_some_and(|i| i.ends_utterance())
+    }
+
     /// The tool registry.
     pub fn tools(&self) -> &ToolRegistry {
         &self.inner.tools

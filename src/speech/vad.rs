@@ -192,6 +192,19 @@ impl<P: SpeechProbability> Vad<P> {
         self.segmenter.finish(end)
     }
 
+    /// End the open segment at the pause reported by the early-pause segmenter as
+    /// `SpeechEnd { at_ms: pause_at_ms }`, if the audio has stayed silent since: the caller
+    /// decided that pause ends the utterance (a finished command). `None` (nothing changed)
+    /// when speech went on or no segment is open. Speech after it opens a new segment.
+    pub fn end_at_pause(&mut self, pause_at_ms: u64) -> Option<VadEvent> {
+        let from = self.segmenter.silence_from?;
+        let pad = u64::from(self.segmenter.cfg.padding_ms);
+        if self.segmenter.start_ms.is_none() || frame_ms(from) + pad != pause_at_ms {
+            return None;
+        }
+        self.finish()
+    }
+
     /// Start over (a new stream; the time restarts at 0).
     pub fn reset(&mut self) {
         self.model.reset();
@@ -322,6 +335,7 @@ mod tests {
             threshold: 0.5,
             min_speech_ms: 96,
             min_silence_ms: 160,
+            command_silence_ms: 0,
             padding_ms: 32,
         }
     }
@@ -401,5 +415,66 @@ mod tests {
                 at_ms: 11 * 32
             }
         );
+    }
+
+    /// Probabilities from a script, one per frame.
+    struct Script(std::collections::VecDeque<f32>);
+
+    impl SpeechProbability for Script {
+        fn frame(&mut self, _frame: &[f32; FRAME]) -> Result<f32, SpeechError> {
+            Ok(self.0.pop_front().unwrap_or(0.0))
+        }
+        fn reset(&mut self) {}
+    }
+
+    /// A VAD over `probs` with a 64 ms early pause.
+    fn scripted(probs: &[f32]) -> Vad<Script> {
+        let mut vad = Vad::new(Script(probs.iter().copied().collect()), cfg());
+        vad.set_early_pause(64);
+        vad
+    }
+
+    fn feed(vad: &mut Vad<Script>, frames: usize) -> (Vec<VadEvent>, Vec<VadEvent>) {
+        vad.push_with_pauses(&vec![0.0; frames * FRAME]).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_pause_can_end_the_segment_while_it_lasts_and_not_after_speech_went_on() {
+        let mut p = vec![0.9; 6];
+        p.extend(vec![0.05; 3]); // 96 ms: an early pause (64 ms), not the end (160 ms)
+        p.extend(vec![0.9; 6]);
+        p.extend(vec![0.05; 3]);
+        p.extend(vec![0.9; 6]);
+        let mut vad = scripted(&p);
+        let (events, pauses) = feed(&mut vad, 9);
+        assert_eq!(events, vec![VadEvent::SpeechStart { at_ms: 0 }]);
+        let Some(VadEvent::SpeechEnd { at_ms: pause, .. }) = pauses.last().copied() else {
+            panic!("no pause in {pauses:?}");
+        };
+        assert_eq!(pause, 6 * 32 + 32);
+        // Another pause time (or none) ends nothing.
+        assert_eq!(vad.end_at_pause(pause + 32), None);
+        assert!(vad.in_speech());
+        // Speech goes on: that pause can no longer end the segment.
+        let (events, _) = feed(&mut vad, 6);
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(vad.end_at_pause(pause), None);
+        assert!(vad.in_speech());
+        // The next pause, while it lasts, ends it where the pause began.
+        let (_, pauses) = feed(&mut vad, 3);
+        let Some(VadEvent::SpeechEnd { at_ms: pause, .. }) = pauses.last().copied() else {
+            panic!("no second pause in {pauses:?}");
+        };
+        assert_eq!(
+            vad.end_at_pause(pause),
+            Some(VadEvent::SpeechEnd {
+                start_ms: 0,
+                at_ms: 15 * 32 + 32
+            })
+        );
+        assert!(!vad.in_speech());
+        // Speech after it opens a new segment.
+        let (events, _) = feed(&mut vad, 6);
+        assert_eq!(events, vec![VadEvent::SpeechStart { at_ms: 18 * 32 - 32 }]);
     }
 }

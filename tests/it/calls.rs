@@ -94,6 +94,11 @@ fn link_models(dir: &Path) -> TestResult {
 }
 
 async fn daemon() -> TestResult<TestDaemon> {
+    daemon_with(|_| {}).await
+}
+
+/// The test daemon, with `tweak` applied to its configuration last.
+async fn daemon_with(tweak: impl FnOnce(&mut Config)) -> TestResult<TestDaemon> {
     TestDaemon::start_with(
         |cfg: &mut Config| {
             if let Err(e) = link_models(&cfg.data_dir) {
@@ -112,6 +117,7 @@ async fn daemon() -> TestResult<TestDaemon> {
             cfg.vonage.signature_secret = Secret::new(VONAGE_SECRET);
             cfg.vonage.public_url = PUBLIC.into();
             cfg.vonage.voice_mode = VoiceMode::Stream;
+            tweak(cfg);
         },
         Vec::new(),
     )
@@ -237,17 +243,10 @@ async fn count(d: &TestDaemon, sql: &str) -> TestResult<i64> {
     Ok(conn.query_row(sql, [], |r| r.get(0))?)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_twilio_media_stream_is_answered_aloud_with_barge_in_dtmf_and_hang_up() -> TestResult {
-    let d = daemon().await?;
-    // The upgrade must be signed: unsigned or signed for another URL is refused.
-    assert!(connect_twilio(&d, None).await.is_err());
-    let wrong = twilio_signature("wss://elsewhere.example.com/twilio/media")?;
-    assert!(connect_twilio(&d, Some(&wrong)).await.is_err());
-
+/// Open a signed Twilio media stream and send `connected` and `start` for call `CA0001`.
+async fn start_twilio_stream(d: &TestDaemon, stream: &str) -> TestResult<Ws> {
     let sig = twilio_signature("wss://assistant.example.com/twilio/media")?;
-    let mut ws = connect_twilio(&d, Some(&sig)).await?;
-    let stream = "MZ0001";
+    let mut ws = connect_twilio(d, Some(&sig)).await?;
     ws.send(Message::text(
         json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}).to_string(),
     ))
@@ -261,6 +260,19 @@ async fn a_twilio_media_stream_is_answered_aloud_with_barge_in_dtmf_and_hang_up(
         .to_string(),
     ))
     .await?;
+    Ok(ws)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twilio_media_stream_is_answered_aloud_with_barge_in_dtmf_and_hang_up() -> TestResult {
+    let d = daemon().await?;
+    // The upgrade must be signed: unsigned or signed for another URL is refused.
+    assert!(connect_twilio(&d, None).await.is_err());
+    let wrong = twilio_signature("wss://elsewhere.example.com/twilio/media")?;
+    assert!(connect_twilio(&d, Some(&wrong)).await.is_err());
+
+    let stream = "MZ0001";
+    let mut ws = start_twilio_stream(&d, stream).await?;
     let mut seq = 1u64;
     let request = speak16("Set a timer for five minutes.")?;
     let silence = vec![0.0f32; 16_000 * 3 / 2];
@@ -475,6 +487,81 @@ async fn a_vonage_call_gets_an_ncco_from_a_signed_answer_and_talks_l16() -> Test
         .await?,
         1,
         "the pause split the request"
+    );
+    ws.close(None).await?;
+    Ok(())
+}
+
+/// Send the caller's audio (16 kHz) as Twilio `media` frames.
+async fn send_audio(ws: &mut Ws, stream: &str, seq: &mut u64, samples16: &[f32]) -> TestResult {
+    for f in mulaw_frames(samples16)? {
+        ws.send(media(stream, seq, &f)).await?;
+    }
+    Ok(())
+}
+
+/// The caller's inbound call messages so far.
+fn said_on(d: &TestDaemon, channel: &str) -> TestResult<Vec<String>> {
+    let conn = common::open_db(&d.dir)?;
+    let mut q = conn.prepare(
+        "SELECT m.body FROM messages m JOIN conversations c ON c.id = m.conversation_id
+          WHERE c.channel = ?1 AND m.direction = 'inbound' ORDER BY m.id",
+    )?;
+    let rows = q.query_map([channel], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_command_ends_at_a_short_pause_and_dictation_waits_for_the_end() -> TestResult {
+    // The end of speech is 3 s of silence here: only the short pause of a finished command can
+    // end an utterance sooner.
+    let d = daemon_with(|cfg| {
+        cfg.speech.vad.min_silence_ms = 3_000;
+        cfg.speech.vad.command_silence_ms = 200;
+    })
+    .await?;
+    let stream = "MZ0001";
+    let mut ws = start_twilio_stream(&d, stream).await?;
+    let mut seq = 1u64;
+    let second = |s: f32| vec![0.0f32; (16_000.0 * s) as usize];
+
+    // "What time is it?" and one second of silence: answered although the end of speech
+    // (3 s) never came.
+    let mut caller = second(0.5);
+    caller.extend(speak16("What time is it?")?);
+    caller.extend(second(1.0));
+    send_audio(&mut ws, stream, &mut seq, &caller).await?;
+    let mut got = Received::default();
+    receive(&mut ws, &mut got, Duration::from_secs(90), |g| {
+        !g.marks.is_empty()
+    })
+    .await?;
+    let said = said_on(&d, "twilio-call")?;
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].to_lowercase().contains("time"), "{said:?}");
+
+    // Dictation ("add … to my shopping list" may go on) after the same pause: no answer until
+    // the end of speech.
+    let mut caller = speak16("Add buy milk to my shopping list.")?;
+    caller.extend(second(1.0));
+    send_audio(&mut ws, stream, &mut seq, &caller).await?;
+    let before = got.frames.len();
+    let early = receive(&mut ws, &mut got, Duration::from_secs(4), |g| {
+        g.frames.len() > before
+    })
+    .await;
+    assert!(early.is_err(), "dictation was answered before the end of speech");
+    assert_eq!(said_on(&d, "twilio-call")?.len(), 1);
+    send_audio(&mut ws, stream, &mut seq, &second(3.5)).await?;
+    receive(&mut ws, &mut got, Duration::from_secs(90), |g| g.marks.len() >= 2).await?;
+    let said = said_on(&d, "twilio-call")?;
+    assert_eq!(said.len(), 2, "{said:?}");
+    // What was heard is dictation indeed (else the wait above proved nothing).
+    let ctx = local_assistant::nlu::intents::ParseContext::en(jiff::Zoned::now());
+    let intent = local_assistant::nlu::intents::parse(&said[1], &ctx);
+    assert!(
+        intent.as_ref().is_some_and(|i| i.name() == "task.add" && !i.ends_utterance()),
+        "{said:?} → {intent:?}"
     );
     ws.close(None).await?;
     Ok(())

@@ -399,6 +399,37 @@ fn table_is_large_and_has_negative_rows() {
     assert!(TABLE.iter().filter(|(_, want)| *want == "none").count() >= 15);
 }
 
+/// Which utterances may end at a short pause on a call: finished commands do; commands still
+/// missing a slot, dictation, and what the fast path does not parse do not.
+#[test]
+fn finished_commands_end_the_utterance_and_dictation_does_not() {
+    let c = ctx(NOW);
+    let ends = |text: &str| parse(text, &c).is_some_and(|i| i.ends_utterance());
+    for text in [
+        "what time is it",
+        "set a timer for ten minutes",
+        "remind me to call mom tomorrow at 5pm",
+        "what's on my calendar tomorrow",
+        "cancel the pasta timer",
+        "yes",
+        "stop",
+    ] {
+        assert!(ends(text), "{text:?} should end the utterance ({:?})", parse(text, &c));
+    }
+    for text in [
+        "set a timer",
+        "remind me to call mom",
+        "remind me tomorrow at 5pm",
+        "book a dentist appointment on Friday at 3pm",
+        "add buy milk to my shopping list",
+        "remember that the spare key is under the pot",
+        "what's on my calendar",
+        "tell me a story about dragons",
+    ] {
+        assert!(!ends(text), "{text:?} should wait for the end of speech ({:?})", parse(text, &c));
+    }
+}
+
 #[test]
 fn resolved_times_are_in_the_device_time_zone() {
     for (now, text, _) in DST_TABLE {

@@ -211,6 +211,40 @@ pub enum Intent {
 }
 
 impl Intent {
+    /// Whether an utterance parsed to this intent is finished: every slot it needs is given
+    /// and nothing usually follows it. A voice channel may then end the utterance at a short
+    /// pause instead of waiting out `speech.vad.min_silence_ms`. Commands that are dictated
+    /// (appointments, tasks, facts to remember) or still miss a slot never end early: more
+    /// words may come after a pause.
+    pub fn ends_utterance(&self) -> bool {
+        match self {
+            Intent::ReminderSet { what, when } => what.is_some() && when.is_some(),
+            Intent::ReminderCancel { target }
+            | Intent::TimerCancel { target }
+            | Intent::AppointmentCancel { target }
+            | Intent::TaskComplete { target } => target.is_some(),
+            Intent::TimerSet { duration, .. } => duration.is_some(),
+            Intent::AppointmentList { range, .. } => range.is_some(),
+            Intent::AppointmentMove { target, to } => target.is_some() && to.is_some(),
+            Intent::TaskProgress { target, progress } => target.is_some() && progress.is_some(),
+            Intent::MemoryRecall { query } | Intent::MemoryForget { query } => query.is_some(),
+            Intent::ReminderList
+            | Intent::ReminderSnooze { .. }
+            | Intent::TimerList
+            | Intent::TimeNow
+            | Intent::DateQuery { .. }
+            | Intent::TaskList { .. }
+            | Intent::Help
+            | Intent::Stop
+            | Intent::Cancel
+            | Intent::Yes
+            | Intent::No => true,
+            Intent::AppointmentCreate { .. }
+            | Intent::TaskAdd { .. }
+            | Intent::MemoryRemember { .. } => false,
+        }
+    }
+
     /// Stable dotted name for logs, metrics and the API, e.g. `reminder.set`.
     pub fn name(&self) -> &'static str {
         match self {
