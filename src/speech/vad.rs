@@ -435,7 +435,8 @@ mod tests {
     }
 
     fn feed(vad: &mut Vad<Script>, frames: usize) -> (Vec<VadEvent>, Vec<VadEvent>) {
-        vad.push_with_pauses(&vec![0.0; frames * FRAME]).unwrap_or_default()
+        vad.push_with_pauses(&vec![0.0; frames * FRAME])
+            .unwrap_or_default()
     }
 
     #[test]
@@ -475,6 +476,11 @@ mod tests {
         assert!(!vad.in_speech());
         // Speech after it opens a new segment.
         let (events, _) = feed(&mut vad, 6);
-        assert_eq!(events, vec![VadEvent::SpeechStart { at_ms: 18 * 32 - 32 }]);
+        assert_eq!(
+            events,
+            vec![VadEvent::SpeechStart {
+                at_ms: 18 * 32 - 32
+            }]
+        );
     }
 }

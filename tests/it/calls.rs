@@ -550,17 +550,25 @@ async fn a_finished_command_ends_at_a_short_pause_and_dictation_waits_for_the_en
         g.frames.len() > before
     })
     .await;
-    assert!(early.is_err(), "dictation was answered before the end of speech");
+    assert!(
+        early.is_err(),
+        "dictation was answered before the end of speech"
+    );
     assert_eq!(said_on(&d, "twilio-call")?.len(), 1);
     send_audio(&mut ws, stream, &mut seq, &second(3.5)).await?;
-    receive(&mut ws, &mut got, Duration::from_secs(90), |g| g.marks.len() >= 2).await?;
+    receive(&mut ws, &mut got, Duration::from_secs(90), |g| {
+        g.marks.len() >= 2
+    })
+    .await?;
     let said = said_on(&d, "twilio-call")?;
     assert_eq!(said.len(), 2, "{said:?}");
     // What was heard is dictation indeed (else the wait above proved nothing).
     let ctx = local_assistant::nlu::intents::ParseContext::en(jiff::Zoned::now());
     let intent = local_assistant::nlu::intents::parse(&said[1], &ctx);
     assert!(
-        intent.as_ref().is_some_and(|i| i.name() == "task.add" && !i.ends_utterance()),
+        intent
+            .as_ref()
+            .is_some_and(|i| i.name() == "task.add" && !i.ends_utterance()),
         "{said:?} → {intent:?}"
     );
     ws.close(None).await?;

@@ -414,7 +414,11 @@ fn finished_commands_end_the_utterance_and_dictation_does_not() {
         "yes",
         "stop",
     ] {
-        assert!(ends(text), "{text:?} should end the utterance ({:?})", parse(text, &c));
+        assert!(
+            ends(text),
+            "{text:?} should end the utterance ({:?})",
+            parse(text, &c)
+        );
     }
     for text in [
         "set a timer",
@@ -426,7 +430,11 @@ fn finished_commands_end_the_utterance_and_dictation_does_not() {
         "what's on my calendar",
         "tell me a story about dragons",
     ] {
-        assert!(!ends(text), "{text:?} should wait for the end of speech ({:?})", parse(text, &c));
+        assert!(
+            !ends(text),
+            "{text:?} should wait for the end of speech ({:?})",
+            parse(text, &c)
+        );
     }
 }
 
