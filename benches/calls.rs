@@ -6,8 +6,9 @@
 //!   frame every 20 ms, silence between requests) and measures **last inbound speech frame →
 //!   first outbound `media` frame** for fast-path commands (median, p90, max over
 //!   `BENCH_TURNS`, default 10). "Last speech frame" is the frame holding the utterance's last
-//!   sample above −34 dBFS. Goal ≤ 600 ms. The VAD's `min_silence_ms` (how long a pause must
-//!   last before the caller is done) is part of it and is printed.
+//!   sample above −34 dBFS. Goal ≤ 600 ms. The pause that ends a finished command
+//!   (`command_silence_ms`; other utterances wait `min_silence_ms`) is part of it; both are
+//!   printed.
 //! * **SMS webhook** — `POST /twilio/sms` with a valid `X-Twilio-Signature` and a unique
 //!   `MessageSid` from 64 concurrent senders (one keep-alive connection each) for `BENCH_SECS`
 //!   (default 5) after a 1 s warm-up, `reply_budget_ms = 0` so each 200 means "committed to the
@@ -180,6 +181,7 @@ async fn media_stream(turns: usize) -> Result {
     let api = fake_twilio().await?;
     let cfg = config(tmp.path(), &api)?;
     let min_silence = cfg.speech.vad.min_silence_ms;
+    let command_silence = cfg.speech.vad.command_silence_ms;
     let mut voice = tts::open(&TtsOptions::from_config(&cfg.speech, &cfg.models_dir()))?;
     let mut clips = Vec::new();
     for c in COMMANDS {
@@ -219,7 +221,7 @@ async fn media_stream(turns: usize) -> Result {
     }
     let (p50, p90, max) = stats(lat);
     println!(
-        "media stream: last speech frame -> first answer frame: median {p50:.0} ms, p90 {p90:.0} ms, max {max:.0} ms over {turns} turns (goal <= 600 ms; VAD min_silence_ms = {min_silence})"
+        "media stream: last speech frame -> first answer frame: median {p50:.0} ms, p90 {p90:.0} ms, max {max:.0} ms over {turns} turns (goal <= 600 ms; VAD min_silence_ms = {min_silence}, command_silence_ms = {command_silence})"
     );
     let _ = ws.close(None).await;
     app.stop().await?;

@@ -36,12 +36,12 @@ pub const FRAME_MS: u64 = 20;
 pub const LEAD: Duration = Duration::from_millis(60);
 /// Longest turn (recognition, answer, playback).
 const TURN_LIMIT: Duration = Duration::from_secs(300);
-/// A pause this long starts recognition speculatively when `speech.vad.command_silence_ms` is
-/// 0 (else that pause does). The turn waits for `speech.vad.min_silence_ms`, and uses that
+/// A pause this long starts recognition speculatively. If it hears a finished everyday command
+/// and the pause lasts `speech.vad.command_silence_ms`, the pause ends the utterance and the
+/// turn starts; otherwise the turn waits for `speech.vad.min_silence_ms` and uses that
 /// recognition only when the utterance ended where the pause began (else it transcribes the
-/// whole utterance anew) — unless the recognition is a finished everyday command: then the
-/// pause ends the utterance and the turn starts at once.
-pub const EARLY_PAUSE_MS: u32 = 200;
+/// whole utterance anew).
+pub const EARLY_PAUSE_MS: u32 = 100;
 
 /// The speech engines calls use. Cheap to clone: every call shares the STT and TTS workers and
 /// gets its own VAD.
@@ -87,15 +87,15 @@ impl CallEngines {
         })
     }
 
-    /// A VAD for one call, also reporting pauses of `command_silence_ms` (or
-    /// [`EARLY_PAUSE_MS`]).
+    /// A VAD for one call, also reporting pauses of [`EARLY_PAUSE_MS`] (or
+    /// `command_silence_ms`, if shorter).
     fn vad(&self) -> Result<Worker<Vad>, SpeechError> {
         let silero = Silero::load(self.inner.env, &self.inner.vad_model, self.inner.threads)?;
         let cfg = self.inner.vad_cfg;
         let mut vad = Vad::new(silero, cfg);
         let pause = match cfg.command_silence_ms {
             0 => EARLY_PAUSE_MS,
-            ms => ms,
+            ms => ms.min(EARLY_PAUSE_MS),
         };
         vad.set_early_pause(pause.min(cfg.min_silence_ms));
         Worker::spawn("call-vad", vad, 64)
@@ -436,6 +436,8 @@ struct Session {
 struct Paused {
     /// Which pause (recognitions report back with it).
     id: u64,
+    /// Its recognition is a finished everyday command.
+    finished: bool,
     start_ms: u64,
     end_ms: u64,
     stt: JoinHandle<Result<crate::speech::Transcript, SpeechError>>,
@@ -467,37 +469,20 @@ impl Session {
             let msg = tokio::select! {
                 () = self.cancel.cancelled() => break,
                 Some((id, text)) = heard_rx.recv() => {
-                    // What was said up to the pause is a finished command and the caller is
-                    // still silent since: that pause ends the utterance.
-                    let pause = paused.as_ref().filter(|p| in_speech && p.id == id).map(|p| p.end_ms);
-                    let text = crate::channels::local::voice::clean_transcript(&text);
-                    let Some(pause) = pause.filter(|_| self.orchestrator.ends_utterance(&text)) else {
-                        continue;
-                    };
-                    match self.vad.run(move |v| v.end_at_pause(pause)).await {
-                        Err(e) => {
-                            tracing::warn!(error = %e, "call: the VAD failed; hanging up");
-                            break;
-                        }
-                        Ok(None) => {} // speech went on: the utterance is not over
-                        Ok(Some(_)) => {
-                            if let Some(p) = paused.take() {
-                                in_speech = false;
-                                speech_from = None;
-                                tracing::debug!(text, "call: a finished command ends the utterance");
-                                self.barge_in(&mut turn);
-                                let end = timeline.instant_of(p.end_ms, padding);
-                                turn = Some(self.start_turn(Heard::Speech(p.stt, p.cancel), end));
-                            }
-                        }
+                    if let Some(p) = paused.as_mut().filter(|p| p.id == id) {
+                        let text = crate::channels::local::voice::clean_transcript(&text);
+                        p.finished = self.orchestrator.ends_utterance(&text);
                     }
-                    continue;
+                    None
                 }
-                m = input.recv() => m,
+                m = input.recv() => match m {
+                    Some(m) => Some(m),
+                    None => break,
+                },
             };
-            let Some(msg) = msg else { break };
             match msg {
-                CallInput::Audio(samples) => {
+                None => {}
+                Some(CallInput::Audio(samples)) => {
                     timeline.samples.extend_from_slice(&samples);
                     let (events, pause_events) =
                         match self.vad.run(move |v| v.push_with_pauses(&samples)).await {
@@ -525,6 +510,7 @@ impl Session {
                             let report = command_end.then(|| heard_tx.clone());
                             paused = Some(Paused {
                                 id,
+                                finished: false,
                                 start_ms,
                                 end_ms: at_ms,
                                 stt: tokio::spawn(async move {
@@ -584,7 +570,7 @@ impl Session {
                     let keep = if in_speech { 60 } else { 2 };
                     timeline.trim(usize::try_from(u64::from(IN_RATE) * keep).unwrap_or(usize::MAX));
                 }
-                CallInput::Dtmf(d) => {
+                Some(CallInput::Dtmf(d)) => {
                     let said = match d {
                         '1' => "yes".to_owned(),
                         '2' => "no".to_owned(),
@@ -597,8 +583,27 @@ impl Session {
                     self.barge_in(&mut turn);
                     turn = Some(self.start_turn(Heard::Keys(said), Instant::now()));
                 }
-                CallInput::Mark(name) => {
+                Some(CallInput::Mark(name)) => {
                     tracing::trace!(mark = name, "call: played");
+                }
+            }
+            // What was said up to a pause is a finished command, and the caller has been
+            // silent since for `command_silence_ms`: that pause ends the utterance.
+            if in_speech {
+                match self.finished_command(&mut paused).await {
+                    Err(e) => {
+                        tracing::warn!(error = %e, "call: the VAD failed; hanging up");
+                        break;
+                    }
+                    Ok(None) => {}
+                    Ok(Some(p)) => {
+                        in_speech = false;
+                        speech_from = None;
+                        tracing::debug!("call: a finished command ends the utterance");
+                        self.barge_in(&mut turn);
+                        let end = timeline.instant_of(p.end_ms, padding);
+                        turn = Some(self.start_turn(Heard::Speech(p.stt, p.cancel), end));
+                    }
                 }
             }
         }
@@ -610,6 +615,21 @@ impl Session {
             let _ = t.task.await;
         }
         self.pacer.clear();
+    }
+
+    /// The recognition to answer now: it heard a finished command at its pause, and the VAD
+    /// confirms the caller has been silent since, for `command_silence_ms` (and closes its
+    /// segment there).
+    async fn finished_command(
+        &self,
+        paused: &mut Option<Paused>,
+    ) -> Result<Option<Paused>, SpeechError> {
+        let Some(at) = paused.as_ref().filter(|p| p.finished).map(|p| p.end_ms) else {
+            return Ok(None);
+        };
+        let min = self.engines.inner.vad_cfg.command_silence_ms;
+        let ended = self.vad.run(move |v| v.end_at_pause(at, min)).await?;
+        Ok(ended.and_then(|_| paused.take()))
     }
 
     /// Stop the turn in flight and what is playing.

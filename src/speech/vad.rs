@@ -193,13 +193,18 @@ impl<P: SpeechProbability> Vad<P> {
     }
 
     /// End the open segment at the pause reported by the early-pause segmenter as
-    /// `SpeechEnd { at_ms: pause_at_ms }`, if the audio has stayed silent since: the caller
-    /// decided that pause ends the utterance (a finished command). `None` (nothing changed)
-    /// when speech went on or no segment is open. Speech after it opens a new segment.
-    pub fn end_at_pause(&mut self, pause_at_ms: u64) -> Option<VadEvent> {
-        let from = self.segmenter.silence_from?;
-        let pad = u64::from(self.segmenter.cfg.padding_ms);
-        if self.segmenter.start_ms.is_none() || frame_ms(from) + pad != pause_at_ms {
+    /// `SpeechEnd { at_ms: pause_at_ms }`, if the audio has stayed silent since and for at
+    /// least `min_pause_ms`: the caller decided that pause ends the utterance (a finished
+    /// command). `None` (nothing changed) when speech went on, the pause is still shorter, or
+    /// no segment is open. Speech after it opens a new segment.
+    pub fn end_at_pause(&mut self, pause_at_ms: u64, min_pause_ms: u32) -> Option<VadEvent> {
+        let seg = &self.segmenter;
+        let from = seg.silence_from?;
+        let pad = u64::from(seg.cfg.padding_ms);
+        if seg.start_ms.is_none()
+            || frame_ms(from) + pad != pause_at_ms
+            || frame_ms(seg.frame - from) < u64::from(min_pause_ms)
+        {
             return None;
         }
         self.finish()
@@ -453,13 +458,14 @@ mod tests {
             panic!("no pause in {pauses:?}");
         };
         assert_eq!(pause, 6 * 32 + 32);
-        // Another pause time (or none) ends nothing.
-        assert_eq!(vad.end_at_pause(pause + 32), None);
+        // Another pause time ends nothing, nor does this one before it lasted long enough.
+        assert_eq!(vad.end_at_pause(pause + 32, 64), None);
+        assert_eq!(vad.end_at_pause(pause, 128), None);
         assert!(vad.in_speech());
         // Speech goes on: that pause can no longer end the segment.
         let (events, _) = feed(&mut vad, 6);
         assert!(events.is_empty(), "{events:?}");
-        assert_eq!(vad.end_at_pause(pause), None);
+        assert_eq!(vad.end_at_pause(pause, 64), None);
         assert!(vad.in_speech());
         // The next pause, while it lasts, ends it where the pause began.
         let (_, pauses) = feed(&mut vad, 3);
@@ -467,7 +473,7 @@ mod tests {
             panic!("no second pause in {pauses:?}");
         };
         assert_eq!(
-            vad.end_at_pause(pause),
+            vad.end_at_pause(pause, 96),
             Some(VadEvent::SpeechEnd {
                 start_ms: 0,
                 at_ms: 15 * 32 + 32
