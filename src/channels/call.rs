@@ -36,12 +36,6 @@ pub const FRAME_MS: u64 = 20;
 pub const LEAD: Duration = Duration::from_millis(60);
 /// Longest turn (recognition, answer, playback).
 const TURN_LIMIT: Duration = Duration::from_secs(300);
-/// A pause this long starts recognition speculatively. If it hears a finished everyday command
-/// and the pause lasts `speech.vad.command_silence_ms`, the pause ends the utterance and the
-/// turn starts; otherwise the turn waits for `speech.vad.min_silence_ms` and uses that
-/// recognition only when the utterance ended where the pause began (else it transcribes the
-/// whole utterance anew).
-pub const EARLY_PAUSE_MS: u32 = 100;
 
 /// The speech engines calls use. Cheap to clone: every call shares the STT and TTS workers and
 /// gets its own VAD.
@@ -87,17 +81,11 @@ impl CallEngines {
         })
     }
 
-    /// A VAD for one call, also reporting pauses of [`EARLY_PAUSE_MS`] (or
-    /// `command_silence_ms`, if shorter).
+    /// A VAD for one call, also reporting pauses ([`Vad::report_pauses`]).
     fn vad(&self) -> Result<Worker<Vad>, SpeechError> {
         let silero = Silero::load(self.inner.env, &self.inner.vad_model, self.inner.threads)?;
-        let cfg = self.inner.vad_cfg;
-        let mut vad = Vad::new(silero, cfg);
-        let pause = match cfg.command_silence_ms {
-            0 => EARLY_PAUSE_MS,
-            ms => ms.min(EARLY_PAUSE_MS),
-        };
-        vad.set_early_pause(pause.min(cfg.min_silence_ms));
+        let mut vad = Vad::new(silero, self.inner.vad_cfg);
+        vad.report_pauses();
         Worker::spawn("call-vad", vad, 64)
     }
 }

@@ -40,6 +40,12 @@ pub enum VadEvent {
     },
 }
 
+/// A pause this long starts recognition speculatively ([`Vad::report_pauses`]). If it hears a
+/// finished everyday command and the pause lasts `command_silence_ms`, the pause ends the
+/// utterance ([`Vad::end_at_pause`]); otherwise the channel waits for `min_silence_ms` and uses
+/// that recognition only when the utterance ended where the pause began.
+pub const EARLY_PAUSE_MS: u32 = 100;
+
 /// Per-frame speech probability from a model (Silero, or anything else for tests).
 pub trait SpeechProbability: Send {
     /// Probability that this 512-sample frame (16 kHz) is speech.
@@ -141,6 +147,22 @@ impl<P: SpeechProbability> Vad<P> {
             pending: Vec::with_capacity(FRAME),
             frames: 0,
         }
+    }
+
+    /// Also report pauses of [`EARLY_PAUSE_MS`] (or `command_silence_ms` when shorter, never
+    /// longer than `min_silence_ms`), at which voice channels start recognition speculatively.
+    pub fn report_pauses(&mut self) {
+        let cfg = self.segmenter.cfg;
+        let pause = match cfg.command_silence_ms {
+            0 => EARLY_PAUSE_MS,
+            ms => ms.min(EARLY_PAUSE_MS),
+        };
+        self.set_early_pause(pause.min(cfg.min_silence_ms));
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &VadConfig {
+        &self.segmenter.cfg
     }
 
     /// Also watch for pauses of `min_silence_ms` (shorter than the configured end of speech),

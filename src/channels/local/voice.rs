@@ -46,7 +46,7 @@ use crate::speech::tts::stream::{StreamOptions, TtsWorker};
 use crate::speech::vad::{Vad, VadEvent};
 use crate::speech::wake::WakeDetector;
 use crate::speech::worker::{SttWorker, Worker};
-use crate::speech::{Audio, SpeechError, SpeechToText, SttRequest};
+use crate::speech::{Audio, SpeechError, SpeechToText, SttRequest, Transcript};
 use crate::store::Store;
 
 /// The speech engines the loop uses.
@@ -67,7 +67,8 @@ impl Engines {
     /// Load VAD, wake words (twice: microphone and speaker reference), STT and TTS as
     /// configured. Blocking (model loading).
     pub fn load(cfg: &Config) -> Result<Self, SpeechError> {
-        let (vad, wake) = crate::speech::listen::engines(cfg)?;
+        let (mut vad, wake) = crate::speech::listen::engines(cfg)?;
+        vad.report_pauses();
         // The speaker's own audio is clean: be quicker to call it a wake word there, so that
         // anything close to one in the device's voice is not taken for the person.
         let echo = crate::speech::listen::wake_detector(cfg, ECHO_THRESHOLD)?;
@@ -388,6 +389,8 @@ enum State {
         audio: Vec<f32>,
         /// Audio from before the wake word fired at the start of `audio`, ms.
         preroll_ms: u64,
+        /// Recognition started at the last pause.
+        paused: Option<Paused>,
     },
     Busy,
     Announcing {
@@ -398,6 +401,64 @@ enum State {
         since_ms: u64,
         audio: Vec<f32>,
     },
+}
+
+/// Recognition started at a pause of the utterance being listened to (VAD times, ms from the
+/// start of the listening buffer). Dropping it cancels the recognition.
+struct Paused {
+    start_ms: u64,
+    end_ms: u64,
+    rx: oneshot::Receiver<Result<Transcript, SpeechError>>,
+    /// The result, once in.
+    result: Option<Result<Transcript, SpeechError>>,
+    /// It heard a finished everyday command.
+    finished: bool,
+    cancel: tokio_util::sync::DropGuard,
+}
+
+impl Paused {
+    /// Take the result if it is in; note whether it is a finished command.
+    fn poll(&mut self, orchestrator: &Orchestrator) {
+        if self.result.is_some() {
+            return;
+        }
+        if let Ok(r) = self.rx.try_recv() {
+            if let Ok(t) = &r {
+                self.finished = orchestrator.ends_utterance(&clean_transcript(&t.text));
+            }
+            self.result = Some(r);
+        }
+    }
+
+    /// What the turn starts from when the utterance ended at this pause (a failed
+    /// recognition is made again on the whole utterance).
+    fn heard(self, utterance: Vec<f32>) -> Heard {
+        match self.result {
+            Some(Ok(t)) => Heard::Text(t),
+            Some(Err(_)) => Heard::Audio(Audio::new(RATE, utterance)),
+            None => Heard::Pending(self.rx, self.cancel.disarm()),
+        }
+    }
+}
+
+/// What a turn starts from.
+enum Heard {
+    /// The utterance, to recognise.
+    Audio(Audio),
+    /// Recognised already.
+    Text(Transcript),
+    /// Being recognised (cancel it with the token).
+    Pending(
+        oneshot::Receiver<Result<Transcript, SpeechError>>,
+        CancellationToken,
+    ),
+}
+
+/// `audio[start_ms..end_ms]`, clamped.
+fn cut(audio: &[f32], start_ms: u64, end_ms: u64) -> Vec<f32> {
+    let from = ms_to_samples(start_ms).min(audio.len());
+    let to = ms_to_samples(end_ms).clamp(from, audio.len());
+    audio[from..to].to_vec()
 }
 
 const STEP_MS: u64 = 20;
@@ -750,6 +811,7 @@ impl Loop {
                             speech_start: Some(start),
                             audio,
                             preroll_ms: 0,
+                            paused: None,
                         };
                     } else if self.t_ms >= until_ms {
                         self.go_idle();
@@ -769,6 +831,7 @@ impl Loop {
                 mut speech_start,
                 mut audio,
                 preroll_ms,
+                mut paused,
             } => {
                 if press {
                     // A press while listening: stop listening.
@@ -779,7 +842,8 @@ impl Loop {
                     audio.extend_from_slice(block);
                 }
                 let mut end = None;
-                for e in self.vad.push(block)? {
+                let (events, pauses) = self.vad.push_with_pauses(block)?;
+                for e in events {
                     match e {
                         VadEvent::SpeechStart { at_ms } => {
                             speech_start.get_or_insert(since_ms + at_ms);
@@ -792,6 +856,30 @@ impl Loop {
                         VadEvent::SpeechEnd { start_ms, at_ms } => end = Some((start_ms, at_ms)),
                     }
                 }
+                // A pause in the request: recognise what was said so far while waiting to
+                // know whether it is the end.
+                for e in pauses {
+                    if let (VadEvent::SpeechEnd { at_ms, .. }, Some(start), None) =
+                        (e, speech_start, end)
+                    {
+                        if at_ms > preroll_ms + WAKE_TAIL_MS {
+                            paused = Some(self.recognise(&audio, start.saturating_sub(since_ms), at_ms));
+                        }
+                    }
+                }
+                // What was said up to the pause is a finished command, and the person has
+                // been silent since for `command_silence_ms`: that pause ends the request.
+                if let (Some(p), None) = (paused.as_mut(), end) {
+                    p.poll(&self.shared.orchestrator);
+                    let min = self.vad.config().command_silence_ms;
+                    if p.finished && min > 0 {
+                        if let Some(VadEvent::SpeechEnd { start_ms, at_ms }) =
+                            self.vad.end_at_pause(p.end_ms, min)
+                        {
+                            end = Some((start_ms, at_ms));
+                        }
+                    }
+                }
                 let elapsed = self.t_ms - since_ms;
                 let speaking_for = self.t_ms - speech_start.unwrap_or(since_ms);
                 if end.is_none()
@@ -801,10 +889,15 @@ impl Loop {
                     end = Some((speech_start.unwrap_or(since_ms) - since_ms, elapsed));
                 }
                 if let Some((start_ms, end_ms)) = end {
-                    let from = ms_to_samples(start_ms).min(audio.len());
-                    let to = ms_to_samples(end_ms).clamp(from, audio.len());
-                    let utterance = audio[from..to].to_vec();
-                    self.start_turn(t, wake_model, since_ms, utterance);
+                    let utterance = cut(&audio, start_ms, end_ms);
+                    // Recognition from the pause where it ended, if it ended there.
+                    let heard = match paused {
+                        Some(p) if p.start_ms == start_ms && p.end_ms == end_ms => {
+                            p.heard(utterance)
+                        }
+                        _ => Heard::Audio(Audio::new(RATE, utterance)),
+                    };
+                    self.start_turn(t, wake_model, since_ms, heard);
                 } else if speech_start.is_none()
                     && elapsed >= self.cfg.listen_timeout.as_millis() as u64
                 {
@@ -833,6 +926,7 @@ impl Loop {
                         speech_start,
                         audio,
                         preroll_ms,
+                        paused,
                     };
                 }
             }
@@ -1028,6 +1122,7 @@ impl Loop {
             speech_start: speech_start.map(|s| since_ms + s),
             audio,
             preroll_ms,
+            paused: None,
         };
     }
 
@@ -1037,12 +1132,32 @@ impl Loop {
             .spawn(async move { store_turn(&shared, &turn, None).await });
     }
 
+    /// Start recognising `audio[start_ms..end_ms]` (a pause in the request) on the STT worker.
+    fn recognise(&self, audio: &[f32], start_ms: u64, end_ms: u64) -> Paused {
+        let clip = Audio::new(RATE, cut(audio, start_ms, end_ms));
+        let cancel = CancellationToken::new();
+        let (tx, rx) = oneshot::channel();
+        let stt = self.stt.clone();
+        let token = cancel.clone();
+        self.rt.spawn(async move {
+            let _ = tx.send(stt.transcribe(clip, SttRequest::default(), token).await);
+        });
+        Paused {
+            start_ms,
+            end_ms,
+            rx,
+            result: None,
+            finished: false,
+            cancel: cancel.drop_guard(),
+        }
+    }
+
     fn start_turn(
         &mut self,
         trigger: Trigger,
         wake_model: Option<String>,
         at_ms: u64,
-        utterance: Vec<f32>,
+        heard: Heard,
     ) {
         let speech_end = Instant::now();
         self.state = State::Busy;
@@ -1073,7 +1188,7 @@ impl Loop {
             speech_end,
         };
         self.rt.spawn(async move {
-            let done = job.run(Audio::new(RATE, utterance), cancel).await;
+            let done = job.run(heard, cancel).await;
             let _ = tx.send(done);
         });
     }
@@ -1325,10 +1440,10 @@ struct TurnJob {
 }
 
 impl TurnJob {
-    async fn run(mut self, utterance: Audio, cancel: CancellationToken) -> Done {
+    async fn run(mut self, heard: Heard, cancel: CancellationToken) -> Done {
         let mut ids = (None, None);
         let answered =
-            tokio::time::timeout(TASK_LIMIT, self.converse(utterance, &cancel, &mut ids))
+            tokio::time::timeout(TASK_LIMIT, self.converse(heard, &cancel, &mut ids))
                 .await
                 .unwrap_or_else(|_| {
                     Err(SpeechError::Runtime {
@@ -1371,14 +1486,25 @@ impl TurnJob {
 
     async fn converse(
         &mut self,
-        utterance: Audio,
+        heard: Heard,
         cancel: &CancellationToken,
         ids: &mut (Option<ConversationId>, Option<MessageId>),
     ) -> Result<bool, SpeechError> {
-        let heard = self
-            .stt
-            .transcribe(utterance, SttRequest::default(), cancel.clone())
-            .await?;
+        let heard = match heard {
+            Heard::Audio(utterance) => {
+                self.stt
+                    .transcribe(utterance, SttRequest::default(), cancel.clone())
+                    .await?
+            }
+            Heard::Text(t) => t,
+            Heard::Pending(rx, stt_cancel) => {
+                let _guard = stt_cancel.drop_guard();
+                tokio::select! {
+                    () = cancel.cancelled() => return Err(SpeechError::Cancelled),
+                    r = rx => r.map_err(|_| SpeechError::Cancelled)??,
+                }
+            }
+        };
         self.turn.timings.stt_ms = Some(self.since_end(Instant::now()));
         let text = clean_transcript(&heard.text);
         self.turn.transcript.clone_from(&text);
