@@ -104,8 +104,8 @@ pub struct RawVad {
     pub min_speech_ms: u64,
     /// Silence that ends a segment, in milliseconds.
     pub min_silence_ms: u64,
-    /// On calls, a pause this long ends the utterance when what was said so far is a finished
-    /// everyday command ("what time is it", "set a timer for ten minutes"); 0: always wait
+    /// On calls and by the local microphone, a pause this long ends the utterance when what was
+    /// said so far is a finished everyday command ("what time is it", "set a timer for ten minutes"); 0: always wait
     /// `min_silence_ms`. At most `min_silence_ms`.
     pub command_silence_ms: u64,
     /// Audio kept before and after each segment, in milliseconds.

@@ -535,6 +535,45 @@ async fn yes_in_the_follow_up_window_confirms() -> TestResult {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_command_ends_at_a_short_pause() -> TestResult {
+    // The end of speech is 3 s of silence here, and the pauses after the requests are shorter:
+    // only the short pause of a finished command can end them. Otherwise both requests would
+    // be one utterance (a wake word while listening does not start another).
+    let r = run(
+        &[
+            Part::Quiet(500),
+            Part::Say("Hey Jarvis."),
+            Part::Quiet(400),
+            Part::Say("What time is it?"),
+            Part::Quiet(2500),
+            Part::Say("Hey Jarvis."),
+            Part::Quiet(400),
+            Part::Say("What's the date today?"),
+            Part::Quiet(3500),
+        ],
+        Options {
+            // In real time: recognition at the pause races the audio, as on a device.
+            fast: false,
+            tweak: &|c: &mut Config| {
+                c.speech.vad.min_silence_ms = 3_000;
+                c.speech.vad.command_silence_ms = 200;
+            },
+            ..Options::default()
+        },
+    )
+    .await?;
+    let intents: Vec<Option<&str>> = r.answered().iter().map(|t| t.intent.as_deref()).collect();
+    assert_eq!(
+        intents,
+        vec![Some("time.now"), Some("date.query")],
+        "{:#?}",
+        r.turns
+    );
+    r.app.stop().await?;
+    Ok(())
+}
+
 /// The answer repeats the wake phrase; the speaker's sound reaches the microphone.
 async fn self_wake_run(echo_window_ms: u64) -> TestResult<Run> {
     let window = std::time::Duration::from_millis(echo_window_ms);

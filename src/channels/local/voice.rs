@@ -863,7 +863,8 @@ impl Loop {
                         (e, speech_start, end)
                     {
                         if at_ms > preroll_ms + WAKE_TAIL_MS {
-                            paused = Some(self.recognise(&audio, start.saturating_sub(since_ms), at_ms));
+                            paused =
+                                Some(self.recognise(&audio, start.saturating_sub(since_ms), at_ms));
                         }
                     }
                 }
@@ -1442,15 +1443,14 @@ struct TurnJob {
 impl TurnJob {
     async fn run(mut self, heard: Heard, cancel: CancellationToken) -> Done {
         let mut ids = (None, None);
-        let answered =
-            tokio::time::timeout(TASK_LIMIT, self.converse(heard, &cancel, &mut ids))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(SpeechError::Runtime {
-                        library: "voice turn".into(),
-                        reason: format!("took longer than {} s", TASK_LIMIT.as_secs()),
-                    })
-                });
+        let answered = tokio::time::timeout(TASK_LIMIT, self.converse(heard, &cancel, &mut ids))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SpeechError::Runtime {
+                    library: "voice turn".into(),
+                    reason: format!("took longer than {} s", TASK_LIMIT.as_secs()),
+                })
+            });
         let follow_up = match answered {
             Ok(f) => f,
             Err(e) => {
