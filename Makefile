@@ -110,6 +110,7 @@ bench: toolchain models bench-deps test-deps
 	$(CARGO) bench --locked --bench inbound
 	$(CARGO) bench --locked --bench reminders
 	LA_TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python $(CARGO) bench --locked --bench listen
+	FASTER_WHISPER_PYTHON=$(abspath $(TEST_VENV))/bin/python $(CARGO) bench --locked --bench stt
 	LLAMA_CPP_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench llm
 	PIPER_TTS_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench --locked --bench tts
 	LA_TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python $(CARGO) bench --locked --bench memory
