@@ -14,7 +14,7 @@ fail() { echo "boot test FAILED: $*" >&2; [ -f "$work/console.log" ] && tail -40
 rm -rf "$work"; mkdir -p "$work"
 (cd "$(dirname "$xzimg")" && sha256sum -c --quiet "$(basename "$xzimg").sha256") || fail "checksum mismatch for $xzimg"
 # Sparse: the image is mostly empty space.
-xz -dc "$xzimg" | cp --sparse=always /dev/stdin "$work/disk.img"
+xz -dc "$xzimg" | dd of="$work/disk.img" bs=1M iflag=fullblock conv=sparse status=none
 "$here/inspect.sh" "$work/disk.img" qemu-arm64
 # A bigger "card" than the image: first boot must grow the data partition into it.
 qemu-img resize -q -f raw "$work/disk.img" +1G
