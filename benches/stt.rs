@@ -17,10 +17,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use local_assistant::speech::audio::wav;
 use local_assistant::speech::stt::whisper::{resolve_model, WhisperEngine, WhisperOptions};
 use local_assistant::speech::{Audio, SpeechToText, SttRequest};
 use tokio_util::sync::CancellationToken;
+
+#[path = "support/args.rs"]
+mod args;
+
+#[path = "../tests/it/common/speech.rs"]
+mod speech;
+use speech::{faster_whisper_python, speak, words};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -61,51 +67,6 @@ for f in files:
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn peer_python() -> Option<PathBuf> {
-    let p = std::env::var_os("FASTER_WHISPER_PYTHON")
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| root().join(".venv-test/bin/python"), PathBuf::from);
-    let ok = Command::new(&p)
-        .args(["-c", "import faster_whisper"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(p)
-}
-
-/// Speak `text` with espeak-ng into `dir/<stem>.wav` (16 kHz, 16-bit): what both engines read.
-fn speak(dir: &Path, stem: &str, text: &str) -> Result<(PathBuf, Audio)> {
-    let raw = dir.join(format!("{stem}.raw.wav"));
-    let out = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-w"])
-        .arg(&raw)
-        .arg(text)
-        .output()
-        .map_err(|e| format!("espeak-ng: {e} (install it: apt-get install espeak-ng)"))?;
-    if !out.status.success() {
-        return Err(format!("espeak-ng failed: {out:?}").into());
-    }
-    let path = dir.join(format!("{stem}.wav"));
-    wav::write(&path, &wav::read(&raw)?.resampled(16_000)?)?;
-    Ok((path.clone(), wav::read(&path)?))
-}
-
-/// Words only: lowercase, punctuation dropped (apostrophes kept).
-fn words(text: &str) -> String {
-    text.to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '\'' {
-                c
-            } else {
-                ' '
-            }
-        })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Our engine: per clip, the best time of `reps` after a warm-up, and the text.
@@ -186,17 +147,13 @@ fn main() -> Result {
     let models = root().join("data").join("models");
     let ggml = resolve_model(&name, &models).map_err(|e| format!("{e} (run `make models`)"))?;
     let ct2 = models.join(&name);
-    let reps = std::env::var("BENCH_REPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if full { 3usize } else { 1 })
-        .max(1);
-    let threads: Vec<usize> = std::env::var("BENCH_THREADS")
-        .unwrap_or_else(|_| if full { "1,2" } else { "1" }.into())
-        .split(',')
-        .filter_map(|t| t.trim().parse().ok())
-        .collect();
-    let python = if full { peer_python() } else { None };
+    let reps = args::reps(full);
+    let threads = args::threads(full);
+    let python = if full {
+        faster_whisper_python().ok()
+    } else {
+        None
+    };
     let dir = tempfile::tempdir()?;
     let mut files = Vec::new();
     let mut clips = Vec::new();
@@ -241,6 +198,11 @@ fn main() -> Result {
                         },
                     )
                 }
+                None if !full => (
+                    "not run (smoke run)".to_owned(),
+                    "—".to_owned(),
+                    "—".to_owned(),
+                ),
                 None => (
                     "no peer (make test-deps)".to_owned(),
                     "—".to_owned(),

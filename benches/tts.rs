@@ -22,6 +22,9 @@ use local_assistant::speech::TextToSpeech;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/args.rs"]
+mod args;
+
 /// A typical spoken answer: three sentences.
 const ANSWER: &str = "Good morning, Anna. It is sunny and twelve degrees outside, with light rain \
 expected after four in the afternoon. Don't forget that Daniel has his piano lesson at half past five.";
@@ -154,16 +157,8 @@ fn main() {
         );
         std::process::exit(1);
     }
-    let reps = std::env::var("BENCH_REPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if full { 3usize } else { 1 })
-        .max(1);
-    let threads: Vec<usize> = std::env::var("BENCH_THREADS")
-        .unwrap_or_else(|_| if full { "1,2" } else { "1" }.into())
-        .split(',')
-        .filter_map(|t| t.trim().parse().ok())
-        .collect();
+    let reps = args::reps(full);
+    let threads = args::threads(full);
     let python = if full { peer_python() } else { None };
     println!(
         "text to speech, {} characters in 3 sentences, best of {reps}",

@@ -20,6 +20,8 @@ use local_assistant::speech::worker::{SttWorker, Worker};
 use local_assistant::speech::{Audio, SpeechError, SpeechToText, SttRequest};
 use tokio_util::sync::CancellationToken;
 
+use crate::common::speech::{faster_whisper_python, speak, words as normalize};
+
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const TINY: &str = "whisper-tiny.en-ct2";
@@ -53,61 +55,6 @@ fn engine(name: &str) -> TestResult<WhisperEngine> {
         &ggml(name)?,
         WhisperOptions::default(),
     )?)
-}
-
-/// Speak `text` with espeak-ng and return it at 16 kHz, also written to `dir/<stem>.wav`.
-fn speak(dir: &Path, stem: &str, text: &str) -> TestResult<(PathBuf, Audio)> {
-    let raw = dir.join(format!("{stem}.raw.wav"));
-    let out = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-w"])
-        .arg(&raw)
-        .arg(text)
-        .output()
-        .map_err(|e| format!("espeak-ng: {e} (install it: apt-get install espeak-ng)"))?;
-    assert!(out.status.success(), "espeak-ng failed: {out:?}");
-    let audio = wav::read(&raw)?.resampled(16_000)?;
-    let path = dir.join(format!("{stem}.wav"));
-    wav::write(&path, &audio)?;
-    // What both recognizers see: the 16-bit file.
-    Ok((path.clone(), wav::read(&path)?))
-}
-
-/// Lowercase, punctuation removed (apostrophes kept), whitespace collapsed: the agreement test
-/// compares words, not how each engine punctuates.
-fn normalize(text: &str) -> String {
-    text.to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '\'' {
-                c
-            } else {
-                ' '
-            }
-        })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn faster_whisper_python() -> TestResult<PathBuf> {
-    let p = std::env::var_os("FASTER_WHISPER_PYTHON")
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| root().join(".venv-test/bin/python"), PathBuf::from);
-    let ok = Command::new(&p)
-        .args(["-c", "import faster_whisper"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        Ok(p)
-    } else {
-        Err(format!(
-            "faster-whisper is not importable with {} (run `make test-deps`, or set \
-             FASTER_WHISPER_PYTHON to an interpreter that has it)",
-            p.display()
-        )
-        .into())
-    }
 }
 
 /// faster-whisper on the original CTranslate2 model: greedy, no temperature fallback, English,

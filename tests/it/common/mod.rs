@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod speech;
 pub mod sync_server;
 
 use std::net::{SocketAddr, TcpListener};
