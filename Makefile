@@ -149,7 +149,7 @@ deb-arm64: cross
 # --- OS images: PROFILE=qemu-arm64 (default, testable here), rpi5, jetson ----------------------
 PROFILE ?= qemu-arm64
 IMAGE_APT := mmdebstrap dosfstools mtools fdisk e2fsprogs xz-utils qemu-user-static binfmt-support arch-test \
-	qemu-system-arm qemu-efi-aarch64 qemu-utils curl python3 gpg
+	qemu-system-arm qemu-efi-aarch64 curl python3 gpg
 
 image-deps: deps
 	@$(call apt_install,$(IMAGE_APT))

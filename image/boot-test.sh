@@ -17,7 +17,7 @@ rm -rf "$work"; mkdir -p "$work"
 xz -dc "$xzimg" | dd of="$work/disk.img" bs=1M iflag=fullblock conv=sparse status=none
 "$here/inspect.sh" "$work/disk.img" qemu-arm64
 # A bigger "card" than the image: first boot must grow the data partition into it.
-qemu-img resize -q -f raw "$work/disk.img" +1G
+truncate -s +1G "$work/disk.img"
 cp /usr/share/AAVMF/AAVMF_VARS.fd "$work/vars.fd"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
