@@ -904,6 +904,11 @@ mod tests {
                 "outbox.backoff_max_ms",
                 "must not be below",
             ),
+            (
+                "[llm]\nrepeat_penalty = 0.5\n",
+                "llm.repeat_penalty",
+                "from 1 (off) to 2",
+            ),
         ];
         for (text, key, hint) in cases {
             let msg = load_text(text, &[])

@@ -59,6 +59,8 @@ pub struct RawLlm {
     pub max_reply_tokens: u64,
     /// Sampling temperature (0 = greedy, deterministic).
     pub temperature: f64,
+    /// Penalty on recently used tokens (1 = off).
+    pub repeat_penalty: f64,
     /// Requests that may wait for the model before new ones get "busy".
     pub queue_depth: u64,
     /// Let the model call tools when the fast path did not understand a request.
@@ -80,6 +82,7 @@ impl Default for RawLlm {
             context_tokens: 2048,
             max_reply_tokens: 160,
             temperature: 0.0,
+            repeat_penalty: 1.1,
             queue_depth: 16,
             tool_calls: false,
             ollama_url: "http://127.0.0.1:11434".into(),
@@ -192,6 +195,8 @@ pub struct LlmConfig {
     pub max_reply_tokens: usize,
     /// Temperature.
     pub temperature: f32,
+    /// Penalty on recently used tokens (1 = off).
+    pub repeat_penalty: f32,
     /// Queue capacity.
     pub queue_depth: usize,
     /// LLM tool calls allowed.
@@ -325,6 +330,15 @@ pub fn resolve_llm(raw: RawLlm) -> Result<LlmConfig, ConfigError> {
             format!("expected a number from 0 to 2; got {}", raw.temperature),
         ));
     }
+    if !(1.0..=2.0).contains(&raw.repeat_penalty) {
+        return Err(key_err(
+            "llm.repeat_penalty",
+            format!(
+                "expected a number from 1 (off) to 2; got {}",
+                raw.repeat_penalty
+            ),
+        ));
+    }
     if !(raw.ollama_url.starts_with("http://") || raw.ollama_url.starts_with("https://")) {
         return Err(key_err(
             "llm.ollama_url",
@@ -342,6 +356,8 @@ pub fn resolve_llm(raw: RawLlm) -> Result<LlmConfig, ConfigError> {
         max_reply_tokens: range("llm.max_reply_tokens", raw.max_reply_tokens, 1, 8192)?,
         #[allow(clippy::cast_possible_truncation)]
         temperature: raw.temperature as f32,
+        #[allow(clippy::cast_possible_truncation)]
+        repeat_penalty: raw.repeat_penalty as f32,
         queue_depth: range("llm.queue_depth", raw.queue_depth, 1, 10_000)?,
         tool_calls: raw.tool_calls,
         ollama_url: raw.ollama_url.trim_end_matches('/').to_owned(),

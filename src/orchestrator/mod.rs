@@ -1307,8 +1307,9 @@ impl Inner {
         )
     }
 
-    /// Relevant memories for the system prompt (after the fixed part, so its cached prefix
-    /// still matches), when the sender may use memory.
+    /// Relevant memories, when the sender may use memory: a system note placed right before
+    /// the new message, so the fixed system prompt and the history keep the prefix the
+    /// engine cached for this conversation (the facts change with every question).
     async fn memory_context(&self, input: &TurnInput, tctx: &ToolContext) -> String {
         let Some(mem) = &self.memory else {
             return String::new();
@@ -1329,7 +1330,7 @@ impl Inner {
             best = hits[0].score,
             "memories in context"
         );
-        let mut s = String::from(" Facts the user asked you to remember, use them if they help:");
+        let mut s = String::from("Facts the user asked you to remember, use them if they help:");
         for h in hits {
             s.push_str("\n- ");
             s.push_str(h.fact.text.trim());
@@ -1367,19 +1368,23 @@ impl Inner {
             .store
             .read(move |c| sql::history(c, cid, Some(before), n))
             .await?;
-        let system = self.system_prompt() + &self.memory_context(input, tctx).await;
-        let mut messages = vec![ChatMessage::new(Role::System, system)];
+        let mut messages = vec![ChatMessage::new(Role::System, self.system_prompt())];
         for (inbound, body) in history {
             messages.push(ChatMessage::new(
                 if inbound { Role::User } else { Role::Assistant },
                 body,
             ));
         }
+        let memories = self.memory_context(input, tctx).await;
+        if !memories.is_empty() {
+            messages.push(ChatMessage::new(Role::System, memories));
+        }
         messages.push(ChatMessage::new(Role::User, input.work.text.clone()));
         let mut req = GenerateRequest::new(messages);
         req.session = Some(format!("conversation-{}", cid.0));
         req.max_tokens = self.llm_cfg.max_reply_tokens;
         req.temperature = self.llm_cfg.temperature;
+        req.repeat_penalty = self.llm_cfg.repeat_penalty;
         req.priority = input.priority;
         req.cancel = cancel.child_token();
         if self.llm_cfg.tool_calls {

@@ -92,29 +92,45 @@ pub fn recover(conn: &Connection) -> Result<usize, StoreError> {
     )?)
 }
 
-/// The last `n` messages of a conversation before `before` (oldest first): (inbound?, body).
+/// The history the language model sees before message `before` (oldest first): (inbound?,
+/// body). At most `n` messages, and the window moves in steps of `n / 2`: it starts at a
+/// multiple of the step, so from one turn to the next the prompt only grows at its end and
+/// the engine's cached state for the conversation stays valid. Dropping the oldest message on
+/// every turn would change the prompt right after the system prompt, and each turn would
+/// recompute the whole history. Between steps it holds `n - n / 2 + 1` to `n` messages.
 pub fn history(
     conn: &Connection,
     conversation_id: ConversationId,
     before: Option<MessageId>,
     n: usize,
 ) -> Result<Vec<(bool, String)>, StoreError> {
-    let mut rows: Vec<(bool, String)> = conn
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let before = before.map_or(i64::MAX, |m| m.0);
+    let total: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM messages
+              WHERE conversation_id = ?1 AND id < ?2 AND status != 'cancelled'",
+        )?
+        .query_row(params![conversation_id.0, before], |r| r.get(0))?;
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let step = (n / 2).max(1);
+    let skip = if total <= n {
+        0
+    } else {
+        (total - n + step - 1) / step * step
+    };
+    let rows = conn
         .prepare_cached(
             "SELECT direction = 'inbound', body FROM messages
               WHERE conversation_id = ?1 AND id < ?2 AND status != 'cancelled'
-              ORDER BY id DESC LIMIT ?3",
+              ORDER BY id LIMIT ?3 OFFSET ?4",
         )?
-        .query_map(
-            params![
-                conversation_id.0,
-                before.map_or(i64::MAX, |m| m.0),
-                i64::try_from(n).unwrap_or(i64::MAX)
-            ],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?
+        .query_map(params![conversation_id.0, before, n, skip], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<Result<_, _>>()?;
-    rows.reverse();
     Ok(rows)
 }
 
@@ -245,4 +261,80 @@ pub fn conversation(
         .prepare_cached("SELECT channel, address FROM conversations WHERE id = ?1")?
         .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conversation_with(messages: usize) -> (Connection, ConversationId) {
+        let mut c = Connection::open_in_memory().expect("db");
+        crate::store::migrations::migrate(&mut c).expect("migrate");
+        c.execute(
+            "INSERT INTO conversations (channel, address, created_at, last_message_at)
+             VALUES ('api', 'x', 0, 0)",
+            [],
+        )
+        .expect("conversation");
+        let cid = ConversationId(c.last_insert_rowid());
+        for i in 0..messages {
+            let dir = if i % 2 == 0 { "inbound" } else { "outbound" };
+            c.execute(
+                "INSERT INTO messages (conversation_id, channel, direction, body, status,
+                                       created_at, updated_at)
+                 VALUES (?1, 'api', ?2, ?3, 'delivered', 0, 0)",
+                params![cid.0, dir, format!("m{i}")],
+            )
+            .expect("message");
+        }
+        (c, cid)
+    }
+
+    fn bodies(h: &[(bool, String)]) -> Vec<&str> {
+        h.iter().map(|(_, b)| b.as_str()).collect()
+    }
+
+    #[test]
+    fn the_history_window_moves_in_half_steps_so_prompts_keep_their_prefix() {
+        let (c, cid) = conversation_with(41);
+        let ids: Vec<i64> = c
+            .prepare("SELECT id FROM messages ORDER BY id")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("ids");
+        let window = |k: usize| history(&c, cid, Some(MessageId(ids[k])), 12).expect("history");
+        // Short conversations: everything before the message.
+        assert_eq!(bodies(&window(5)), ["m0", "m1", "m2", "m3", "m4"]);
+        assert_eq!(window(12).len(), 12);
+        // One past the limit: the window jumps by 6 and then grows again.
+        assert_eq!(bodies(&window(13))[0], "m6");
+        assert_eq!(window(13).len(), 7);
+        let mut jumps = 0;
+        for k in 13..40 {
+            let (a, b) = (window(k), window(k + 1));
+            assert!((7..=12).contains(&b.len()), "{k}: {}", b.len());
+            assert_eq!(
+                b.last().map(|m| m.1.as_str()),
+                Some(format!("m{k}").as_str())
+            );
+            if b.starts_with(&a) {
+                continue;
+            }
+            // A step: the next window starts 6 messages later.
+            jumps += 1;
+            assert_eq!(&a[6..], &b[..a.len() - 6], "{k}");
+        }
+        assert_eq!(jumps, 4, "one step per 6 messages over 27 turns");
+        // Cancelled messages are neither shown nor counted, and 0 means no history.
+        c.execute(
+            "UPDATE messages SET status = 'cancelled' WHERE body = 'm1'",
+            [],
+        )
+        .expect("cancel");
+        assert_eq!(bodies(&window(4)), ["m0", "m2", "m3"]);
+        assert!(history(&c, cid, None, 0).expect("none").is_empty());
+        assert_eq!(history(&c, cid, None, 1).expect("one").len(), 1);
+    }
 }

@@ -16,7 +16,7 @@ fn model() -> PathBuf {
     let p = std::env::var("LOCAL_ASSISTANT_TEST_LLM").map_or_else(
         |_| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("data/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+                .join("data/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.q8_0.gguf")
         },
         PathBuf::from,
     );

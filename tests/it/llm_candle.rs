@@ -1,9 +1,10 @@
 //! The candle LLM engine on the real SmolLM2-135M-Instruct GGUF: tokenizer against reference
 //! ids, streaming, stops, cancellation, KV-cache reuse, constrained tool calls, requantizing.
 //!
-//! The model is `data/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf` under the
-//! crate (`make models` puts it there) or `$LOCAL_ASSISTANT_TEST_LLM`; without it every test
-//! fails with a message saying so.
+//! The model is the one the appliance runs: `SmolLM2-135M-Instruct.Q4_1.q8_0.gguf`, which
+//! `make models` requantizes from the Q4_1 download into `data/models/smollm2-135m-instruct/`
+//! under the crate, or `$LOCAL_ASSISTANT_TEST_LLM`; without it every test fails with a message
+//! saying so. The requantizer test starts from the Q4_1 download itself.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -14,19 +15,28 @@ use local_assistant::nlu::llm::{
 };
 use serde_json::json;
 
-fn model_path() -> PathBuf {
-    let path = std::env::var_os("LOCAL_ASSISTANT_TEST_LLM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("data/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+fn installed(file: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("data/models/smollm2-135m-instruct")
+        .join(file);
     assert!(
         path.is_file(),
         "LLM test model {} is missing: run `make models` (or set LOCAL_ASSISTANT_TEST_LLM)",
         path.display()
     );
     path
+}
+
+/// The model the engine runs (what `models path smollm2-135m-instruct` prints).
+fn model_path() -> PathBuf {
+    std::env::var_os("LOCAL_ASSISTANT_TEST_LLM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| installed("SmolLM2-135M-Instruct.Q4_1.q8_0.gguf"))
+}
+
+/// The Q4_1 file as downloaded.
+fn source_model() -> PathBuf {
+    installed("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 fn opts() -> CandleOptions {
@@ -348,7 +358,7 @@ fn loading_a_file_that_is_not_gguf_names_the_file() {
 fn requantized_q8_0_model_loads_and_answers_alike() {
     let dir = tempfile::tempdir().unwrap();
     let dst = dir.path().join("q8.gguf");
-    requantize_gguf(&model_path(), &dst, "q8_0").unwrap();
+    requantize_gguf(&source_model(), &dst, "q8_0").unwrap();
     let mut reader = std::io::BufReader::new(std::fs::File::open(&dst).unwrap());
     let ct = candle_core::quantized::gguf_file::Content::read(&mut reader).unwrap();
     let q8 = ct
@@ -363,8 +373,55 @@ fn requantized_q8_0_model_loads_and_answers_alike() {
     req.max_tokens = 12;
     let out = e.generate(&req, &mut |_| {}).unwrap();
     assert!(out.text.contains("Paris"), "{:?}", out.text);
-    let err = requantize_gguf(&model_path(), &dst, "q3_x")
+    let err = requantize_gguf(&source_model(), &dst, "q3_x")
         .unwrap_err()
         .to_string();
     assert!(err.contains("q3_x"), "{err}");
+}
+
+/// Sentences that occur more than once in `text`.
+fn repeated_sentences(text: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    text.split(['.', '!', '?'])
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| s.split_whitespace().count() >= 3)
+        .filter(|s| !seen.insert(s.clone()))
+        .collect()
+}
+
+#[test]
+fn the_repeat_penalty_stops_a_reply_from_looping_on_one_sentence() {
+    let e = engine();
+    let ask = |penalty: f32| {
+        let mut req = GenerateRequest::new(chat("Tell me a fun fact about dogs."));
+        req.max_tokens = 160;
+        req.repeat_penalty = penalty;
+        e.generate(&req, &mut |_| {}).unwrap()
+    };
+    let plain = ask(1.0);
+    let penalized = ask(1.1);
+    eprintln!(
+        "without: {:?} {:?}\nwith: {:?} {:?}",
+        plain.finish, plain.text, penalized.finish, penalized.text
+    );
+    // Greedy decoding of this question loops until the token limit...
+    assert_eq!(plain.finish, FinishReason::Length, "{:?}", plain.text);
+    assert!(
+        !repeated_sentences(&plain.text).is_empty(),
+        "{:?}",
+        plain.text
+    );
+    // ...and with the penalty the model ends its answer without repeating itself.
+    assert_eq!(penalized.finish, FinishReason::Stop, "{:?}", penalized.text);
+    assert!(
+        repeated_sentences(&penalized.text).is_empty(),
+        "{:?}",
+        penalized.text
+    );
+    let bad = GenerateRequest {
+        repeat_penalty: f32::NAN,
+        ..GenerateRequest::new(chat("Hi"))
+    };
+    let err = e.generate(&bad, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("repeat_penalty"), "{err}");
 }

@@ -287,6 +287,7 @@ async fn a_streamed_answer_reaches_on_text_piece_by_piece_from_an_ollama_shaped_
     .await;
     let mut req = GenerateRequest::new(conversation());
     req.temperature = 0.7;
+    req.repeat_penalty = 1.15;
     req.seed = 42;
     req.max_tokens = 64;
     req.stop = vec!["\nUser:".into()];
@@ -307,7 +308,8 @@ async fn a_streamed_answer_reaches_on_text_piece_by_piece_from_an_ollama_shaped_
     assert_eq!(sent.messages[1].content, "Why is the sky blue?");
     assert_eq!(
         Value::Object(sent.options.unwrap()),
-        json!({"temperature": 0.7, "seed": 42, "num_predict": 64, "stop": ["\nUser:"], "num_ctx": 2048})
+        json!({"temperature": 0.7, "repeat_penalty": 1.15, "repeat_last_n": 64, "seed": 42,
+               "num_predict": 64, "stop": ["\nUser:"], "num_ctx": 2048})
     );
     assert_eq!(sent.keep_alive, Some(json!(300)));
     assert!(sent.tools.is_none() && sent.format.is_none());
@@ -337,6 +339,8 @@ async fn done_reason_length_maps_to_length_and_defaults_are_left_to_ollama() {
     let options = sent.options.unwrap();
     assert!(!options.contains_key("num_ctx") && !options.contains_key("stop"));
     assert_eq!(options["temperature"], json!(0.0));
+    // No penalty is sent as 1 (Ollama's own default would be 1.1).
+    assert_eq!(options["repeat_penalty"], json!(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

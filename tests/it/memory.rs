@@ -877,16 +877,23 @@ async fn relevant_memories_reach_the_llm_prompt_and_irrelevant_ones_do_not() -> 
     }
     let r = say(&d, None, "where did we hide the key to the front door?").await?;
     assert_eq!(r["reply"], "Under the flower pot.");
+    // The facts come as a system note right before the new message; the fixed system prompt
+    // stays the same for every turn (the engine's cached prefix).
     let sys = |i: usize| -> String {
-        prompts.0.lock().map_or_else(
-            |_| String::new(),
-            |v| {
-                v[i]["messages"][0]["content"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_owned()
-            },
-        )
+        let msgs = prompts.0.lock().map_or_else(
+            |_| Vec::new(),
+            |v| v[i]["messages"].as_array().cloned().unwrap_or_default(),
+        );
+        let n = msgs.len();
+        assert!(n >= 2, "{msgs:?}");
+        assert_eq!(msgs[n - 1]["role"], "user", "{msgs:?}");
+        let first = msgs[0]["content"].as_str().unwrap_or("");
+        assert!(!first.contains("remember"), "{first}");
+        if n >= 3 && msgs[n - 2]["role"] == "system" {
+            msgs[n - 2]["content"].as_str().unwrap_or("").to_owned()
+        } else {
+            String::new()
+        }
     };
     let s = sys(0);
     eprintln!("{s}");

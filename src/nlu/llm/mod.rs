@@ -13,6 +13,9 @@ pub mod worker;
 
 use std::time::Duration;
 
+/// Tokens looked back on by [`GenerateRequest::repeat_penalty`] (Ollama's `repeat_last_n`).
+pub const REPEAT_WINDOW: usize = 64;
+
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -107,6 +110,10 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// Sampling temperature; 0 means greedy.
     pub temperature: f32,
+    /// Penalty on tokens among the last [`REPEAT_WINDOW`] of the prompt and the reply
+    /// (positive logits divided by it, negative ones multiplied, as llama.cpp and Ollama do);
+    /// 1 is off. Tiny models otherwise loop on one sentence until `max_tokens`.
+    pub repeat_penalty: f32,
     /// Sampling seed.
     pub seed: u64,
     /// Queue priority.
@@ -125,6 +132,7 @@ impl GenerateRequest {
             max_tokens: 256,
             stop: Vec::new(),
             temperature: 0.0,
+            repeat_penalty: 1.0,
             seed: 0,
             priority: Priority::Message,
             cancel: CancellationToken::new(),

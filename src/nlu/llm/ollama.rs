@@ -154,6 +154,10 @@ impl OllamaBackend {
         // The shortest decimal of the f32 (0.7, not 0.699999988…).
         let temperature: f64 = req.temperature.to_string().parse().unwrap_or(0.0);
         options.insert("temperature".into(), json!(temperature));
+        // Always sent: Ollama's own default is 1.1, and 1 here means off.
+        let penalty: f64 = req.repeat_penalty.to_string().parse().unwrap_or(1.0);
+        options.insert("repeat_penalty".into(), json!(penalty));
+        options.insert("repeat_last_n".into(), json!(super::REPEAT_WINDOW));
         options.insert("seed".into(), json!(req.seed));
         options.insert("num_predict".into(), json!(req.max_tokens));
         if !req.stop.is_empty() {
@@ -407,6 +411,12 @@ impl LlmBackend for OllamaBackend {
             return Err(self.error(format!(
                 "temperature must be a finite number of at least 0, not {}",
                 req.temperature
+            )));
+        }
+        if !req.repeat_penalty.is_finite() || req.repeat_penalty <= 0.0 {
+            return Err(self.error(format!(
+                "repeat_penalty must be a finite number above 0, not {}",
+                req.repeat_penalty
             )));
         }
         let body = self.request_body(req).to_string();

@@ -31,7 +31,7 @@ use rand::{Rng, SeedableRng};
 use super::constrain::{parse_tool_call, tools_prompt, ToolCallMatcher, ToolGrammar};
 use super::{
     ChatMessage, FinishReason, GenerateOutput, GenerateRequest, GenerateStats, LlmBackend,
-    LlmError, Role, ToolMode, ToolSpec,
+    LlmError, Role, ToolMode, ToolSpec, REPEAT_WINDOW,
 };
 use model::{KvState, Model};
 use template::ChatTemplate;
@@ -370,6 +370,12 @@ impl CandleBackend {
         } else {
             Some(ToolGrammar::new(tools).map_err(|e| infer_err(format!("bad tool schema: {e}")))?)
         };
+        if !req.repeat_penalty.is_finite() || req.repeat_penalty <= 0.0 {
+            return Err(infer_err(format!(
+                "repeat_penalty must be a finite number above 0, not {}",
+                req.repeat_penalty
+            )));
+        }
         let msgs = self.effective_messages(req);
         let (sys_len, prompt) = self.prompt_tokens(msgs, req.max_tokens)?;
         let mut state = self.take_state(req.session.as_deref(), &prompt)?;
@@ -400,6 +406,7 @@ impl CandleBackend {
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(req.seed);
         let mut generated = 0usize;
+        let mut recent: Vec<u32> = Vec::with_capacity(REPEAT_WINDOW);
         let mut first_token = None;
         let finish = loop {
             if req.cancel.is_cancelled() {
@@ -415,8 +422,15 @@ impl CandleBackend {
                         None => break FinishReason::Stop,
                     }
                 }
-                _ => pick(&logits, req.temperature, &mut rng),
+                _ => {
+                    penalize(&mut logits, &recent, req.repeat_penalty, &self.end_ids);
+                    pick(&logits, req.temperature, &mut rng)
+                }
             };
+            if recent.len() == REPEAT_WINDOW {
+                recent.remove(0);
+            }
+            recent.push(next);
             first_token.get_or_insert_with(|| start.elapsed());
             generated += 1;
             if self.end_ids.contains(&next) {
@@ -472,6 +486,25 @@ impl LlmBackend for CandleBackend {
 
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Make the tokens of the reply's last [`REPEAT_WINDOW`] less likely (each once, however often
+/// it occurred): positive logits are divided by `penalty`, negative ones multiplied, so the
+/// token always loses. End-of-turn tokens are exempt: a reply may always end.
+fn penalize(logits: &mut [f32], recent: &[u32], penalty: f32, exempt: &[u32]) {
+    if penalty == 1.0 {
+        return;
+    }
+    let mut seen: Vec<u32> = Vec::with_capacity(recent.len());
+    for &t in recent {
+        if exempt.contains(&t) || seen.contains(&t) {
+            continue;
+        }
+        seen.push(t);
+        if let Some(l) = logits.get_mut(t as usize) {
+            *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
+        }
+    }
 }
 
 fn argmax(xs: &[f32]) -> u32 {
@@ -755,4 +788,25 @@ pub fn requantize_gguf(src: &Path, dst: &Path, target: &str) -> Result<(), LlmEr
         let _ = std::fs::remove_file(&part);
         load_err(dst, format!("cannot write: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repeat_penalty_lowers_recent_tokens_once_and_spares_the_end_token() {
+        let mut l = vec![2.0, -1.0, 3.0, 0.5, 4.0];
+        // Token 2 occurred twice, token 1 once, token 4 is the end of turn.
+        penalize(&mut l, &[2, 1, 2, 4], 2.0, &[4]);
+        assert_eq!(l, [2.0, -2.0, 1.5, 0.5, 4.0]);
+        // Greedy picks change: 2 was the best non-end token, now 0 is.
+        assert_eq!(argmax(&l[..4]), 0);
+        let mut same = vec![1.0, -1.0];
+        penalize(&mut same, &[0, 1], 1.0, &[]);
+        assert_eq!(same, [1.0, -1.0]);
+        // Ids outside the vocabulary are ignored.
+        penalize(&mut same, &[7], 1.5, &[]);
+        assert_eq!(same, [1.0, -1.0]);
+    }
 }
