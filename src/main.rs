@@ -201,6 +201,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     data_dir,
                 },
             )?;
+            // The reply owns stdout; logs (each LLM turn's token counts and timings, at info)
+            // go to stderr only when asked for.
+            if std::env::var_os("RUST_LOG").is_some() {
+                logging::init(&cfg.log);
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -59,7 +59,7 @@ pub(crate) async fn speak_turn(
                 if let Some(f) = first_chunk.take() {
                     f();
                 }
-                if text.send(s).await.is_err() {
+                if text.send_sentence(&s).await.is_err() {
                     break;
                 }
             }

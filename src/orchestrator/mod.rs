@@ -1448,6 +1448,17 @@ impl Inner {
         }
         match result {
             Some(Ok(o)) => {
+                let st = &o.stats;
+                tracing::info!(
+                    engine,
+                    prompt_tokens = st.prompt_tokens,
+                    cached_tokens = st.cached_tokens,
+                    generated_tokens = st.generated_tokens,
+                    prefill_ms = st.prefill.as_millis() as u64,
+                    first_token_ms = st.first_token.as_millis() as u64,
+                    total_ms = st.total.as_millis() as u64,
+                    "llm reply"
+                );
                 if let Some(tc) = o.tool_call {
                     if let Decision::Say(s) | Decision::Refuse(s) =
                         self.call_tool(&tc.name, tc.arguments, tctx, calls).await

@@ -96,6 +96,14 @@ impl TextSink {
             .map_err(|_| self.closed())
     }
 
+    /// Add a complete sentence (or any unit that must not wait for more text, such as the
+    /// orchestrator's reply chunks): it is spoken as soon as the worker is free, without
+    /// waiting for the next fragment to show where it ends, and never runs into the next one.
+    pub async fn send_sentence(&self, sentence: &str) -> Result<(), SpeechError> {
+        // A line break always ends a unit for the chunker.
+        self.send(format!("{}\n", sentence.trim_end())).await
+    }
+
     /// [`TextSink::send`] for callers on plain threads.
     pub fn send_blocking(&self, fragment: impl Into<String>) -> Result<(), SpeechError> {
         self.tx
@@ -414,6 +422,34 @@ mod tests {
         }
         assert_eq!(got, vec!["Hello there.", "How are you?", "Fine thanks"]);
         assert_eq!(*log.lock().unwrap(), got);
+    }
+
+    /// The orchestrator streams whole sentences without the space that would show where each
+    /// ends: each is spoken at once, not when the next one (or the end) arrives, and two never
+    /// run together.
+    #[test]
+    fn whole_sentences_are_spoken_before_more_text_arrives() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (sink, audio) = synthesize_stream(
+            Box::new(Recorder(log.clone())),
+            StreamOptions::default(),
+            CancellationToken::new(),
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for s in ["The sky is blue.", "Dr. Rayleigh explained it", "Bye!"] {
+            rt.block_on(sink.send_sentence(s)).unwrap();
+            // Spoken while the sink is still open.
+            assert_eq!(audio.recv_blocking().unwrap().unwrap().text, s);
+        }
+        sink.finish();
+        assert!(audio.recv_blocking().is_none());
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["The sky is blue.", "Dr. Rayleigh explained it", "Bye!"]
+        );
     }
 
     #[test]
