@@ -97,13 +97,15 @@ test: lint models test-deps
 	$(TEST_ENV) $(CARGO) test --locked --all-targets
 
 # The llama.cpp peer of benches/llm.rs: llama-cpp-python compiles llama.cpp from source (about
-# 18 minutes on 2 cores, once; pip caches the wheel); the Piper peer of benches/tts.rs is the
+# 18 minutes on 2 cores, once; pip caches the wheel), for x86-64-v3 like our own builds (a
+# GGML_NATIVE build died of SIGILL on an AMX machine); the Piper peer of benches/tts.rs is the
 # piper-tts wheel. Only `make bench` needs them.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 BENCH_VENV := .venv
 bench-deps: deps
 	@python3 -m venv --help >/dev/null 2>&1 || { $(call apt_install,python3-venv python3-pip cmake); }
 	@[ -x $(BENCH_VENV)/bin/python ] || python3 -m venv $(BENCH_VENV)
-	@$(BENCH_VENV)/bin/python -c 'import llama_cpp' 2>/dev/null || $(BENCH_VENV)/bin/pip install -q llama-cpp-python
+	@$(BENCH_VENV)/bin/python -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BENCH_VENV)/bin/pip install -q llama-cpp-python
 	@$(BENCH_VENV)/bin/python -c 'import piper' 2>/dev/null || $(BENCH_VENV)/bin/pip install -q piper-tts
 
 bench: toolchain models bench-deps test-deps
