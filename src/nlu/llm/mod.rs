@@ -13,11 +13,11 @@ pub mod worker;
 
 use std::time::Duration;
 
-/// Tokens looked back on by [`GenerateRequest::repeat_penalty`] (Ollama's `repeat_last_n`).
-pub const REPEAT_WINDOW: usize = 64;
-
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+
+/// Tokens looked back on by [`GenerateRequest::repeat_penalty`] (Ollama's `repeat_last_n`).
+pub const REPEAT_WINDOW: usize = 64;
 
 /// Who said a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,9 +110,10 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// Sampling temperature; 0 means greedy.
     pub temperature: f32,
-    /// Penalty on tokens among the last [`REPEAT_WINDOW`] of the prompt and the reply
-    /// (positive logits divided by it, negative ones multiplied, as llama.cpp and Ollama do);
-    /// 1 is off. Tiny models otherwise loop on one sentence until `max_tokens`.
+    /// Penalty on tokens among the last [`REPEAT_WINDOW`] (positive logits divided by it,
+    /// negative ones multiplied, as llama.cpp and Ollama do); 1 is off. Tiny models otherwise
+    /// loop on one sentence until `max_tokens`. candle looks at the reply's tokens only;
+    /// Ollama's window also reaches into the prompt.
     pub repeat_penalty: f32,
     /// Sampling seed.
     pub seed: u64,
@@ -137,6 +138,16 @@ impl GenerateRequest {
             priority: Priority::Message,
             cancel: CancellationToken::new(),
         }
+    }
+
+    /// Why [`GenerateRequest::repeat_penalty`] cannot be used, if it cannot.
+    pub fn repeat_penalty_error(&self) -> Option<String> {
+        (!self.repeat_penalty.is_finite() || self.repeat_penalty <= 0.0).then(|| {
+            format!(
+                "repeat_penalty must be a finite number above 0, not {}",
+                self.repeat_penalty
+            )
+        })
     }
 }
 

@@ -413,11 +413,8 @@ impl LlmBackend for OllamaBackend {
                 req.temperature
             )));
         }
-        if !req.repeat_penalty.is_finite() || req.repeat_penalty <= 0.0 {
-            return Err(self.error(format!(
-                "repeat_penalty must be a finite number above 0, not {}",
-                req.repeat_penalty
-            )));
+        if let Some(e) = req.repeat_penalty_error() {
+            return Err(self.error(e));
         }
         let body = self.request_body(req).to_string();
         let stream_visible = !matches!(req.tools, ToolMode::Required(_));

@@ -370,11 +370,8 @@ impl CandleBackend {
         } else {
             Some(ToolGrammar::new(tools).map_err(|e| infer_err(format!("bad tool schema: {e}")))?)
         };
-        if !req.repeat_penalty.is_finite() || req.repeat_penalty <= 0.0 {
-            return Err(infer_err(format!(
-                "repeat_penalty must be a finite number above 0, not {}",
-                req.repeat_penalty
-            )));
+        if let Some(e) = req.repeat_penalty_error() {
+            return Err(infer_err(e));
         }
         let msgs = self.effective_messages(req);
         let (sys_len, prompt) = self.prompt_tokens(msgs, req.max_tokens)?;
@@ -406,7 +403,7 @@ impl CandleBackend {
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(req.seed);
         let mut generated = 0usize;
-        let mut recent: Vec<u32> = Vec::with_capacity(REPEAT_WINDOW);
+        let mut reply_ids: Vec<u32> = Vec::with_capacity(req.max_tokens.min(4096));
         let mut first_token = None;
         let finish = loop {
             if req.cancel.is_cancelled() {
@@ -423,14 +420,12 @@ impl CandleBackend {
                     }
                 }
                 _ => {
-                    penalize(&mut logits, &recent, req.repeat_penalty, &self.end_ids);
+                    let recent = &reply_ids[reply_ids.len().saturating_sub(REPEAT_WINDOW)..];
+                    penalize(&mut logits, recent, req.repeat_penalty, &self.end_ids);
                     pick(&logits, req.temperature, &mut rng)
                 }
             };
-            if recent.len() == REPEAT_WINDOW {
-                recent.remove(0);
-            }
-            recent.push(next);
+            reply_ids.push(next);
             first_token.get_or_insert_with(|| start.elapsed());
             generated += 1;
             if self.end_ids.contains(&next) {
