@@ -393,6 +393,88 @@ async fn a_finished_timer_rings_until_hey_jarvis_stop() -> TestResult {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_button_press_stops_a_ringing_timer_without_starting_a_turn() -> TestResult {
+    // Real time, like the wake-word stop above; nobody speaks, the button is pressed at 7 s.
+    let setup = |base: String| -> futures_util::future::BoxFuture<'static, TestResult> {
+        Box::pin(async move {
+            post(
+                &base,
+                "/api/v1/reminders",
+                json!({"kind": "timer", "text": "tea", "in_seconds": 1,
+                       "deliver_to": {"channel": "local", "address": "speaker"}}),
+            )
+            .await?;
+            Ok(())
+        })
+    };
+    const PRESS_MS: u64 = 7000;
+    let r = run(
+        &[Part::Quiet(10_000)],
+        Options {
+            fast: false,
+            presses: vec![(ButtonEvent::Press, PRESS_MS)],
+            tweak: &|c: &mut Config| c.voice.timer_ring = std::time::Duration::from_secs(120),
+            setup: Some(&setup),
+            ..Options::default()
+        },
+    )
+    .await?;
+    let rang = r
+        .events
+        .iter()
+        .any(|e| matches!(e, VoiceEvent::Announcement { ring: true, .. }));
+    assert!(rang, "no ringing announcement: {:#?}", r.events);
+    let stopped = r
+        .events
+        .iter()
+        .find_map(|e| match e {
+            VoiceEvent::AnnouncementDone { stopped, at_ms } => Some((*stopped, *at_ms)),
+            _ => None,
+        })
+        .ok_or("the ringing never ended")?;
+    assert!(stopped.0, "stopped by the button, not timed out");
+    // The press ends it as soon as it is classified: released after 80 ms, then no second
+    // press within the double-press window (the loop's own clock, plus a few blocks).
+    let classified = PRESS_MS + 80 + local_assistant::channels::local::button::DEFAULT_DOUBLE_MS;
+    assert!(
+        (classified..classified + 100).contains(&stopped.1),
+        "stopped at {} ms, classified at {classified} ms",
+        stopped.1
+    );
+    let before = transcribe(&Audio::new(
+        RATE,
+        r.recording.samples[..(stopped.1 * 16) as usize].to_vec(),
+    ))?;
+    assert!(before.matches("timer is done").count() >= 2, "{before}");
+    let after = transcribe(&Audio::new(
+        RATE,
+        r.recording.samples[(stopped.1 * 16) as usize..].to_vec(),
+    ))?;
+    assert!(
+        !after.contains("timer"),
+        "still ringing after the press: {after}"
+    );
+    // A press that stops ringing does not also open a turn.
+    assert!(r.turns.is_empty(), "{:#?}", r.turns);
+    assert!(
+        !r.events
+            .iter()
+            .any(|e| matches!(e, VoiceEvent::Listening { .. })),
+        "{:#?}",
+        r.events
+    );
+    let c = common::open_db(r._tmp.path())?;
+    let status: String = c.query_row(
+        "SELECT status FROM outbox WHERE channel = 'local'",
+        [],
+        |row| row.get(0),
+    )?;
+    assert_eq!(status, "delivered");
+    r.app.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn barge_in_stops_a_long_answer_at_once() -> TestResult {
     let r = run(
         &[

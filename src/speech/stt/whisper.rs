@@ -14,6 +14,8 @@
 use std::ffi::c_void;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
@@ -33,6 +35,33 @@ const FULL_AUDIO_CTX: u64 = 1500;
 /// round-trip sentences); from 384 up it matches the full window (6.9 % vs 6.3 %) at a seventh of
 /// its time.
 pub const DEFAULT_AUDIO_CTX_FLOOR: u32 = 384;
+
+/// One recognition at a time in the whole process (local voice, calls, the CLI's tools).
+/// whisper.cpp's threads (ggml built without OpenMP) meet at spin barriers that never yield:
+/// with two recognitions at once on a small CPU, each spins while the other's threads hold the
+/// cores. Measured on 2 cores: a 7 s clip takes 0.45 s alone and 7.5 to 10 s with three at
+/// once; serialized, the three take 1.4 s together.
+static COMPUTE: Mutex<()> = Mutex::new(());
+/// How often a recognition waiting for [`COMPUTE`] looks at its cancellation token.
+const GATE_POLL: Duration = Duration::from_millis(2);
+
+/// Take `gate`, waiting for the recognition that holds it; a cancelled wait gives up.
+fn enter<'a>(
+    gate: &'a Mutex<()>,
+    cancel: &CancellationToken,
+) -> Result<MutexGuard<'a, ()>, SpeechError> {
+    loop {
+        if cancel.is_cancelled() {
+            return Err(SpeechError::Cancelled);
+        }
+        match gate.try_lock() {
+            Ok(g) => return Ok(g),
+            // The guard protects no data: a recognition that panicked leaves nothing broken.
+            Err(TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+            Err(TryLockError::WouldBlock) => std::thread::sleep(GATE_POLL),
+        }
+    }
+}
 
 /// How to run the recognizer.
 #[derive(Debug, Clone)]
@@ -350,7 +379,10 @@ impl WhisperEngine {
                 std::ptr::from_ref::<CancellationToken>(cancel) as *mut c_void
             );
         }
-        let result = self.state.full(params, &audio.samples);
+        let result = {
+            let _turn = enter(&COMPUTE, cancel)?;
+            self.state.full(params, &audio.samples)
+        };
         if cancel.is_cancelled() {
             return Err(SpeechError::Cancelled);
         }
@@ -445,6 +477,40 @@ fn install_logging() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_recognition_runs_at_a_time_and_a_cancelled_wait_gives_up() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let gate = Mutex::new(());
+        let (active, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let g = enter(&gate, &CancellationToken::new());
+                        assert!(g.is_ok());
+                        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_micros(200));
+                        active.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(peak.load(Ordering::SeqCst), 1);
+
+        let held = enter(&gate, &CancellationToken::new());
+        assert!(held.is_ok());
+        let cancel = CancellationToken::new();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| enter(&gate, &cancel).map(drop));
+            std::thread::sleep(Duration::from_millis(20));
+            cancel.cancel();
+            assert!(matches!(waiter.join(), Ok(Err(SpeechError::Cancelled))));
+        });
+        drop(held);
+        assert!(enter(&gate, &CancellationToken::new()).is_ok());
+    }
 
     #[test]
     fn audio_ctx_follows_the_utterance_and_falls_back_to_the_full_window() {
