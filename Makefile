@@ -151,13 +151,16 @@ deb-arm64: cross
 # --- OS images: PROFILE=qemu-arm64 (default, testable here), rpi5, jetson ----------------------
 PROFILE ?= qemu-arm64
 IMAGE_APT := mmdebstrap dosfstools mtools fdisk e2fsprogs xz-utils qemu-user-static binfmt-support arch-test \
-	qemu-system-arm qemu-efi-aarch64 curl python3 gpg
+	qemu-system-arm qemu-efi-aarch64 curl python3 python3-pip gpg
 
 image-deps: deps
 	@$(call apt_install,$(IMAGE_APT))
 
+# The default models go into the image's state directory; wheels already fetched by `make
+# models` (./data/models/.cache/wheels) are reused.
 image: image-deps deb-arm64
-	$(SUDO) image/build.sh $(PROFILE) $(DEB_OUT)/local-assistant_$(VERSION)_arm64.deb image/out
+	$(SUDO) env LA_MODELS_CACHE=$(abspath data/models/.cache/wheels) \
+	  image/build.sh $(PROFILE) $(DEB_OUT)/local-assistant_$(VERSION)_arm64.deb image/out
 
 image-test: PROFILE = qemu-arm64
 image-test: image

