@@ -498,6 +498,7 @@ impl AppBuilder {
             shutdown,
             lifecycle,
             voice,
+            orchestrator,
         })
     }
 }
@@ -587,9 +588,14 @@ pub struct RunningApp {
     shutdown: CancellationToken,
     lifecycle: JoinHandle<Result<(), AppError>>,
     voice: Option<crate::channels::local::voice::VoiceLoop>,
+    orchestrator: Orchestrator,
 }
 
 impl RunningApp {
+    /// The conversation engine (what the channels feed).
+    pub fn orchestrator(&self) -> &Orchestrator {
+        &self.orchestrator
+    }
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr

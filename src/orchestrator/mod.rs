@@ -755,6 +755,11 @@ impl Inner {
                 direction: "outbound".into(),
             });
         }
+        if matches!(input.priority, Priority::LocalVoice | Priority::LiveCall)
+            && outcome != "cancelled"
+        {
+            self.prewarm(&tctx).await;
+        }
         let total = t0.elapsed();
         let stage = |s: &str, d: Duration| {
             self.metrics
@@ -1338,6 +1343,101 @@ impl Inner {
         s
     }
 
+    /// The start of every LLM prompt of a conversation: the system prompt and the history
+    /// window of the messages before `before` (all of them: `None`).
+    async fn llm_context(
+        &self,
+        cid: ConversationId,
+        before: Option<MessageId>,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let n = self.cfg.history_messages;
+        let history = self
+            .store
+            .read(move |c| sql::history(c, cid, before, n))
+            .await?;
+        let mut messages = vec![ChatMessage::new(Role::System, self.system_prompt())];
+        for (inbound, body) in history {
+            messages.push(ChatMessage::new(
+                if inbound { Role::User } else { Role::Assistant },
+                body,
+            ));
+        }
+        Ok(messages)
+    }
+
+    /// A request in the conversation's LLM session, with the tools its channel and trust allow
+    /// (they are part of the prompt, so a pre-warm must offer the same ones).
+    fn llm_request(&self, messages: Vec<ChatMessage>, tctx: &ToolContext) -> GenerateRequest {
+        let mut req = GenerateRequest::new(messages);
+        req.session = Some(format!("conversation-{}", tctx.conversation_id.0));
+        req.max_tokens = self.llm_cfg.max_reply_tokens;
+        req.temperature = self.llm_cfg.temperature;
+        req.repeat_penalty = self.llm_cfg.repeat_penalty;
+        if self.llm_cfg.tool_calls {
+            let specs = self
+                .tools
+                .specs_for(&self.router, &tctx.channel, tctx.trust);
+            if !specs.is_empty() {
+                req.tools = ToolMode::Auto(specs);
+            }
+        }
+        req
+    }
+
+    /// After a spoken turn: prefill the next turn's prompt start (system prompt and history
+    /// window, this turn's reply included) into the session at Background priority, so that
+    /// the next question prefills only itself, even when the window has just moved. Any live
+    /// request makes it yield (see the LLM worker); Ollama keeps its own cache, so only the
+    /// embedded engine is pre-warmed.
+    async fn prewarm(&self, tctx: &ToolContext) {
+        let Some(llm) = self.llm.clone() else { return };
+        if llm.name() != "candle" {
+            return;
+        }
+        let messages = match self.llm_context(tctx.conversation_id, None).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "llm pre-warm: history unavailable");
+                return;
+            }
+        };
+        let mut req = self.llm_request(messages, tctx);
+        req.max_tokens = 0;
+        req.priority = Priority::Background;
+        let Ok(mut rx) = llm.submit(req) else {
+            // A full queue has better things to do.
+            return;
+        };
+        let cid = tctx.conversation_id;
+        let done = self.metrics.llm_prewarms.clone();
+        // The stream is read to its end: dropping it would cancel the pre-warm.
+        tokio::spawn(async move {
+            while let Some(chunk) = rx.recv().await {
+                if let LlmChunk::Done(r) = chunk {
+                    match r {
+                        Ok(o) => {
+                            if o.finish == FinishReason::Length {
+                                done.inc();
+                            }
+                            tracing::debug!(
+                                conversation = %cid,
+                                prompt_tokens = o.stats.prompt_tokens,
+                                cached_tokens = o.stats.cached_tokens,
+                                prefill_ms = o.stats.prefill.as_millis() as u64,
+                                finish = ?o.finish,
+                                "llm pre-warm"
+                            );
+                        }
+                        Err(e) => {
+                            tracing::debug!(conversation = %cid, error = %e, "llm pre-warm failed")
+                        }
+                    }
+                    break;
+                }
+            }
+        });
+    }
+
     async fn llm_turn(
         &self,
         input: &TurnInput,
@@ -1361,40 +1461,17 @@ impl Inner {
             return Ok(("answered", "fast_path".into()));
         };
         let engine = llm.name().to_owned();
-        let cid = tctx.conversation_id;
-        let before = input.work.message_id;
-        let n = self.cfg.history_messages;
-        let history = self
-            .store
-            .read(move |c| sql::history(c, cid, Some(before), n))
+        let mut messages = self
+            .llm_context(tctx.conversation_id, Some(input.work.message_id))
             .await?;
-        let mut messages = vec![ChatMessage::new(Role::System, self.system_prompt())];
-        for (inbound, body) in history {
-            messages.push(ChatMessage::new(
-                if inbound { Role::User } else { Role::Assistant },
-                body,
-            ));
-        }
         let memories = self.memory_context(input, tctx).await;
         if !memories.is_empty() {
             messages.push(ChatMessage::new(Role::System, memories));
         }
         messages.push(ChatMessage::new(Role::User, input.work.text.clone()));
-        let mut req = GenerateRequest::new(messages);
-        req.session = Some(format!("conversation-{}", cid.0));
-        req.max_tokens = self.llm_cfg.max_reply_tokens;
-        req.temperature = self.llm_cfg.temperature;
-        req.repeat_penalty = self.llm_cfg.repeat_penalty;
+        let mut req = self.llm_request(messages, tctx);
         req.priority = input.priority;
         req.cancel = cancel.child_token();
-        if self.llm_cfg.tool_calls {
-            let specs = self
-                .tools
-                .specs_for(&self.router, &tctx.channel, tctx.trust);
-            if !specs.is_empty() {
-                req.tools = ToolMode::Auto(specs);
-            }
-        }
         let submitted = llm.submit(req);
         self.metrics
             .llm_queue_depth
@@ -1449,6 +1526,12 @@ impl Inner {
         match result {
             Some(Ok(o)) => {
                 let st = &o.stats;
+                self.metrics
+                    .llm_prompt_tokens
+                    .inc_by(st.prompt_tokens as u64);
+                self.metrics
+                    .llm_cached_tokens
+                    .inc_by(st.cached_tokens as u64);
                 tracing::info!(
                     engine,
                     prompt_tokens = st.prompt_tokens,

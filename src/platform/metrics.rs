@@ -130,6 +130,12 @@ pub struct Metrics {
     pub llm_queue_depth: Gauge,
     /// Requests refused because the language model's queue was full.
     pub llm_busy: Counter,
+    /// Prompt tokens of the LLM's answers.
+    pub llm_prompt_tokens: Counter,
+    /// Of those, the tokens taken from the KV cache instead of prefilled.
+    pub llm_cached_tokens: Counter,
+    /// Finished cache pre-warms (after spoken turns).
+    pub llm_prewarms: Counter,
     /// Voice-turn timings from the end of speech.
     pub voice_stage: HistogramFamily<VoiceStageLabels>,
     /// Finished voice turns.
@@ -153,6 +159,9 @@ impl Metrics {
         let turns = Family::<TurnLabels, Counter>::default();
         let llm_queue_depth = Gauge::default();
         let llm_busy = Counter::default();
+        let llm_prompt_tokens = Counter::default();
+        let llm_cached_tokens = Counter::default();
+        let llm_prewarms = Counter::default();
         let voice_stage: HistogramFamily<VoiceStageLabels> =
             Family::new_with_constructor(turn_histogram);
         let voice_turns = Family::<VoiceTurnLabels, Counter>::default();
@@ -185,6 +194,21 @@ impl Metrics {
             "llm_busy",
             "Requests answered busy because the language model queue was full",
             llm_busy.clone(),
+        );
+        registry.register(
+            "llm_prompt_tokens",
+            "Prompt tokens of the language model's answers",
+            llm_prompt_tokens.clone(),
+        );
+        registry.register(
+            "llm_cached_tokens",
+            "Prompt tokens of the language model's answers taken from its KV cache",
+            llm_cached_tokens.clone(),
+        );
+        registry.register(
+            "llm_prewarms",
+            "KV-cache pre-warms finished after spoken turns",
+            llm_prewarms.clone(),
         );
         registry.register(
             "http_requests",
@@ -255,6 +279,9 @@ impl Metrics {
             turns,
             llm_queue_depth,
             llm_busy,
+            llm_prompt_tokens,
+            llm_cached_tokens,
+            llm_prewarms,
             voice_stage,
             voice_turns,
         }

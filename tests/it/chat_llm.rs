@@ -215,3 +215,85 @@ async fn a_newer_message_cancels_the_answer_in_flight() -> TestResult {
     assert_eq!(outcomes, vec!["cancelled", "answered"]);
     Ok(())
 }
+
+/// A counter from `/metrics` (0 while it has not been counted).
+async fn counter(d: &TestDaemon, name: &str) -> TestResult<u64> {
+    let text = d.get("/metrics").send().await?.text().await?;
+    let prefix = format!("{name}_total ");
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_spoken_turn_the_next_prompt_start_is_prefilled_even_when_the_window_moves(
+) -> TestResult {
+    use local_assistant::nlu::llm::Priority;
+    use local_assistant::orchestrator::session::SessionKind;
+    use local_assistant::orchestrator::TurnEvent;
+    // Two messages of history: from the third turn on, the window moves on every turn, and
+    // the prompt no longer starts like the session's last one.
+    let d = TestDaemon::start_with(
+        |c| {
+            with_llm(c);
+            c.llm.max_reply_tokens = 24;
+            c.assistant.history_messages = 2;
+            c.memory.enabled = false;
+        },
+        Vec::new(),
+    )
+    .await?;
+    let o = d.app.as_ref().ok_or("no app")?.orchestrator().clone();
+    let mut prewarms = 0;
+    let mut uncached = Vec::new();
+    for text in [
+        "Tell me about cats.",
+        "What do cats eat?",
+        "Where do cats like to sleep?",
+    ] {
+        let (p0, c0) = (
+            counter(&d, "llm_prompt_tokens").await?,
+            counter(&d, "llm_cached_tokens").await?,
+        );
+        let mut h = o
+            .converse(
+                "local",
+                "kitchen".into(),
+                text.into(),
+                SessionKind::Voice,
+                Priority::LocalVoice,
+            )
+            .await?;
+        while let Some(ev) = h.events.recv().await {
+            if let TurnEvent::Done(s) = ev {
+                assert_eq!(s.outcome, "answered", "{s:?}");
+                break;
+            }
+        }
+        let (p1, c1) = (
+            counter(&d, "llm_prompt_tokens").await?,
+            counter(&d, "llm_cached_tokens").await?,
+        );
+        assert!(p1 > p0, "no LLM answer to {text:?}");
+        uncached.push(p1 - p0 - (c1 - c0));
+        // Each spoken turn is followed by one pre-warm; wait for it like a person listening to
+        // the answer would.
+        prewarms += 1;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while counter(&d, "llm_prewarms").await? < prewarms {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no pre-warm after {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Only the new question (and its chat markup) is prefilled in the second and third turns,
+    // not the previous answer or the moved window (measured: 13 and 15 tokens; 17 and 53
+    // without the pre-warm).
+    assert!(uncached[1] < 20, "prefilled per turn: {uncached:?}");
+    assert!(uncached[2] < 20, "prefilled per turn: {uncached:?}");
+    Ok(())
+}

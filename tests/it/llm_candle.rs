@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use local_assistant::nlu::llm::candle::{requantize_gguf, CandleBackend, CandleOptions};
 use local_assistant::nlu::llm::{
-    ChatMessage, FinishReason, GenerateRequest, LlmBackend, Role, ToolMode, ToolSpec,
+    ChatMessage, FinishReason, GenerateRequest, LlmBackend, Priority, Role, ToolMode, ToolSpec,
 };
 use serde_json::json;
 
@@ -230,6 +230,58 @@ fn second_turn_reuses_the_session_cache_and_matches_a_cold_run() {
         "cached and cold greedy answers differ"
     );
     assert_eq!(warm.stats.prompt_tokens, cold.stats.prompt_tokens);
+}
+
+#[test]
+fn a_prewarm_prefills_the_next_prompt_start_and_a_cancelled_one_keeps_nothing_wrong() {
+    let e = engine();
+    let session = Some("prewarm-test".to_string());
+    // The history window has moved: the next prompt starts with other messages than the
+    // session's last one, so without a pre-warm only the system prompt would be reused.
+    let mut first = GenerateRequest::new(chat("Name a fruit."));
+    first.session = session.clone();
+    first.max_tokens = 8;
+    e.generate(&first, &mut |_| {}).unwrap();
+    let mut window = chat("What colour is the sky on a clear day?");
+    window.push(ChatMessage::new(Role::Assistant, "It is blue."));
+    window.push(ChatMessage::new(Role::User, "And the grass in spring?"));
+    window.push(ChatMessage::new(Role::Assistant, "The grass is green."));
+
+    // A cancelled Background request stops before its first chunk and leaves the session
+    // usable.
+    let mut cancelled = GenerateRequest::new(window.clone());
+    cancelled.session = session.clone();
+    cancelled.max_tokens = 0;
+    cancelled.priority = Priority::Background;
+    cancelled.cancel.cancel();
+    let c = e.generate(&cancelled, &mut |_| {}).unwrap();
+    assert_eq!(c.finish, FinishReason::Cancelled);
+    assert_eq!(c.stats.generated_tokens, 0);
+
+    let mut warm = GenerateRequest::new(window.clone());
+    warm.session = session.clone();
+    warm.max_tokens = 0;
+    warm.priority = Priority::Background;
+    let w = e.generate(&warm, &mut |_| {}).unwrap();
+    assert_eq!(w.finish, FinishReason::Length);
+    assert_eq!(w.stats.generated_tokens, 0);
+    assert_eq!(w.text, "");
+
+    let mut msgs = window;
+    msgs.push(ChatMessage::new(Role::User, "And snow?"));
+    let mut next = GenerateRequest::new(msgs);
+    next.session = session;
+    next.max_tokens = 8;
+    let n = e.generate(&next, &mut |_| {}).unwrap();
+    // All of the pre-warmed prompt but its closing "assistant" header is reused.
+    assert!(
+        n.stats.cached_tokens + 3 >= w.stats.prompt_tokens,
+        "pre-warmed {} tokens, the next turn reused {} of {}",
+        w.stats.prompt_tokens,
+        n.stats.cached_tokens,
+        n.stats.prompt_tokens
+    );
+    assert!(n.stats.prompt_tokens - n.stats.cached_tokens < 16);
 }
 
 #[test]

@@ -352,6 +352,48 @@ async fn a_running_request_stops_within_one_piece_of_its_cancellation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_work_yields_to_a_request_of_any_higher_priority() {
+    let backend = Backend::new(60, Duration::from_millis(10));
+    let svc = service(&backend, 4);
+    // Background gives way to the lowest foreground priority, and only to a new request:
+    // another background request waits its turn instead.
+    let mut warm = svc
+        .submit(request("warm", Priority::Background))
+        .await
+        .unwrap();
+    assert!(matches!(warm.recv().await, Some(LlmEvent::Text(_))));
+    let other = svc
+        .submit(request("later", Priority::Background))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(backend.started(), ["warm"]);
+    assert_eq!(backend.runs()[0].finish, None, "still running");
+    let msg = svc.submit(request("sms", Priority::Message)).await.unwrap();
+    let (_, warm_result) = drain(warm).await;
+    assert_eq!(warm_result.unwrap().finish, FinishReason::Cancelled);
+    let (_, msg_result) = drain(msg).await;
+    assert_eq!(msg_result.unwrap().finish, FinishReason::Stop);
+    // A foreground request never cancels another foreground one.
+    let (_, later) = drain(other).await;
+    assert_eq!(later.unwrap().finish, FinishReason::Stop);
+    let long = svc
+        .submit(request("call", Priority::Message))
+        .await
+        .unwrap();
+    until("the call to start", || backend.started().len() == 4).await;
+    let voice = svc
+        .submit(request("voice", Priority::LiveCall))
+        .await
+        .unwrap();
+    let (_, long_result) = drain(long).await;
+    assert_eq!(long_result.unwrap().finish, FinishReason::Stop);
+    let (_, voice_result) = drain(voice).await;
+    assert_eq!(voice_result.unwrap().finish, FinishReason::Stop);
+    assert_eq!(backend.started(), ["warm", "sms", "later", "call", "voice"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_handle_cancels_the_request_and_frees_the_worker() {
     let backend = Backend::new(200, Duration::from_millis(10));
     let svc = service(&backend, 1);

@@ -11,6 +11,9 @@
 //!   (unless the handle was dropped, which cancels the request).
 //! - A cancelled request never reaches the backend if it is still queued, and stops at the
 //!   backend's next token if it is running.
+//! - Background work yields: a request above [`Priority::Background`] cancels the Background
+//!   requests running at that moment (a cache pre-warm stops at its next prefill chunk, and
+//!   keeps what it prefilled).
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -114,7 +117,7 @@ struct State {
     /// One FIFO per priority, indexed by `Priority as usize`.
     queues: [VecDeque<Job>; 4],
     /// Cancellation tokens of running requests, by id.
-    running: HashMap<u64, CancellationToken>,
+    running: HashMap<u64, (Priority, CancellationToken)>,
     stopped: bool,
     next_id: u64,
     stats: LlmServiceStats,
@@ -280,6 +283,13 @@ impl LlmService {
             enqueued: Instant::now(),
         });
         state.stats.queued += 1;
+        if priority > Priority::Background {
+            for (p, running) in state.running.values() {
+                if *p == Priority::Background {
+                    running.cancel();
+                }
+            }
+        }
         drop(state);
         self.shared.work.notify_one();
         Ok(Generation {
@@ -337,7 +347,7 @@ fn stop(shared: &Shared) {
             let _ = job.events.try_send(LlmEvent::Done(Err(LlmError::Stopped)));
         }
     }
-    for token in state.running.values() {
+    for (_, token) in state.running.values() {
         token.cancel();
     }
     drop(state);
@@ -378,7 +388,9 @@ fn run_worker(shared: &Shared) {
                     .try_send(LlmEvent::Done(Ok(cancelled_output(job.enqueued))));
                 continue;
             }
-            state.running.insert(job.id, job.req.cancel.clone());
+            state
+                .running
+                .insert(job.id, (priority, job.req.cancel.clone()));
         }
         let result = run_job(shared.backend.as_ref(), &job);
         {

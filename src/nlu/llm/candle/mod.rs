@@ -31,7 +31,7 @@ use rand::{Rng, SeedableRng};
 use super::constrain::{parse_tool_call, tools_prompt, ToolCallMatcher, ToolGrammar};
 use super::{
     ChatMessage, FinishReason, GenerateOutput, GenerateRequest, GenerateStats, LlmBackend,
-    LlmError, Role, ToolMode, ToolSpec, REPEAT_WINDOW,
+    LlmError, Priority, Role, ToolMode, ToolSpec, REPEAT_WINDOW,
 };
 use model::{KvState, Model};
 use template::ChatTemplate;
@@ -39,6 +39,8 @@ use tokenizer::{Tokenizer, Utf8Stream};
 
 /// Tokens per forward pass while prefilling.
 const PREFILL_CHUNK: usize = 256;
+/// Prefill chunk of Background requests (cancellation is checked between chunks).
+const YIELD_CHUNK: usize = 32;
 /// The marker some models put before a JSON tool call.
 const TOOL_CALL_TAG: &str = "<tool_call>";
 
@@ -383,7 +385,36 @@ impl CandleBackend {
             self.forward(&prompt[state.len()..sys_len], &mut state)?;
             self.store_prefix(&state)?;
         }
-        let mut logits = self.forward(&prompt[state.len()..], &mut state)?;
+        // Cancellation is checked between chunks; Background work (a cache pre-warm) uses
+        // small ones so that a live request waits for at most one of them.
+        let chunk = if req.priority == Priority::Background {
+            YIELD_CHUNK
+        } else {
+            PREFILL_CHUNK
+        };
+        let mut logits = Vec::new();
+        for piece in prompt[state.len()..].chunks(chunk) {
+            if req.cancel.is_cancelled() {
+                // What was prefilled stays in the session for the next request.
+                if let Some(s) = &req.session {
+                    self.store_session(s, state);
+                }
+                return Ok(GenerateOutput {
+                    text: String::new(),
+                    tool_call: None,
+                    finish: FinishReason::Cancelled,
+                    stats: GenerateStats {
+                        prompt_tokens: prompt.len(),
+                        cached_tokens: cached,
+                        generated_tokens: 0,
+                        prefill: prefill_start.elapsed(),
+                        first_token: start.elapsed(),
+                        total: start.elapsed(),
+                    },
+                });
+            }
+            logits = self.forward(piece, &mut state)?;
+        }
         let prefill = prefill_start.elapsed();
 
         let mut gen = Generation {
