@@ -158,8 +158,9 @@ for part in boot root data; do
     i=$((i + 1))
     start=$(sfdisk -J "$img" | python3 -c "import json,sys; print(json.load(sys.stdin)['partitiontable']['partitions'][$((i - 1))]['start'])")
     dd if="$work/$part.img" of="$img" bs=512 seek="$start" conv=notrunc,sparse status=none
+    # Each filesystem image goes as soon as it is in place (the models make data.img ~1 GB).
+    rm -f "$work/$part.img"
 done
-rm -f "$work/boot.img" "$work/root.img" "$work/data.img"
 
 xz -T0 -3 -f "$img"
 mv -f "$img.xz" "$out/$profile.img.xz"
