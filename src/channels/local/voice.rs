@@ -72,15 +72,7 @@ impl Engines {
         // The speaker's own audio is clean: be quicker to call it a wake word there, so that
         // anything close to one in the device's voice is not taken for the person.
         let echo = crate::speech::listen::wake_detector(cfg, ECHO_THRESHOLD)?;
-        // The wake phrases are words the recognizer must know: "hey Jarvis" in a request is
-        // spelled so, not "hey Jardust".
-        let mut stt_cfg = cfg.clone();
-        for phrase in cfg.speech.wake.models.iter().filter_map(|m| wake_phrase(m)) {
-            if !stt_cfg.speech.hints.contains(&phrase) {
-                stt_cfg.speech.hints.push(phrase);
-            }
-        }
-        let stt: Box<dyn SpeechToText> = crate::speech::cli_transcribe::open_configured(&stt_cfg)?;
+        let stt: Box<dyn SpeechToText> = crate::speech::cli_transcribe::open_configured(cfg)?;
         let stt = Worker::spawn("stt", stt, 4)?;
         let tts = crate::speech::tts::open(&crate::speech::tts::TtsOptions::from_config(
             &cfg.speech,
@@ -94,30 +86,6 @@ impl Engines {
             tts: Arc::new(TtsWorker::spawn(tts)?),
         })
     }
-}
-
-/// The phrase a wake model listens for, from its name or file: `wake-hey-jarvis`,
-/// `hey_jarvis_v0.1` or `/x/hey_jarvis_v0.1.onnx` → "Hey Jarvis".
-fn wake_phrase(model: &str) -> Option<String> {
-    let stem = std::path::Path::new(model).file_stem()?.to_str()?;
-    let stem = stem.strip_suffix(".onnx").unwrap_or(stem);
-    let stem = stem.strip_prefix("wake-").unwrap_or(stem);
-    let words: Vec<String> = stem
-        .split(['_', '-', ' '])
-        // Words, not a version ("v0").
-        .filter(|w| {
-            let version = w
-                .strip_prefix('v')
-                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
-            !w.is_empty() && !version
-        })
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
-        })
-        .collect();
-    (!words.is_empty()).then(|| words.join(" "))
 }
 
 /// The device's controls and audio.
@@ -1715,25 +1683,6 @@ async fn store_turn(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wake_phrases_come_from_model_names_and_files() {
-        assert_eq!(
-            wake_phrase("wake-hey-jarvis").as_deref(),
-            Some("Hey Jarvis")
-        );
-        assert_eq!(
-            wake_phrase("hey_jarvis_v0.1").as_deref(),
-            Some("Hey Jarvis")
-        );
-        assert_eq!(
-            wake_phrase("/opt/models/hey_mycroft_v0.1.onnx").as_deref(),
-            Some("Hey Mycroft")
-        );
-        assert_eq!(wake_phrase("alexa_v0.1.onnx").as_deref(), Some("Alexa"));
-        assert_eq!(wake_phrase("wake-").as_deref(), None);
-        assert_eq!(wake_phrase("").as_deref(), None);
-    }
 
     #[test]
     fn transcripts_lose_markers_and_a_leading_wake_phrase() {
