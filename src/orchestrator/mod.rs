@@ -755,11 +755,6 @@ impl Inner {
                 direction: "outbound".into(),
             });
         }
-        if matches!(input.priority, Priority::LocalVoice | Priority::LiveCall)
-            && outcome != "cancelled"
-        {
-            self.prewarm(&tctx).await;
-        }
         let total = t0.elapsed();
         let stage = |s: &str, d: Duration| {
             self.metrics
@@ -800,6 +795,12 @@ impl Inner {
             outcome: outcome.into(),
             total_ms,
         });
+        // After the turn is timed and announced: the pre-warm is not part of the answer.
+        if matches!(input.priority, Priority::LocalVoice | Priority::LiveCall)
+            && outcome != "cancelled"
+        {
+            self.prewarm(&tctx).await;
+        }
         Ok(TurnSummary {
             conversation_id: cid,
             reply_message_id: committed.reply_message_id,
@@ -1391,7 +1392,14 @@ impl Inner {
     /// embedded engine is pre-warmed.
     async fn prewarm(&self, tctx: &ToolContext) {
         let Some(llm) = self.llm.clone() else { return };
-        if llm.name() != "candle" {
+        // Nothing to warm where the model is not used: another engine, or a conversation whose
+        // channel and trust may not chat.
+        if llm.name() != "candle"
+            || self
+                .router
+                .check("chat", &tctx.channel, tctx.trust)
+                .is_err()
+        {
             return;
         }
         let messages = match self.llm_context(tctx.conversation_id, None).await {
