@@ -322,6 +322,71 @@ fn config_check_names_the_bad_key_or_variable() -> TestResult {
     Ok(())
 }
 
+/// `doctor`'s voice lines as printed: the ALSA devices, then the configured microphone and
+/// speaker opened for real. A device that does not open fails the report only when the voice
+/// loop is enabled.
+#[test]
+fn doctor_opens_the_configured_microphone_and_speaker() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir_s = tmp.path().to_str().unwrap_or_default();
+    let devices = [
+        ("LOCAL_ASSISTANT_VOICE__CAPTURE_DEVICE", "null"),
+        ("LOCAL_ASSISTANT_VOICE__PLAYBACK_DEVICE", "hw:99,0"),
+    ];
+    let voice_lines = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.get(5..).is_some_and(|rest| rest.starts_with("voice ")))
+            .map(str::to_owned)
+            .collect()
+    };
+
+    let (code, out, err) = run(&["doctor", "--data-dir", dir_s], &devices)?;
+    assert_eq!(code, 0, "{out}{err}");
+    let lines = voice_lines(&out);
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[0].starts_with("OK")
+            && lines[0].contains("ALSA capture devices: ")
+            && lines[0].contains("null"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("OK") && lines[1].contains("ALSA playback devices: "),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("OK")
+            && lines[2].contains("microphone null: ")
+            && lines[2].contains("16000 Hz"),
+        "{out}"
+    );
+    assert!(
+        lines[3].starts_with("WARN")
+            && lines[3].contains("speaker")
+            && lines[3].contains("hw:99,0"),
+        "{out}"
+    );
+
+    let mut enabled = devices.to_vec();
+    enabled.push(("LOCAL_ASSISTANT_VOICE__ENABLED", "true"));
+    let (code, out, err) = run(&["doctor", "--data-dir", dir_s], &enabled)?;
+    assert_eq!(code, 1, "{out}{err}");
+    let lines = voice_lines(&out);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("FAIL") && l.contains("speaker") && l.contains("hw:99,0")),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("OK") && l.contains("microphone null: ")),
+        "{out}"
+    );
+    Ok(())
+}
+
 #[test]
 fn init_db_migrates_once_and_doctor_reports_per_line() -> TestResult {
     let tmp = tempfile::tempdir()?;

@@ -1531,6 +1531,233 @@ mod tests {
         Ok(())
     }
 
+    /// A device that can be unplugged and plugged back in, made of real ALSA: the `file`
+    /// plugin copies every period that passes through it into a FIFO in a directory of its own,
+    /// and a reader thread drains the FIFO (keeping what it read). Unplugging removes the
+    /// directory and closes the reader, so the stream's next write fails (EPIPE) and ALSA returns
+    /// an I/O error that no recovery fixes, as a stream on a removed USB device does. While the
+    /// directory is gone, a reopened stream fails at its first period. Plugging in recreates
+    /// the directory, the FIFO, a fresh reader and (for capture) the `infile`.
+    struct Hotplug {
+        dir: std::path::PathBuf,
+        /// What the current reader has read.
+        tapped: Arc<Mutex<Vec<u8>>>,
+        /// Tells the current reader to close the FIFO after its next read.
+        unplugged: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Hotplug {
+        fn new(root: &std::path::Path) -> Self {
+            Self {
+                dir: root.join("card"),
+                tapped: Arc::default(),
+                unplugged: Arc::default(),
+            }
+        }
+
+        fn capture_device(&self) -> String {
+            format!(
+                "plug:{{SLAVE {{type file slave.pcm null file \"{}\" infile \"{}\" format raw}}}}",
+                self.dir.join("tap").display(),
+                self.dir.join("in.raw").display()
+            )
+        }
+
+        fn playback_device(&self) -> String {
+            format!(
+                "plug:{{SLAVE {{type file slave.pcm null file \"{}\" format raw}}}}",
+                self.dir.join("tap").display()
+            )
+        }
+
+        /// Plug in; a capture device delivers `infile` (raw S16_LE mono at 16 kHz). The card is
+        /// made beside its place and renamed into it, so a reopen never sees half of it.
+        fn plug(&mut self, infile: &[u8]) -> std::io::Result<()> {
+            use std::sync::atomic::Ordering;
+            let staging = self.dir.with_extension("new");
+            std::fs::create_dir(&staging)?;
+            std::fs::write(staging.join("in.raw"), infile)?;
+            let made = std::process::Command::new("mkfifo")
+                .arg(staging.join("tap"))
+                .status()?;
+            assert!(made.success(), "mkfifo failed");
+            std::fs::rename(&staging, &self.dir)?;
+            self.tapped = Arc::default();
+            self.unplugged = Arc::default();
+            let (tapped, unplugged) = (Arc::clone(&self.tapped), Arc::clone(&self.unplugged));
+            let fifo = self.dir.join("tap");
+            // Detached: it ends at the first read after `unplug` (or with the test process).
+            std::thread::spawn(move || {
+                use std::io::Read as _;
+                // Blocks until ALSA opens the FIFO for writing.
+                let Ok(mut f) = std::fs::File::open(&fifo) else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                while !unplugged.load(Ordering::SeqCst) {
+                    match f.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => tapped
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+            Ok(())
+        }
+
+        /// Unplug: the card leaves its place at once (a reopen must not find the FIFO without
+        /// a reader: opening it would block), then the reader closes the FIFO.
+        fn unplug(&self) -> std::io::Result<()> {
+            let gone = self.dir.with_extension("gone");
+            std::fs::rename(&self.dir, &gone)?;
+            std::fs::remove_dir_all(&gone)?;
+            self.unplugged
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+
+        /// Whether the current reader got a sample at `level`.
+        fn heard(&self, level: f32) -> bool {
+            self.tapped().iter().any(|v| (v - level).abs() < 1e-3)
+        }
+
+        fn tapped(&self) -> Vec<f32> {
+            let bytes = self
+                .tapped
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let mut out = Vec::new();
+            decode_mono(&bytes, SampleFormat::S16, 1, None, &mut out);
+            out
+        }
+    }
+
+    fn constant_s16(value: i16, seconds: usize) -> Vec<u8> {
+        s16(&vec![value; RATE as usize * seconds])
+    }
+
+    #[test]
+    fn a_microphone_unplugged_mid_stream_gives_paced_silence_and_comes_back(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let mut card = Hotplug::new(tmp.path());
+        card.plug(&constant_s16(5, 30))?;
+        let mut source = AlsaSource::open(&card.capture_device(), None)?;
+        let level = |v: i16| f32::from(v) / 32_768.0;
+        let mut out = Vec::new();
+        while out.len() < RATE as usize / 2 {
+            source.read(&mut out)?;
+        }
+        assert!(out.iter().all(|&v| v == level(5)), "the device's audio");
+
+        // Unplugged while streaming: every read still returns, with silence, in real time.
+        card.unplug()?;
+        let start = Instant::now();
+        let mut lost_seen = false;
+        let mut after_loss = Vec::new();
+        out.clear();
+        while out.len() < RATE as usize * 3 / 2 {
+            let before = out.len();
+            assert_eq!(source.read(&mut out)?, Read::Samples(out.len() - before));
+            if !source.is_live() {
+                lost_seen = true;
+            }
+            if lost_seen {
+                after_loss.extend_from_slice(&out[before..]);
+            }
+        }
+        assert!(lost_seen, "the loss was never noticed");
+        assert!(
+            after_loss.iter().all(|&v| v == 0.0),
+            "only silence once the device is gone"
+        );
+        // 1.5 s of audio cannot come much faster than 1.5 s: no busy loop while it is gone.
+        assert!(
+            start.elapsed() >= Duration::from_millis(1_200),
+            "{:?}",
+            start.elapsed()
+        );
+
+        // Plugged back: its audio returns within the backoff (at most 5 s between attempts).
+        card.plug(&constant_s16(9, 30))?;
+        let mut heard = false;
+        out.clear();
+        while out.len() < RATE as usize * 15 {
+            let before = out.len();
+            source.read(&mut out)?;
+            if out[before..].iter().any(|&v| v == level(9)) {
+                heard = true;
+                break;
+            }
+        }
+        assert!(heard, "the device came back but its audio did not");
+        assert!(source.is_live());
+        Ok(())
+    }
+
+    #[test]
+    fn a_speaker_unplugged_mid_stream_discards_in_real_time_and_comes_back(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let mut card = Hotplug::new(tmp.path());
+        card.plug(&[])?;
+        let sink = AlsaSink::open(&card.playback_device())?;
+        let wait_done = |what: &str| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while sink.pending() > Duration::ZERO {
+                assert!(Instant::now() < deadline, "{what} never finished");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        sink.play(&vec![0.25; RATE as usize / 2])?;
+        wait_done("the first clip");
+        assert!(card.heard(0.25), "the clip reached the device");
+
+        // Unplugged while a clip plays: the sink notices, and what is queued meanwhile is
+        // discarded at the pace it would have played.
+        sink.play(&vec![0.25; RATE as usize])?;
+        card.unplug()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sink.is_live() {
+            assert!(Instant::now() < deadline, "the loss was never noticed");
+            sink.play(&vec![0.25; BLOCK * 5])?;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sink.stop();
+        let start = Instant::now();
+        sink.play(&vec![0.5; RATE as usize])?;
+        wait_done("discarding");
+        // Paced, not dropped at once: at most the device buffer and the pacing slack (200 ms),
+        // plus what a stream reopened while the card was gone took before failing, go faster.
+        assert!(
+            start.elapsed() >= Duration::from_millis(500),
+            "1 s of audio discarded in {:?}",
+            start.elapsed()
+        );
+
+        // Plugged back: audio reaches the device again (a clip played on the stream opened
+        // while it was gone may fail once: the sink then reopens it).
+        card.plug(&[])?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !card.heard(0.75) {
+            assert!(
+                Instant::now() < deadline,
+                "the device came back but nothing reached it"
+            );
+            sink.play(&vec![0.75; BLOCK * 5])?;
+            wait_done("a clip after the device came back");
+        }
+        assert!(sink.is_live());
+        assert!(
+            !card.heard(0.5),
+            "audio queued while it was gone was played late"
+        );
+        Ok(())
+    }
+
     #[test]
     fn devices_are_listed_and_checked_for_doctor() {
         let devices = list_devices();

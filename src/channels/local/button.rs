@@ -230,6 +230,13 @@ pub trait Button: Send {
     /// The gestures recognised up to `now_ms`, the caller's stream clock (ms since the loop
     /// started). Called every ~20 ms; never blocks.
     fn poll(&mut self, now_ms: u64) -> Vec<ButtonPress>;
+
+    /// Whether the button is held down (debounced) as of the last [`Button::poll`]: known at
+    /// once, while the gesture it starts is recognised only later (a press once the
+    /// double-press window has passed). The voice loop stops a ringing timer or an answer on it.
+    fn is_down(&self) -> bool {
+        false
+    }
 }
 
 /// No button: [`Button::poll`] never reports anything.
@@ -318,6 +325,10 @@ impl Button for SimulatedButton {
         }
         out.extend(self.classifier.tick(now_ms));
         out
+    }
+
+    fn is_down(&self) -> bool {
+        self.classifier.is_pressed()
     }
 }
 
@@ -739,6 +750,10 @@ impl Button for GpioButton {
         }
         out.extend(self.classifier.tick(now_ms));
         out
+    }
+
+    fn is_down(&self) -> bool {
+        self.classifier.is_pressed()
     }
 }
 

@@ -18,6 +18,8 @@
 //! Invariants:
 //! - Nothing is captured while muted (a long press toggles it): no wake detection, no VAD.
 //! - Announcements never cut off a conversation: they start only from Idle.
+//! - The button stops a ringing timer or an answer when it goes down; the gesture that press
+//!   makes (recognised later) then starts nothing, except a long press, which still mutes.
 //! - The device does not wake on its own voice: a wake word that the audio it is playing also
 //!   triggers (a second detector runs on the speaker's reference signal) is ignored; the
 //!   person can still interrupt it with the wake word.
@@ -479,6 +481,10 @@ struct Loop {
     state: State,
     t_ms: u64,
     muted: bool,
+    /// The button was down at the last block.
+    button_was_down: bool,
+    /// The press now under way already stopped something: its gesture starts nothing.
+    press_spent: bool,
     input_over: bool,
     queue: VecDeque<Announcement>,
     spoken: VecDeque<i64>,
@@ -528,6 +534,8 @@ impl Loop {
             state: State::Idle,
             t_ms: 0,
             muted: false,
+            button_was_down: false,
+            press_spent: false,
             input_over: false,
             queue: VecDeque::new(),
             spoken: VecDeque::new(),
@@ -754,10 +762,28 @@ impl Loop {
         let mut press = false;
         for p in self.dev.button.poll(self.t_ms) {
             match p.event {
-                ButtonEvent::LongPress => self.toggle_mute(),
-                ButtonEvent::Press | ButtonEvent::DoublePress => press = true,
+                ButtonEvent::LongPress => {
+                    self.press_spent = false;
+                    self.toggle_mute();
+                }
+                ButtonEvent::Press | ButtonEvent::DoublePress => {
+                    // The gesture of a press that already stopped something starts nothing.
+                    press = !std::mem::take(&mut self.press_spent);
+                }
             }
         }
+        // A ringing timer or an answer stops the moment the button goes down, not once its
+        // gesture is known (a short press is recognised only after the double-press window,
+        // ~0.5 s later); the gesture that press then makes is spent.
+        let down = self.dev.button.is_down();
+        if down
+            && !self.button_was_down
+            && matches!(self.state, State::Announcing { .. } | State::Busy)
+        {
+            press = true;
+            self.press_spent = true;
+        }
+        self.button_was_down = down;
         if self.muted {
             // Nothing is captured: the audio is dropped before any detector sees it.
             if press {

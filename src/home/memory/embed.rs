@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use tokio::sync::{mpsc, oneshot};
 
+use super::bert::{Bert, Config as BertConfig};
 use super::tokenizer::WordPiece;
 use super::MemoryError;
 
@@ -22,7 +22,7 @@ pub const DIMS: usize = 384;
 
 /// A loaded sentence-embedding model.
 pub struct Embedder {
-    model: BertModel,
+    model: Bert,
     tokenizer: WordPiece,
     max_tokens: usize,
     dims: usize,
@@ -61,7 +61,7 @@ impl Embedder {
         let weights = std::fs::read(&weights_path).map_err(|e| model_err(&weights_path, e))?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| model_err(&weights_path, e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| model_err(&weights_path, e))?;
+        let model = Bert::load(vb, &config).map_err(|e| model_err(&weights_path, e))?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("la-embed-{i}"))
@@ -94,9 +94,7 @@ impl Embedder {
         let n = ids.len();
         let pooled = self.pool.install(|| -> candle_core::Result<Vec<f32>> {
             let input = Tensor::from_vec(ids, (1, n), &Device::Cpu)?;
-            let types = input.zeros_like()?;
-            let mask = input.ones_like()?;
-            let hidden = self.model.forward(&input, &types, Some(&mask))?;
+            let hidden = self.model.forward(&input)?;
             // Mean over the tokens (one unpadded sequence: every token counts).
             hidden.mean(1)?.squeeze(0)?.to_vec1::<f32>()
         });

@@ -18,6 +18,7 @@
 //!   once.
 //! - Memory knows nothing about HTTP, the LLM or channels.
 
+pub mod bert;
 pub mod embed;
 pub mod index;
 pub mod sql;

@@ -12,7 +12,12 @@ use std::sync::Arc;
 
 use candle_core::quantized::{gguf_file, QMatMul, QTensor};
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
-use candle_transformers::quantized_nn::RmsNorm;
+use candle_nn::RmsNorm;
+
+/// RMS normalisation with its weight from the GGUF file, dequantized once at load.
+fn rms_norm(weight: QTensor, eps: f64) -> candle_core::Result<RmsNorm> {
+    Ok(RmsNorm::new(weight.dequantize(&Device::Cpu)?, eps))
+}
 
 /// Hyper-parameters read from the GGUF metadata.
 #[derive(Debug, Clone)]
@@ -248,7 +253,7 @@ impl Model {
             Ok(t) => QMatMul::from_qtensor(t).map_err(ce)?,
             Err(_) => QMatMul::from_arc(embed.clone()).map_err(ce)?,
         };
-        let norm = RmsNorm::from_qtensor(get("output_norm.weight")?, eps).map_err(ce)?;
+        let norm = rms_norm(get("output_norm.weight")?, eps).map_err(ce)?;
         let mut layers = Vec::with_capacity(n_layer);
         for i in 0..n_layer {
             let mut t = |n: &str| get(&format!("blk.{i}.{n}"));
@@ -267,8 +272,8 @@ impl Model {
                 bq: bias(t("attn_q.bias"))?,
                 bk: bias(t("attn_k.bias"))?,
                 bv: bias(t("attn_v.bias"))?,
-                attn_norm: RmsNorm::from_qtensor(t("attn_norm.weight")?, eps).map_err(ce)?,
-                ffn_norm: RmsNorm::from_qtensor(t("ffn_norm.weight")?, eps).map_err(ce)?,
+                attn_norm: rms_norm(t("attn_norm.weight")?, eps).map_err(ce)?,
+                ffn_norm: rms_norm(t("ffn_norm.weight")?, eps).map_err(ce)?,
                 w_gate: qm(t("ffn_gate.weight")?)?,
                 w_down: qm(t("ffn_down.weight")?)?,
                 w_up: qm(t("ffn_up.weight")?)?,
