@@ -194,6 +194,10 @@ async fn main() -> Result {
     };
     let tmp = tempfile::tempdir()?;
     let cfg = config(tmp.path())?;
+    // `RUST_LOG=info` shows each turn and each LLM reply's tokens and timings on stderr.
+    if std::env::var_os("RUST_LOG").is_some() {
+        local_assistant::platform::logging::init(&cfg.log);
+    }
     // Gaps long enough for each answer to finish (in fast mode silence costs little).
     let commands = script(&cfg, COMMANDS, turns, 6000)?;
     let questions = script(&cfg, QUESTIONS, turns, 45_000)?;

@@ -795,9 +795,13 @@ impl Inner {
             outcome: outcome.into(),
             total_ms,
         });
-        // After the turn is timed and announced: the pre-warm is not part of the answer.
+        // After the turn is timed and announced: the pre-warm is not part of the answer. Only
+        // after the model answered: a fast-path command is usually followed by another, and a
+        // pre-warm still computing when it comes slowed its recognition and speech by ~100 ms
+        // on two cores (benches/voice.rs, fast-path row).
         if matches!(input.priority, Priority::LocalVoice | Priority::LiveCall)
             && outcome != "cancelled"
+            && intent.is_none()
         {
             self.prewarm(&tctx).await;
         }
@@ -1388,8 +1392,9 @@ impl Inner {
     /// After a spoken turn: prefill the next turn's prompt start (system prompt and history
     /// window, this turn's reply included) into the session at Background priority, so that
     /// the next question prefills only itself, even when the window has just moved. Any live
-    /// request makes it yield (see the LLM worker); Ollama keeps its own cache, so only the
-    /// embedded engine is pre-warmed.
+    /// request makes it yield (see the LLM worker), and it waits while speech work runs
+    /// (`platform::foreground`); Ollama keeps its own cache, so only the embedded engine is
+    /// pre-warmed.
     async fn prewarm(&self, tctx: &ToolContext) {
         let Some(llm) = self.llm.clone() else { return };
         // Nothing to warm where the model is not used: another engine, or a conversation whose

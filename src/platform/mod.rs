@@ -5,6 +5,7 @@
 //! decisions and never holds domain data.
 
 pub mod doctor;
+pub mod foreground;
 pub mod health;
 pub mod logging;
 pub mod metrics;

@@ -81,8 +81,11 @@ impl Worker<Box<dyn SpeechToText>> {
         request: SttRequest,
         cancel: CancellationToken,
     ) -> Result<Transcript, SpeechError> {
-        self.run(move |engine| engine.transcribe(&audio, &request, &cancel))
-            .await?
+        self.run(move |engine| {
+            let _fg = crate::platform::foreground::enter();
+            engine.transcribe(&audio, &request, &cancel)
+        })
+        .await?
     }
 }
 

@@ -295,5 +295,28 @@ async fn after_a_spoken_turn_the_next_prompt_start_is_prefilled_even_when_the_wi
     // without the pre-warm).
     assert!(uncached[1] < 20, "prefilled per turn: {uncached:?}");
     assert!(uncached[2] < 20, "prefilled per turn: {uncached:?}");
+
+    // A fast-path command is not followed by a pre-warm: the model is not asked at all.
+    let p0 = counter(&d, "llm_prompt_tokens").await?;
+    let mut h = o
+        .converse(
+            "local",
+            "kitchen".into(),
+            "What time is it?".into(),
+            SessionKind::Voice,
+            Priority::LocalVoice,
+        )
+        .await?;
+    while let Some(ev) = h.events.recv().await {
+        if let TurnEvent::Done(s) = ev {
+            assert_eq!(s.outcome, "answered", "{s:?}");
+            assert!(s.intent.is_some(), "not the fast path: {s:?}");
+            break;
+        }
+    }
+    // A pre-warm would start at once and take well under a second here.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(counter(&d, "llm_prewarms").await?, prewarms);
+    assert_eq!(counter(&d, "llm_prompt_tokens").await?, p0);
     Ok(())
 }

@@ -284,6 +284,56 @@ fn a_prewarm_prefills_the_next_prompt_start_and_a_cancelled_one_keeps_nothing_wr
     assert!(n.stats.prompt_tokens - n.stats.cached_tokens < 16);
 }
 
+/// A pre-warm does not compute while speech work a person waits for is under way
+/// (`platform::foreground`): held off for 600 ms and then cancelled, it has prefilled nothing,
+/// exactly like a pre-warm cancelled before it began. Without the hold it would have prefilled
+/// several 16-token chunks in that time.
+#[test]
+fn a_prewarm_waits_while_speech_work_is_under_way() {
+    let e = engine();
+    let mut window = chat("What colour is the sky on a clear day?");
+    window.push(ChatMessage::new(Role::Assistant, "It is blue."));
+    window.push(ChatMessage::new(Role::User, "And the grass in spring?"));
+    window.push(ChatMessage::new(Role::Assistant, "The grass is green."));
+    let request = |session: &str, priority: Priority, max_tokens: usize, msgs: Vec<ChatMessage>| {
+        let mut r = GenerateRequest::new(msgs);
+        r.session = Some(session.to_string());
+        r.priority = priority;
+        r.max_tokens = max_tokens;
+        r
+    };
+    // What a session holds after a pre-warm of `window`, seen as the tokens the next
+    // pre-warm of it reuses.
+    let held_after = |session: &str, prewarm: &dyn Fn(GenerateRequest)| -> usize {
+        let first = request(session, Priority::Message, 4, chat("Name a fruit."));
+        e.generate(&first, &mut |_| {}).unwrap();
+        prewarm(request(session, Priority::Background, 0, window.clone()));
+        let again = request(session, Priority::Background, 0, window.clone());
+        e.generate(&again, &mut |_| {}).unwrap().stats.cached_tokens
+    };
+
+    let never_began = held_after("prewarm-not-begun", &|r| {
+        r.cancel.cancel();
+        let out = e.generate(&r, &mut |_| {}).unwrap();
+        assert_eq!(out.finish, FinishReason::Cancelled);
+    });
+    let held_off = held_after("prewarm-held-off", &|r| {
+        let speech = local_assistant::platform::foreground::enter();
+        let cancel = r.cancel.clone();
+        let engine = Arc::clone(&e);
+        let run = std::thread::spawn(move || engine.generate(&r, &mut |_| {}));
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        cancel.cancel();
+        let out = run.join().unwrap().unwrap();
+        drop(speech);
+        assert_eq!(out.finish, FinishReason::Cancelled);
+    });
+    assert_eq!(
+        held_off, never_began,
+        "the pre-warm prefilled while speech work was under way"
+    );
+}
+
 #[test]
 fn system_prompt_is_prefilled_once_for_different_requests() {
     // Its own engine: other tests running in parallel on the shared one would evict its

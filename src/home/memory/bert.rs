@@ -96,9 +96,11 @@ impl Bert {
             "gelu" => Activation::GeluErf,
             "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
             "relu" => Activation::Relu,
-            other => return Err(candle_core::Error::Msg(format!(
+            other => {
+                return Err(candle_core::Error::Msg(format!(
                 "hidden_act `{other}` is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)"
-            ))),
+            )))
+            }
         };
         let (h, heads) = (cfg.hidden_size, cfg.num_attention_heads);
         if heads == 0 || h % heads != 0 {

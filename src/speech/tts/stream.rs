@@ -301,7 +301,10 @@ fn speak_job(tts: &mut dyn TextToSpeech, rt: &tokio::runtime::Runtime, job: &Job
             if cancel.is_cancelled() {
                 return;
             }
-            let item = speak_sentence(tts, &sentence, resampler.as_ref());
+            let item = {
+                let _fg = crate::platform::foreground::enter();
+                speak_sentence(tts, &sentence, resampler.as_ref())
+            };
             let sent = rt.block_on(async {
                 tokio::select! {
                     biased;
