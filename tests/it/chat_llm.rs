@@ -246,6 +246,28 @@ async fn after_a_spoken_turn_the_next_prompt_start_is_prefilled_even_when_the_wi
     )
     .await?;
     let o = d.app.as_ref().ok_or("no app")?.orchestrator().clone();
+    // One spoken turn in the kitchen, to its end.
+    let say = |text: &'static str| {
+        let o = o.clone();
+        async move {
+            let mut h = o
+                .converse(
+                    "local",
+                    "kitchen".into(),
+                    text.into(),
+                    SessionKind::Voice,
+                    Priority::LocalVoice,
+                )
+                .await?;
+            while let Some(ev) = h.events.recv().await {
+                if let TurnEvent::Done(s) = ev {
+                    return Ok(s);
+                }
+            }
+            let unfinished: TestResult<_> = Err(format!("no end to the turn {text:?}").into());
+            unfinished
+        }
+    };
     let mut prewarms = 0;
     let mut uncached = Vec::new();
     for text in [
@@ -257,21 +279,8 @@ async fn after_a_spoken_turn_the_next_prompt_start_is_prefilled_even_when_the_wi
             counter(&d, "llm_prompt_tokens").await?,
             counter(&d, "llm_cached_tokens").await?,
         );
-        let mut h = o
-            .converse(
-                "local",
-                "kitchen".into(),
-                text.into(),
-                SessionKind::Voice,
-                Priority::LocalVoice,
-            )
-            .await?;
-        while let Some(ev) = h.events.recv().await {
-            if let TurnEvent::Done(s) = ev {
-                assert_eq!(s.outcome, "answered", "{s:?}");
-                break;
-            }
-        }
+        let s = say(text).await?;
+        assert_eq!(s.outcome, "answered", "{s:?}");
         let (p1, c1) = (
             counter(&d, "llm_prompt_tokens").await?,
             counter(&d, "llm_cached_tokens").await?,
@@ -298,22 +307,9 @@ async fn after_a_spoken_turn_the_next_prompt_start_is_prefilled_even_when_the_wi
 
     // A fast-path command is not followed by a pre-warm: the model is not asked at all.
     let p0 = counter(&d, "llm_prompt_tokens").await?;
-    let mut h = o
-        .converse(
-            "local",
-            "kitchen".into(),
-            "What time is it?".into(),
-            SessionKind::Voice,
-            Priority::LocalVoice,
-        )
-        .await?;
-    while let Some(ev) = h.events.recv().await {
-        if let TurnEvent::Done(s) = ev {
-            assert_eq!(s.outcome, "answered", "{s:?}");
-            assert!(s.intent.is_some(), "not the fast path: {s:?}");
-            break;
-        }
-    }
+    let s = say("What time is it?").await?;
+    assert_eq!(s.outcome, "answered", "{s:?}");
+    assert!(s.intent.is_some(), "not the fast path: {s:?}");
     // A pre-warm would start at once and take well under a second here.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(counter(&d, "llm_prewarms").await?, prewarms);
