@@ -10,9 +10,11 @@
 //! * **LLM** — "Hey Jarvis. Why is the sky blue?" and other questions only the LLM answers; goal
 //!   ≤ 1.2 s.
 //!
-//! Also: the loop's CPU while it listens to silence in real time (goal ≤ 2 % of one core;
-//! process CPU time over wall time, all threads), and the process's resident memory with the
-//! default models loaded (goal ≤ 600 MB; `VmRSS` at the end and its peak `VmHWM`).
+//! Also, measured first while the process holds only the daemon: the loop's CPU while it
+//! listens to silence in real time (goal ≤ 2 % of one core; process CPU time over wall time,
+//! all threads) and the resident memory with the default models loaded (goal ≤ 600 MB; `VmRSS`
+//! while listening, and the peak `VmHWM` of loading); then the memory after the LLM row's
+//! answers (that includes the bench's own Piper voice, which synthesizes the scripts).
 //!
 //! `BENCH_ROWS=fast,llm,idle` picks rows (default all). A command Whisper mishears goes to the
 //! LLM like any unknown sentence; the rows print what was heard for turns not answered.
@@ -107,13 +109,14 @@ fn script(cfg: &Config, utterances: &[&str], turns: usize, gap_ms: u32) -> Resul
     Ok(out)
 }
 
-/// Run the loop over `samples`; returns its turns, the wall time it took and the resident
+/// Run the loop over `samples`; returns its turns, the wall time and the process CPU time
+/// (seconds) from the loop's start (models loaded) to the end of the input, and the resident
 /// memory (kB) just before the daemon stopped.
 async fn run(
     cfg: Config,
     samples: Vec<f32>,
     fast: bool,
-) -> Result<(Vec<VoiceTurn>, Duration, u64)> {
+) -> Result<(Vec<VoiceTurn>, Duration, f64, u64)> {
     let device = FileDevice::from_audio(Path::new("bench"), samples);
     let app = App::builder(cfg)
         .voice(VoiceSetup {
@@ -130,15 +133,17 @@ async fn run(
         .start()
         .await?;
     let started = Instant::now();
+    let cpu0 = cpu_seconds();
     let Some(voice) = app.voice() else {
         return Err("the voice loop did not start".into());
     };
     voice.finished().await;
     let took = started.elapsed();
+    let cpu = cpu_seconds() - cpu0;
     let turns = voice.turns();
     let rss = status_kb("VmRSS:");
     app.stop().await?;
-    Ok((turns, took, rss))
+    Ok((turns, took, cpu, rss))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -198,20 +203,39 @@ async fn main() -> Result {
     if std::env::var_os("RUST_LOG").is_some() {
         local_assistant::platform::logging::init(&cfg.log);
     }
-    // Gaps long enough for each answer to finish (in fast mode silence costs little).
-    let commands = script(&cfg, COMMANDS, turns, 6000)?;
-    let questions = script(&cfg, QUESTIONS, turns, 45_000)?;
-
     // The smoke run (under `cargo test`) leaves out the LLM row: the chat tests cover that
     // path, and one SmolLM2 answer takes half a minute here.
     let rows = std::env::var("BENCH_ROWS")
         .unwrap_or_else(|_| if bench { "fast,llm,idle" } else { "fast,idle" }.into());
     let want = |r: &str| rows.split(',').any(|x| x.trim() == r);
+
+    // Idle first, while this process holds nothing but the daemon: the rows below synthesize
+    // their scripts here (a Piper voice of the bench's own) and leave answers' buffers behind.
+    if want("idle") {
+        // Listening to silence in real time: CPU and wall time from the loop's start (the
+        // models loaded) to the end of the input.
+        let secs = if bench { 20 } else { 3 };
+        let silence = vec![0.0f32; (secs * RATE) as usize];
+        let (_, took, cpu, rss) = run(cfg.clone(), silence, false).await?;
+        let listening = cpu / took.as_secs_f64().max(1e-3);
+        println!(
+            "idle listening: {:.1} % of one core over {secs} s of silence (goal ≤ 2 %)",
+            listening * 100.0
+        );
+        println!(
+            "memory with the default models loaded: RSS {} MB while listening, peak {} MB while loading (goal ≤ 600 MB)\n",
+            rss / 1024,
+            status_kb("VmHWM:") / 1024
+        );
+    }
+
     println!("voice loop: end of speech → first audio out (ms), {turns} turn(s) each\n");
     println!("| row | answered | median | p90 | max | STT median | first text median | goal | |");
     println!("|---|---|---|---|---|---|---|---|---|");
+    // Gaps long enough for each answer to finish (in fast mode silence costs little).
     if want("fast") {
-        let (t, _, _) = run(cfg.clone(), commands, true).await?;
+        let commands = script(&cfg, COMMANDS, turns, 6000)?;
+        let (t, _, _, _) = run(cfg.clone(), commands, true).await?;
         row("fast path", &t, turns, 500.0);
         for t in &t {
             if t.intent.is_none() {
@@ -220,33 +244,14 @@ async fn main() -> Result {
         }
     }
     if want("llm") {
-        let (t, _, _) = run(cfg.clone(), questions, true).await?;
+        let questions = script(&cfg, QUESTIONS, turns, 45_000)?;
+        let (t, _, _, rss) = run(cfg.clone(), questions, true).await?;
         row("LLM (SmolLM2-135M, candle)", &t, turns, 1200.0);
+        println!(
+            "\nmemory after the LLM answers: RSS {} MB, process peak {} MB (with the bench's own voice)",
+            rss / 1024,
+            status_kb("VmHWM:") / 1024
+        );
     }
-    if !want("idle") {
-        return Ok(());
-    }
-
-    // Listening to silence in real time.
-    let secs = if bench { 20 } else { 3 };
-    let silence = vec![0.0f32; (secs * RATE) as usize];
-    let cpu0 = cpu_seconds();
-    let (_, took, rss) = run(cfg.clone(), silence, false).await?;
-    let cpu = cpu_seconds() - cpu0;
-    // Starting the daemon and loading the models is part of `took` and `cpu`: measure that
-    // alone on an empty input and subtract it.
-    let cpu1 = cpu_seconds();
-    let (_, took0, _) = run(cfg.clone(), Vec::new(), false).await?;
-    let cpu_start = cpu_seconds() - cpu1;
-    let listening = (cpu - cpu_start).max(0.0) / (took - took0).as_secs_f64().max(1e-3);
-    println!(
-        "\nidle listening: {:.1} % of one core over {secs} s of silence (goal ≤ 2 %)",
-        listening * 100.0
-    );
-    println!(
-        "memory with the default models loaded: RSS {} MB while listening, process peak {} MB (goal ≤ 600 MB)",
-        rss / 1024,
-        status_kb("VmHWM:") / 1024
-    );
     Ok(())
 }
