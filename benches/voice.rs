@@ -232,7 +232,8 @@ async fn main() -> Result {
     println!("voice loop: end of speech → first audio out (ms), {turns} turn(s) each\n");
     println!("| row | answered | median | p90 | max | STT median | first text median | goal | |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    // Gaps long enough for each answer to finish (in fast mode silence costs little).
+    // Scripts with gaps long enough for each answer to finish (in fast mode silence costs
+    // little).
     if want("fast") {
         let commands = script(&cfg, COMMANDS, turns, 6000)?;
         let (t, _, _, _) = run(cfg.clone(), commands, true).await?;

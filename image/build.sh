@@ -167,7 +167,7 @@ for part in boot root data; do
 done
 
 # xz -0: most of the image is the models, which no preset compresses (-0 and -3 came within
-# 0.5 % of each other on the Piper voice), and -0 is 3.4 times as fast (about 4 minutes less).
+# 0.5 % of each other on the Piper voice, and -0 was 3.4 times as fast on it).
 step "compressing"
 xz -T0 -0 -f "$img"
 mv -f "$img.xz" "$out/$profile.img.xz"

@@ -339,33 +339,25 @@ fn doctor_opens_the_configured_microphone_and_speaker() -> TestResult {
             .map(str::to_owned)
             .collect()
     };
+    // A line of that level holding every one of `parts`.
+    let is = |line: &str, level: &str, parts: &[&str]| {
+        line.starts_with(level) && parts.iter().all(|p| line.contains(p))
+    };
 
     let (code, out, err) = run(&["doctor", "--data-dir", dir_s], &devices)?;
     assert_eq!(code, 0, "{out}{err}");
     let lines = voice_lines(&out);
     assert_eq!(lines.len(), 4, "{out}");
     assert!(
-        lines[0].starts_with("OK")
-            && lines[0].contains("ALSA capture devices: ")
-            && lines[0].contains("null"),
+        is(&lines[0], "OK", &["ALSA capture devices: ", "null"]),
         "{out}"
     );
+    assert!(is(&lines[1], "OK", &["ALSA playback devices: "]), "{out}");
     assert!(
-        lines[1].starts_with("OK") && lines[1].contains("ALSA playback devices: "),
+        is(&lines[2], "OK", &["microphone null: ", "16000 Hz"]),
         "{out}"
     );
-    assert!(
-        lines[2].starts_with("OK")
-            && lines[2].contains("microphone null: ")
-            && lines[2].contains("16000 Hz"),
-        "{out}"
-    );
-    assert!(
-        lines[3].starts_with("WARN")
-            && lines[3].contains("speaker")
-            && lines[3].contains("hw:99,0"),
-        "{out}"
-    );
+    assert!(is(&lines[3], "WARN", &["speaker", "hw:99,0"]), "{out}");
 
     let mut enabled = devices.to_vec();
     enabled.push(("LOCAL_ASSISTANT_VOICE__ENABLED", "true"));
@@ -373,15 +365,11 @@ fn doctor_opens_the_configured_microphone_and_speaker() -> TestResult {
     assert_eq!(code, 1, "{out}{err}");
     let lines = voice_lines(&out);
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("FAIL") && l.contains("speaker") && l.contains("hw:99,0")),
+        lines.iter().any(|l| is(l, "FAIL", &["speaker", "hw:99,0"])),
         "{out}"
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("OK") && l.contains("microphone null: ")),
+        lines.iter().any(|l| is(l, "OK", &["microphone null: "])),
         "{out}"
     );
     Ok(())

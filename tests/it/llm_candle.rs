@@ -287,7 +287,7 @@ fn a_prewarm_prefills_the_next_prompt_start_and_a_cancelled_one_keeps_nothing_wr
 /// A pre-warm does not compute while speech work a person waits for is under way
 /// (`platform::foreground`): held off for 600 ms and then cancelled, it has prefilled nothing,
 /// exactly like a pre-warm cancelled before it began. Without the hold it would have prefilled
-/// several 16-token chunks in that time.
+/// several 8-token chunks in that time.
 #[test]
 fn a_prewarm_waits_while_speech_work_is_under_way() {
     let e = engine();
