@@ -138,6 +138,8 @@ pub struct RawWake {
     pub thresholds: std::collections::BTreeMap<String, f64>,
     /// Per-model refractory periods overriding `refractory_ms`.
     pub refractory: std::collections::BTreeMap<String, u64>,
+    /// Skip the wake models while nothing they would hear rose above the room's noise floor.
+    pub quiet_gate: bool,
 }
 
 impl Default for RawWake {
@@ -148,6 +150,7 @@ impl Default for RawWake {
             refractory_ms: 2000,
             thresholds: std::collections::BTreeMap::new(),
             refractory: std::collections::BTreeMap::new(),
+            quiet_gate: true,
         }
     }
 }
@@ -234,6 +237,8 @@ pub struct WakeConfig {
     pub thresholds: std::collections::BTreeMap<String, f32>,
     /// Per-model refractory periods, ms.
     pub refractory: std::collections::BTreeMap<String, u32>,
+    /// The quiet gate (see `speech::wake`): models skipped while the room is quiet.
+    pub quiet_gate: bool,
 }
 
 impl WakeConfig {
@@ -409,6 +414,7 @@ pub fn resolve_speech(raw: RawSpeech) -> Result<SpeechConfig, ConfigError> {
                     ))
                 })
                 .collect::<Result<_, ConfigError>>()?,
+            quiet_gate: raw.wake.quiet_gate,
         },
     })
 }

@@ -83,7 +83,9 @@ pub fn wake_detector(cfg: &Config, threshold_scale: f32) -> Result<WakeDetector,
             s
         })
         .collect();
-    WakeDetector::load(env, &features_dir, &specs, cfg.speech.threads)
+    let mut wake = WakeDetector::load(env, &features_dir, &specs, cfg.speech.threads)?;
+    wake.set_quiet_gate(cfg.speech.wake.quiet_gate);
+    Ok(wake)
 }
 
 /// Run VAD and wake words over a whole recording (any WAV; resampled to 16 kHz).

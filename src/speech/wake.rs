@@ -6,6 +6,15 @@
 //!
 //! Several wake models run at once; each has its threshold and a refractory period after a
 //! detection. Custom openWakeWord models (`.onnx`) load the same way as the bundled ones.
+//!
+//! **Quiet gate** (on by default in [`WakeDetector::push`]): a quiet room costs almost nothing.
+//! Each 80 ms step's level is compared with a tracked noise floor; while no step within the wake
+//! models' receptive field (the embedding's 76 mel frames plus the model's embeddings: about
+//! 2 s) rose [`GATE_MARGIN_DB`] above the floor, no model runs and the scores are 0. The raw
+//! audio of that field is kept, so when a step is loud the skipped steps are caught up (mel
+//! frames, then the embeddings the models will read) before scoring: every score computed is
+//! the one the ungated pipeline computes, at the same step. In a loud room (floor above
+//! [`GATE_LOUD_FLOOR_DB`]) the gate stays open.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -31,6 +40,16 @@ const EMBEDDINGS_MAX: usize = 120;
 /// Raw samples the mel model sees beyond the new ones (3 frames of 160).
 const MEL_OVERLAP: usize = 480;
 const WARMUP_SCORES: u32 = 5;
+/// Steps covering the embedding's mel window (76 frames of the 8 each step adds, rounded up).
+const MEL_STEPS: usize = MEL_WINDOW.div_ceil(8);
+/// A step this many dB above the noise floor opens the quiet gate.
+pub const GATE_MARGIN_DB: f32 = 6.0;
+/// A noise floor above this (dBFS) keeps the gate open: in a loud room nothing is skipped.
+pub const GATE_LOUD_FLOOR_DB: f32 = -45.0;
+/// How fast the noise floor may rise, dB per step (falls at once): 1.25 dB/s.
+const GATE_FLOOR_RISE_DB: f32 = 0.1;
+/// The lowest level counted (one 16-bit step of dither is about −90 dBFS).
+const GATE_MIN_DB: f32 = -90.0;
 
 /// One wake word heard.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +84,61 @@ struct WakeModel {
     scores: u32,
 }
 
+/// Level of one step, dBFS (RMS about its mean, so a DC offset is not sound).
+fn level_db(samples: &[f32]) -> f32 {
+    if samples.is_empty() {
+        return GATE_MIN_DB;
+    }
+    let n = samples.len() as f32;
+    let mean = samples.iter().sum::<f32>() / n;
+    let power = samples.iter().map(|s| (s - mean) * (s - mean)).sum::<f32>() / n;
+    (10.0 * power.max(1e-12).log10()).max(GATE_MIN_DB)
+}
+
+/// Tracks the noise floor and says whether anything the wake models would see was loud.
+#[derive(Debug)]
+struct QuietGate {
+    floor_db: f32,
+    /// Steps seen.
+    seen: u64,
+    /// Steps since the last loud one (`u64::MAX`: none yet).
+    since_loud: u64,
+    /// Steps a loud step keeps the gate open: the models' receptive field.
+    hold: u64,
+}
+
+impl QuietGate {
+    fn new(hold: usize) -> Self {
+        Self {
+            floor_db: GATE_MIN_DB,
+            seen: 0,
+            since_loud: u64::MAX,
+            hold: hold as u64,
+        }
+    }
+
+    /// Observe one step; true when the models must run on it.
+    fn open(&mut self, step: &[f32]) -> bool {
+        let db = level_db(step);
+        let loud = self.seen == 0
+            || db >= self.floor_db + GATE_MARGIN_DB
+            || self.floor_db > GATE_LOUD_FLOOR_DB;
+        self.floor_db = if self.seen == 0 {
+            db
+        } else {
+            (self.floor_db + GATE_FLOOR_RISE_DB).min(db)
+        };
+        self.seen += 1;
+        self.since_loud = if loud {
+            0
+        } else {
+            self.since_loud.saturating_add(1)
+        };
+        // Until the floor is known (the first field of steps), everything runs.
+        self.seen <= self.hold || self.since_loud < self.hold
+    }
+}
+
 /// The streaming detector.
 pub struct WakeDetector {
     mel: Session,
@@ -77,6 +151,14 @@ pub struct WakeDetector {
     mels: VecDeque<[f32; MEL_BANDS]>,
     embeddings: VecDeque<[f32; EMBEDDING]>,
     steps: u64,
+    /// The quiet gate of [`Self::push`] (`None`: every step runs).
+    gate: Option<QuietGate>,
+    /// Steps fed but not yet through the mel and embedding models (the gate was shut).
+    behind: u64,
+    /// Steps the gate kept from the models, since loading.
+    skipped: u64,
+    /// Steps a catch-up recomputes at most: the receptive field of the widest wake model.
+    field: usize,
 }
 
 fn infer(e: impl std::fmt::Display) -> SpeechError {
@@ -144,15 +226,20 @@ impl WakeDetector {
                 scores: 0,
             });
         }
+        let field = loaded.iter().map(|m| m.frames).max().unwrap_or(16) + MEL_STEPS;
         let mut d = Self {
             mel,
             embed,
             models: loaded,
-            raw: VecDeque::with_capacity(STEP + MEL_OVERLAP),
+            raw: VecDeque::with_capacity(field * STEP + MEL_OVERLAP),
             pending: Vec::with_capacity(STEP),
             mels: VecDeque::new(),
             embeddings: VecDeque::new(),
             steps: 0,
+            gate: Some(QuietGate::new(field)),
+            behind: 0,
+            skipped: 0,
+            field,
         };
         d.warm_up()?;
         Ok(d)
@@ -179,7 +266,21 @@ impl WakeDetector {
             m.quiet_until_ms = 0;
         }
         self.steps = 0;
+        self.behind = 0;
+        if self.gate.is_some() {
+            self.gate = Some(QuietGate::new(self.field));
+        }
         Ok(())
+    }
+
+    /// Turn the quiet gate on (the default) or off (every step runs every model).
+    pub fn set_quiet_gate(&mut self, on: bool) {
+        self.gate = on.then(|| QuietGate::new(self.field));
+    }
+
+    /// Steps the quiet gate kept from the models since loading.
+    pub fn skipped_steps(&self) -> u64 {
+        self.skipped
     }
 
     /// Start over (a new stream; the time restarts at 0).
@@ -241,7 +342,7 @@ impl WakeDetector {
             rest = &rest[take..];
             if self.pending.len() == STEP {
                 let step = std::mem::take(&mut self.pending);
-                let scores = self.step(&step)?;
+                let scores = self.gated_step(&step)?;
                 let at_ms = self.steps * 80;
                 for (m, score) in self.models.iter_mut().zip(scores) {
                     if score >= m.threshold && at_ms >= m.quiet_until_ms {
@@ -261,6 +362,7 @@ impl WakeDetector {
     }
 
     /// Every model's score for each 80 ms step of a whole clip (for tools, tests, benchmarks).
+    /// Every step runs (no quiet gate).
     pub fn scores(&mut self, samples: &[f32]) -> Result<Vec<Vec<f32>>, SpeechError> {
         self.reset()?;
         let mut out = Vec::with_capacity(samples.len() / STEP);
@@ -271,23 +373,71 @@ impl WakeDetector {
         Ok(out)
     }
 
-    /// One 80 ms step: returns each model's score.
+    /// One step through the quiet gate: skipped (scores 0) while the room is quiet, else the
+    /// steps skipped within the models' receptive field are caught up and the step scored.
+    fn gated_step(&mut self, step: &[f32]) -> Result<Vec<f32>, SpeechError> {
+        let Some(gate) = self.gate.as_mut() else {
+            return self.step(step);
+        };
+        let open = gate.open(step);
+        self.ingest(step);
+        self.behind += 1;
+        if !open {
+            self.skipped += 1;
+            self.steps += 1;
+            for m in &mut self.models {
+                m.scores = m.scores.saturating_add(1);
+            }
+            return Ok(vec![0.0; self.models.len()]);
+        }
+        // Steps older than the field were dropped from `raw`: the mel frames restart after a
+        // gap, so the first MEL_STEPS of the catch-up only fill the mel window.
+        let gap = self.behind > self.field as u64;
+        let todo = self.behind.min(self.field as u64) as usize;
+        for k in (0..todo).rev() {
+            let nth = todo - 1 - k;
+            self.features(k, !(gap && nth < MEL_STEPS))?;
+        }
+        self.behind = 0;
+        self.steps += 1;
+        self.score()
+    }
+
+    /// One 80 ms step, every model run: returns each model's score.
     fn step(&mut self, step: &[f32]) -> Result<Vec<f32>, SpeechError> {
+        self.ingest(step);
+        self.features(0, true)?;
+        self.steps += 1;
+        self.score()
+    }
+
+    /// Keep a step's samples (as 16-bit PCM values, the models' scale).
+    fn ingest(&mut self, step: &[f32]) {
         for &s in step {
-            // The models expect 16-bit PCM values (as float).
             self.raw
                 .push_back((s * 32768.0).round().clamp(-32768.0, 32767.0));
         }
-        while self.raw.len() > STEP + MEL_OVERLAP {
+        let keep = if self.gate.is_some() {
+            self.field * STEP + MEL_OVERLAP
+        } else {
+            STEP + MEL_OVERLAP
+        };
+        while self.raw.len() > keep {
             self.raw.pop_front();
         }
-        let raw: Vec<f32> = self.raw.iter().copied().collect();
+    }
+
+    /// Mel frames (and, with `embed`, the embedding) of the step `back` steps before the newest.
+    fn features(&mut self, back: usize, embed: bool) -> Result<(), SpeechError> {
+        let end = self.raw.len().saturating_sub(back * STEP);
+        let start = end.saturating_sub(STEP + MEL_OVERLAP);
+        let raw: Vec<f32> = self.raw.range(start..end).copied().collect();
         let mels = self.melspectrogram(&raw)?;
         self.mels.extend(mels);
         while self.mels.len() > MEL_MAX {
             self.mels.pop_front();
         }
-        if self.mels.len() >= MEL_WINDOW {
+        if embed && self.mels.len() >= MEL_WINDOW {
             let from = self.mels.len() - MEL_WINDOW;
             let window: Vec<[f32; MEL_BANDS]> = self.mels.range(from..).copied().collect();
             let e = self.embedding(&window)?;
@@ -296,7 +446,11 @@ impl WakeDetector {
                 self.embeddings.pop_front();
             }
         }
-        self.steps += 1;
+        Ok(())
+    }
+
+    /// Every wake model's score over the newest embeddings.
+    fn score(&mut self) -> Result<Vec<f32>, SpeechError> {
         let mut scores = Vec::with_capacity(self.models.len());
         for i in 0..self.models.len() {
             let n = self.models[i].frames;

@@ -1,7 +1,8 @@
 //! Voice activity (Silero) and wake words (openWakeWord) on real models and real speech made
 //! by espeak-ng at test time: segments of a composed clip, wake phrases detected in several
 //! voices and unrelated sentences not, several wake models at once, the refractory period,
-//! scores equal to the openWakeWord Python package's, and the `listen` CLI.
+//! scores equal to the openWakeWord Python package's, the quiet gate (skipping changes no
+//! score), and the `listen` CLI.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -228,6 +229,106 @@ fn the_refractory_period_suppresses_a_repeat() -> TestResult {
         .refractory
         .insert("wake-hey-jarvis".into(), 5000);
     assert_eq!(detections_in(&cfg, &twice)?.len(), 1);
+    Ok(())
+}
+
+/// `audio` with deterministic white noise at `rms_db` dBFS added (a room's hiss).
+fn with_noise(audio: &Audio, rms_db: f32, seed: u64) -> Audio {
+    // Uniform in [-a, a] has an RMS of a/√3.
+    let a = 10f32.powf(rms_db / 20.0) * 3f32.sqrt();
+    let mut x = seed;
+    let samples = audio
+        .samples
+        .iter()
+        .map(|s| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (x >> 40) as f32 / (1u64 << 24) as f32;
+            s + a * (2.0 * u - 1.0)
+        })
+        .collect();
+    Audio::new(audio.rate, samples)
+}
+
+fn scaled(audio: &Audio, gain: f32) -> Audio {
+    Audio::new(audio.rate, audio.samples.iter().map(|s| s * gain).collect())
+}
+
+/// A detection as (model, ms, score).
+type Scored = (String, u64, f32);
+
+/// Every step scoring at least the threshold (with refractory 0), and the steps the quiet gate
+/// skipped.
+fn all_scores(cfg: &Config, audio: &Audio, gate: bool) -> TestResult<(Vec<Scored>, u64)> {
+    let (_, mut wake) = listen::engines(cfg)?;
+    wake.set_quiet_gate(gate);
+    let mut out = Vec::new();
+    for chunk in audio.samples.chunks(320) {
+        out.extend(
+            wake.push(chunk)?
+                .into_iter()
+                .map(|d| (d.model, d.at_ms, d.score)),
+        );
+    }
+    Ok((out, wake.skipped_steps()))
+}
+
+#[test]
+fn the_quiet_gate_skips_a_quiet_room_and_scores_speech_exactly_as_without_it() -> TestResult {
+    let mut cfg = config();
+    cfg.speech.wake.models = vec!["wake-hey-jarvis".into(), "wake-alexa".into()];
+    // Low threshold, no refractory period: nearly every step near speech is compared.
+    cfg.speech.wake.threshold = 0.02;
+    cfg.speech.wake.refractory_ms = 0;
+    let quiet = |ms| Audio::silence(16_000, ms);
+    let mut clip = quiet(5000);
+    clip.append(&espeak("hey jarvis", "en-us")?)?;
+    // Pauses longer than the models' ~2 s field: the gate shuts and the next word catches up.
+    clip.append(&quiet(4000))?;
+    clip.append(&espeak("alexa, what is the weather", "en-gb")?)?;
+    clip.append(&quiet(3000))?;
+    clip.append(&espeak("we are out of coffee again", "en-us+f2")?)?;
+    clip.append(&quiet(2500))?;
+    // Spoken softly, 26 dB down: still well above the hiss.
+    clip.append(&scaled(
+        &espeak("hey jarvis, what time is it", "en-gb")?,
+        0.05,
+    ))?;
+    clip.append(&quiet(1200))?;
+    clip.append(&espeak("hey jarvis", "en-us+f3")?)?;
+    clip.append(&quiet(3000))?;
+    let room = with_noise(&clip, -65.0, 7);
+
+    let (ungated, none) = all_scores(&cfg, &room, false)?;
+    let (gated, skipped) = all_scores(&cfg, &room, true)?;
+    assert_eq!(none, 0, "the gate was off");
+    let steps = room.samples.len() as u64 / 1280;
+    assert!(
+        skipped * 4 >= steps,
+        "a quiet room must be mostly skipped: {skipped} of {steps} steps"
+    );
+    let wakes = |v: &[Scored], m: &str| v.iter().filter(|d| d.0 == m && d.2 >= 0.5).count();
+    assert!(
+        wakes(&ungated, "hey_jarvis_v0.1") >= 3 && wakes(&ungated, "alexa_v0.1") >= 1,
+        "the clip must wake both models: {ungated:?}"
+    );
+    assert_eq!(
+        gated.len(),
+        ungated.len(),
+        "gated {gated:?}\nungated {ungated:?}"
+    );
+    for (g, u) in gated.iter().zip(&ungated) {
+        assert!(
+            g.0 == u.0 && g.1 == u.1 && (g.2 - u.2).abs() < 1e-5,
+            "gated {g:?} against ungated {u:?}"
+        );
+    }
+
+    // A loud room (hiss at -40 dBFS, above the gate's -45 dBFS floor) is never gated.
+    let loud = with_noise(&clip, -40.0, 11);
+    let (_, skipped) = all_scores(&cfg, &loud, true)?;
+    assert_eq!(skipped, 0, "steps skipped in a loud room");
     Ok(())
 }
 
