@@ -33,6 +33,20 @@ impl SentenceChunker {
         out
     }
 
+    /// The unfinished sentence's first clause, taken out of it: the text up to the first
+    /// comma followed by a space that leaves at least `min_chars` characters before it. For
+    /// speaking the start of a long first sentence while the rest is still being written.
+    pub fn take_clause(&mut self, min_chars: usize) -> Option<String> {
+        let (i, head) = self
+            .buf
+            .match_indices(", ")
+            .map(|(i, _)| (i, self.buf[..=i].trim()))
+            .find(|(_, head)| head.chars().count() >= min_chars)?;
+        let head = head.to_owned();
+        self.buf.drain(..i + 2);
+        Some(head)
+    }
+
     /// The rest, at the end of the stream.
     pub fn finish(&mut self) -> Option<String> {
         let rest = self.buf.trim().to_owned();

@@ -42,6 +42,9 @@ use crate::platform::metrics::{Metrics, StageLabels, TurnLabels};
 use crate::store::{Store, StoreError};
 
 use chunker::SentenceChunker;
+
+/// The shortest first clause of an LLM reply sent on its own (see `llm_turn`'s loop).
+const FIRST_CLAUSE_CHARS: usize = 16;
 pub use llm::{LlmChunk, LlmGateway};
 use session::{SessionEvent, SessionKind, SessionRow, SessionState};
 use sql::{ReplyRoute, TurnRecord, Work};
@@ -1515,13 +1518,23 @@ impl Inner {
         };
         let mut chunker = SentenceChunker::new();
         let mut result = None;
+        // A long first sentence goes out from its first clause on ("The sky looks blue
+        // because," then the rest): a voice starts speaking while the model still writes it.
+        let mut first = true;
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 msg = rx.recv() => match msg {
                     Some(LlmChunk::Text(piece)) => {
                         for s in chunker.push(&piece) {
+                            first = false;
                             out.chunk(s, self, row).await?;
+                        }
+                        if first {
+                            if let Some(head) = chunker.take_clause(FIRST_CLAUSE_CHARS) {
+                                first = false;
+                                out.chunk(head, self, row).await?;
+                            }
                         }
                     }
                     Some(LlmChunk::Done(r)) => { result = Some(r); break; }

@@ -86,6 +86,26 @@ fn runtime_err(reason: String) -> SpeechError {
 
 /// A session for the model at `path` with `threads` intra-op threads (inter-op 1).
 pub fn session(env: &Environment, path: &Path, threads: usize) -> Result<Session, SpeechError> {
+    session_with(env, path, threads, true)
+}
+
+/// A session whose intermediate tensors are freed after each run instead of kept in ONNX
+/// Runtime's arena, for models whose working memory grows with the input (Piper: hundreds of
+/// MB for a long sentence, which the arena would hold for the rest of the process's life).
+pub fn session_without_arena(
+    env: &Environment,
+    path: &Path,
+    threads: usize,
+) -> Result<Session, SpeechError> {
+    session_with(env, path, threads, false)
+}
+
+fn session_with(
+    env: &Environment,
+    path: &Path,
+    threads: usize,
+    arena: bool,
+) -> Result<Session, SpeechError> {
     let model_err = |reason: String| SpeechError::Model {
         path: path.to_path_buf(),
         reason,
@@ -102,6 +122,10 @@ pub fn session(env: &Environment, path: &Path, threads: usize) -> Result<Session
         .with_intra_threads(threads.max(1))
         .map_err(|e| model_err(e.to_string()))?
         .with_inter_threads(1)
+        .map_err(|e| model_err(e.to_string()))?
+        .with_memory_pattern(arena)
+        .map_err(|e| model_err(e.to_string()))?
+        .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(arena).build()])
         .map_err(|e| model_err(e.to_string()))?
         .commit_from_file(path)
         .map_err(|e| model_err(e.to_string()))

@@ -422,3 +422,86 @@ async fn one_conversation_books_moves_and_cancels_an_appointment_and_adds_and_co
     assert_eq!(cal["total"], 0, "{cal}");
     Ok(())
 }
+
+/// An Ollama-shaped server writing one long first sentence in pieces, 50 ms apart.
+async fn slow_writer() -> axum::response::Response {
+    let pieces = [
+        "The sky looks",
+        " blue because",
+        ", as sunlight crosses",
+        " the air, blue light",
+        " scatters most.",
+        " Sunsets are red.",
+    ];
+    let lines = pieces
+        .iter()
+        .map(|p| {
+            json!({"model": "m", "created_at": "2025-01-01T00:00:00Z",
+                "message": {"role": "assistant", "content": p}, "done": false})
+            .to_string()
+        })
+        .chain(std::iter::once(
+            json!({"model": "m", "created_at": "2025-01-01T00:00:00Z",
+                "message": {"role": "assistant", "content": ""}, "done_reason": "stop", "done": true})
+            .to_string(),
+        ))
+        .collect::<Vec<_>>();
+    let body = futures_util::StreamExt::then(futures_util::stream::iter(lines), |l| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok::<_, std::convert::Infallible>(format!("{l}\n"))
+    });
+    axum::response::Response::new(axum::body::Body::from_stream(body))
+}
+
+/// An LLM reply's long first sentence goes out from its first clause on, while the model is
+/// still writing the sentence (a voice starts speaking sooner); the stored reply is whole.
+#[tokio::test]
+async fn a_long_first_llm_sentence_streams_from_its_first_clause() -> TestResult {
+    let app = axum::Router::new().route("/api/chat", axum::routing::post(slow_writer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let d = TestDaemon::start_with(
+        move |c| {
+            c.llm.backend = local_assistant::config::LlmBackendKind::Ollama;
+            c.llm.ollama_url = format!("http://{addr}");
+        },
+        Vec::new(),
+    )
+    .await?;
+    let resp = d
+        .post("/api/v1/chat")
+        .header("accept", "text/event-stream")
+        .json(&json!({ "text": "why does the sky look blue" }))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await?;
+    let chunks: Vec<String> = text
+        .split("\n\n")
+        .filter(|e| e.contains("event: chunk"))
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|c| c["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        chunks,
+        [
+            "The sky looks blue because,",
+            "as sunlight crosses the air, blue light scatters most.",
+            "Sunsets are red."
+        ],
+        "{text}"
+    );
+    let done: Value = text
+        .split("\n\n")
+        .find(|e| e.contains("event: done"))
+        .and_then(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or(Value::Null);
+    assert_eq!(
+        done["reply"],
+        "The sky looks blue because, as sunlight crosses the air, blue light scatters most. Sunsets are red."
+    );
+    Ok(())
+}

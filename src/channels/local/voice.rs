@@ -1538,11 +1538,12 @@ impl TurnJob {
             self.turn.outcome = "no_speech".into();
             return Ok(false);
         }
-        // The voice first, so that a reply is never committed with nothing to speak it.
+        // The voice first, so that a reply is never committed with nothing to speak it. A long
+        // first sentence is spoken from its first clause on (sooner audio, mostly for the LLM).
         let (text_tx, audio) = self.tts.speak(
             StreamOptions {
                 rate: Some(RATE),
-                ..StreamOptions::default()
+                first_clause: true,
             },
             cancel.child_token(),
         )?;

@@ -271,7 +271,7 @@ impl PiperVoice {
         if let Phonemes::Espeak(_) = config.phonemes {
             espeak::available()?;
         }
-        let session = crate::speech::onnx::session(env, model, options.threads)?;
+        let session = crate::speech::onnx::session_without_arena(env, model, options.threads)?;
         let mut voice = Self {
             session,
             config,

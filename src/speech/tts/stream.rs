@@ -46,11 +46,13 @@ pub struct StreamOptions {
     pub first_clause: bool,
 }
 
+/// The shortest first clause spoken on its own, in characters.
+const MIN_PART: usize = 10;
+
 /// A long first sentence split after its first comma, when both parts are long enough to be
 /// worth it; else the sentence itself.
 pub fn first_clause(sentence: &str) -> Vec<String> {
     const MIN_SENTENCE: usize = 28;
-    const MIN_PART: usize = 10;
     if sentence.chars().count() >= MIN_SENTENCE {
         for (i, _) in sentence.match_indices(", ") {
             let (head, tail) = (&sentence[..=i], sentence[i + 2..].trim());
@@ -286,10 +288,9 @@ fn speak_job(tts: &mut dyn TextToSpeech, rt: &tokio::runtime::Runtime, job: &Job
     let mut ended = false;
     // Whether the first sentence is still to come (it may be split at its first clause).
     let mut first = *split_first;
-    let mut add = |ready: &mut VecDeque<String>, sentences: Vec<String>| {
+    let add = |ready: &mut VecDeque<String>, first: &mut bool, sentences: Vec<String>| {
         for s in sentences {
-            if first {
-                first = false;
+            if std::mem::take(first) {
                 ready.extend(first_clause(&s));
             } else {
                 ready.push_back(s);
@@ -329,9 +330,23 @@ fn speak_job(tts: &mut dyn TextToSpeech, rt: &tokio::runtime::Runtime, job: &Job
         });
         match next {
             None => return,
-            Some(Ok(fragment)) => add(&mut ready, chunker.push(&fragment)),
+            Some(Ok(fragment)) => {
+                add(&mut ready, &mut first, chunker.push(&fragment));
+                // A first sentence still being written is spoken from its first clause on, as
+                // soon as that clause is there (an LLM writes a long sentence in about a second).
+                if first {
+                    if let Some(head) = chunker.take_clause(MIN_PART) {
+                        first = false;
+                        ready.push_back(head);
+                    }
+                }
+            }
             Some(Err(_)) => {
-                add(&mut ready, chunker.finish().into_iter().collect());
+                add(
+                    &mut ready,
+                    &mut first,
+                    chunker.finish().into_iter().collect(),
+                );
                 ended = true;
             }
         }
@@ -398,6 +413,77 @@ mod tests {
             self.0.lock().unwrap().push(text.to_owned());
             Ok(Audio::new(1000, vec![0.1; text.len() * 10]))
         }
+    }
+
+    /// With `first_clause`, a long first sentence still being written is spoken from its first
+    /// clause on, before the sentence (or the text) ends; only the first sentence is split,
+    /// and never at a comma inside a number or after too short a head.
+    #[test]
+    fn the_first_clause_of_a_sentence_still_being_written_is_spoken_at_once() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (sink, audio) = synthesize_stream(
+            Box::new(Recorder(log.clone())),
+            StreamOptions {
+                first_clause: true,
+                ..StreamOptions::default()
+            },
+            CancellationToken::new(),
+        )
+        .unwrap();
+        // What is spoken, as it is spoken (a stream that waited for the sentence's end would
+        // time out here instead of hanging the test).
+        let (tx, spoken) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            while let Some(item) = audio.recv_blocking() {
+                let _ = tx.send(item.map(|s| s.text));
+            }
+        });
+        let next = || spoken.recv_timeout(std::time::Duration::from_secs(20));
+        for piece in [
+            "Well, from 1,000 m up the sky looks",
+            " blue because",
+            ", as sunlight",
+        ] {
+            sink.send_blocking(piece).unwrap();
+        }
+        // Spoken while the sentence is still open.
+        assert_eq!(
+            next().unwrap().unwrap(),
+            "Well, from 1,000 m up the sky looks blue because,"
+        );
+        for piece in [
+            " crosses 1,000 km of air, blue",
+            " scatters most. Later, ",
+            "it is red.",
+        ] {
+            sink.send_blocking(piece).unwrap();
+        }
+        sink.finish();
+        let mut got = Vec::new();
+        while let Ok(item) = next() {
+            got.push(item.unwrap());
+        }
+        assert_eq!(
+            got,
+            [
+                "as sunlight crosses 1,000 km of air, blue scatters most.",
+                "Later, it is red."
+            ]
+        );
+        // Without the option, nothing is split.
+        let (sink, audio) = synthesize_stream(
+            Box::new(Recorder(log)),
+            StreamOptions::default(),
+            CancellationToken::new(),
+        )
+        .unwrap();
+        sink.send_blocking("The sky looks blue because, as sunlight crosses the air, it scatters.")
+            .unwrap();
+        sink.finish();
+        assert_eq!(
+            audio.recv_blocking().unwrap().unwrap().text,
+            "The sky looks blue because, as sunlight crosses the air, it scatters."
+        );
     }
 
     #[test]
