@@ -299,6 +299,27 @@ async fn a_reminder_due_while_off_fires_once_with_a_missed_note() -> TestResult 
     Ok(())
 }
 
+/// A chat SSE body's chunk texts, in order, and its `done` event's data (`Null` if none).
+fn sse_chunks_and_done(body: &str) -> (Vec<String>, Value) {
+    let data = |e: &str| -> Option<Value> {
+        e.lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .and_then(|d| serde_json::from_str(d).ok())
+    };
+    let chunks = body
+        .split("\n\n")
+        .filter(|e| e.contains("event: chunk"))
+        .filter_map(data)
+        .filter_map(|c| c["text"].as_str().map(str::to_owned))
+        .collect();
+    let done = body
+        .split("\n\n")
+        .find(|e| e.contains("event: done"))
+        .and_then(data)
+        .unwrap_or(Value::Null);
+    (chunks, done)
+}
+
 #[tokio::test]
 async fn replies_stream_as_server_sent_events_and_turns_are_recorded() -> TestResult {
     let d = TestDaemon::start().await?;
@@ -313,21 +334,9 @@ async fn replies_stream_as_server_sent_events_and_turns_are_recorded() -> TestRe
         .to_str()?
         .starts_with("text/event-stream"));
     let body = resp.text().await?;
-    let chunks: Vec<Value> = body
-        .split("\n\n")
-        .filter(|e| e.contains("event: chunk"))
-        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
-        .filter_map(|d| serde_json::from_str(d).ok())
-        .collect();
+    let (chunks, done) = sse_chunks_and_done(&body);
     assert!(chunks.len() >= 3, "help is several sentences: {body}");
-    let done: Value = body
-        .split("\n\n")
-        .find(|e| e.contains("event: done"))
-        .and_then(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
-        .and_then(|d| serde_json::from_str(d).ok())
-        .unwrap_or(Value::Null);
-    let joined: Vec<&str> = chunks.iter().filter_map(|c| c["text"].as_str()).collect();
-    assert_eq!(done["reply"], joined.join(" "));
+    assert_eq!(done["reply"], chunks.join(" "));
     assert_eq!(done["intent"], "help");
     let db = common::open_db(&d.dir)?;
     let (intent, outcome, nlu_us, total_us): (String, String, i64, i64) = db.query_row(
@@ -477,13 +486,7 @@ async fn a_long_first_llm_sentence_streams_from_its_first_clause() -> TestResult
         .await?;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await?;
-    let chunks: Vec<String> = text
-        .split("\n\n")
-        .filter(|e| e.contains("event: chunk"))
-        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|c| c["text"].as_str().map(str::to_owned))
-        .collect();
+    let (chunks, done) = sse_chunks_and_done(&text);
     assert_eq!(
         chunks,
         [
@@ -493,12 +496,6 @@ async fn a_long_first_llm_sentence_streams_from_its_first_clause() -> TestResult
         ],
         "{text}"
     );
-    let done: Value = text
-        .split("\n\n")
-        .find(|e| e.contains("event: done"))
-        .and_then(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
-        .and_then(|d| serde_json::from_str(d).ok())
-        .unwrap_or(Value::Null);
     assert_eq!(
         done["reply"],
         "The sky looks blue because, as sunlight crosses the air, blue light scatters most. Sunsets are red."
