@@ -265,6 +265,7 @@ impl AppBuilder {
             memory: Some(memory.clone()),
         });
         orchestrator.recover().await?;
+        orchestrator.prewarm_system_prompt();
 
         let shutdown = CancellationToken::new();
         let mut voice_speech = None;

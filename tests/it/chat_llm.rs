@@ -268,7 +268,24 @@ async fn after_a_spoken_turn_the_next_prompt_start_is_prefilled_even_when_the_wi
             unfinished
         }
     };
-    let mut prewarms = 0;
+    // The system prompt is pre-warmed at start: wait for it as the first question would.
+    let wait_prewarms = |n: u64, after: &'static str| {
+        let d = &d;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while counter(d, "llm_prewarms").await? < n {
+                if std::time::Instant::now() > deadline {
+                    let late: TestResult = Err(format!("no pre-warm after {after}").into());
+                    return late;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(())
+        }
+    };
+    wait_prewarms(1, "the start").await?;
+    let mut prewarms = counter(&d, "llm_prewarms").await?;
+    assert_eq!(prewarms, 1, "one pre-warm at start");
     let mut uncached = Vec::new();
     for text in [
         "Tell me about cats.",
@@ -290,18 +307,12 @@ async fn after_a_spoken_turn_the_next_prompt_start_is_prefilled_even_when_the_wi
         // Each spoken turn is followed by one pre-warm; wait for it like a person listening to
         // the answer would.
         prewarms += 1;
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while counter(&d, "llm_prewarms").await? < prewarms {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no pre-warm after {text:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_prewarms(prewarms, text).await?;
     }
-    // Only the new question (and its chat markup) is prefilled in the second and third turns,
-    // not the previous answer or the moved window (measured: 13 and 15 tokens; 17 and 53
-    // without the pre-warm).
+    // Only the new question (and its chat markup) is prefilled, not the system prompt in the
+    // first turn, nor the previous answer or the moved window in the others (measured: 14, 13
+    // and 15 tokens; 66, 17 and 53 without the pre-warms).
+    assert!(uncached[0] < 20, "prefilled per turn: {uncached:?}");
     assert!(uncached[1] < 20, "prefilled per turn: {uncached:?}");
     assert!(uncached[2] < 20, "prefilled per turn: {uncached:?}");
 
