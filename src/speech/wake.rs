@@ -293,17 +293,6 @@ impl WakeDetector {
         self.models.iter().map(|m| m.name.clone()).collect()
     }
 
-    /// The phrases the loaded models listen for, as a recognizer's hints ("Hey Jarvis").
-    pub fn phrases(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for phrase in self.models.iter().filter_map(|m| wake_phrase(&m.name)) {
-            if !out.contains(&phrase) {
-                out.push(phrase);
-            }
-        }
-        out
-    }
-
     fn melspectrogram(&mut self, samples: &[f32]) -> Result<Vec<[f32; MEL_BANDS]>, SpeechError> {
         let input =
             Tensor::from_array(([1usize, samples.len()], samples.to_vec())).map_err(infer)?;
@@ -486,48 +475,5 @@ impl WakeDetector {
             scores.push(score);
         }
         Ok(scores)
-    }
-}
-
-/// The phrase an openWakeWord model's name stands for: `hey_jarvis_v0.1` is "Hey Jarvis",
-/// `alexa` is "Alexa". The version suffix (`_v0.1`, `-v2`) and anything that is not a word
-/// are dropped; `None` when no word is left.
-pub fn wake_phrase(model_name: &str) -> Option<String> {
-    let words: Vec<String> = model_name
-        .split(['_', '-', ' '])
-        .filter(|w| {
-            let version = w.len() > 1
-                && w.starts_with(['v', 'V'])
-                && w[1..].chars().all(|c| c.is_ascii_digit() || c == '.');
-            !version && !w.is_empty() && w.chars().all(char::is_alphabetic)
-        })
-        .map(|w| {
-            let mut chars = w.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first
-                    .to_uppercase()
-                    .chain(chars.flat_map(char::to_lowercase))
-                    .collect()
-            })
-        })
-        .collect();
-    (!words.is_empty()).then(|| words.join(" "))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wake_phrase;
-
-    #[test]
-    fn a_models_name_reads_as_its_phrase() {
-        assert_eq!(
-            wake_phrase("hey_jarvis_v0.1").as_deref(),
-            Some("Hey Jarvis")
-        );
-        assert_eq!(wake_phrase("alexa_v0.1").as_deref(), Some("Alexa"));
-        assert_eq!(wake_phrase("hey_mycroft").as_deref(), Some("Hey Mycroft"));
-        assert_eq!(wake_phrase("OK-Nabu-v2").as_deref(), Some("Ok Nabu"));
-        assert_eq!(wake_phrase("v1_2_3"), None);
-        assert_eq!(wake_phrase(""), None);
     }
 }

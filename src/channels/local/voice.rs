@@ -58,9 +58,6 @@ pub struct Engines {
     echo: WakeDetector,
     stt: SttWorker,
     tts: Arc<TtsWorker>,
-    /// Recognition hints: the wake phrases, which a person says in requests too ("remind me
-    /// to say hey Jarvis to grandma") and which a small model misspells without them.
-    hints: SttRequest,
 }
 
 impl Engines {
@@ -83,17 +80,12 @@ impl Engines {
             &cfg.speech,
             &cfg.models_dir(),
         ))?;
-        let hints = SttRequest {
-            hints: wake.phrases(),
-            grammar: None,
-        };
         Ok(Self {
             vad,
             wake,
             echo,
             stt,
             tts: Arc::new(TtsWorker::spawn(tts)?),
-            hints,
         })
     }
 }
@@ -481,7 +473,6 @@ struct Loop {
     echo: WakeDetector,
     stt: SttWorker,
     tts: Arc<TtsWorker>,
-    hints: SttRequest,
     announcements: Announcements,
     shared: Shared,
     events: Option<std_mpsc::Sender<VoiceEvent>>,
@@ -535,7 +526,6 @@ impl Loop {
             echo: e.echo,
             stt: e.stt,
             tts: e.tts,
-            hints: e.hints,
             announcements,
             shared,
             events,
@@ -1175,10 +1165,9 @@ impl Loop {
         let cancel = CancellationToken::new();
         let (tx, rx) = oneshot::channel();
         let stt = self.stt.clone();
-        let hints = self.hints.clone();
         let token = cancel.clone();
         self.rt.spawn(async move {
-            let _ = tx.send(stt.transcribe(clip, hints, token).await);
+            let _ = tx.send(stt.transcribe(clip, SttRequest::default(), token).await);
         });
         Paused {
             start_ms,
@@ -1207,7 +1196,6 @@ impl Loop {
             shared: self.shared.clone(),
             stt: self.stt.clone(),
             tts: self.tts.clone(),
-            hints: self.hints.clone(),
             speaker: self.speaker.clone(),
             address: self.cfg.address.clone(),
             follow_up: !self.cfg.follow_up.is_zero(),
@@ -1471,7 +1459,6 @@ struct TurnJob {
     shared: Shared,
     stt: SttWorker,
     tts: Arc<TtsWorker>,
-    hints: SttRequest,
     speaker: Speaker,
     address: String,
     follow_up: bool,
@@ -1532,7 +1519,7 @@ impl TurnJob {
         let heard = match heard {
             Heard::Audio(utterance) => {
                 self.stt
-                    .transcribe(utterance, self.hints.clone(), cancel.clone())
+                    .transcribe(utterance, SttRequest::default(), cancel.clone())
                     .await?
             }
             Heard::Text(t) => t,
