@@ -6,6 +6,14 @@ const ABBREVIATIONS: &[&str] = &[
     "mr", "mrs", "ms", "dr", "st", "prof", "sr", "jr", "vs", "etc", "e.g", "i.e", "approx", "no",
 ];
 
+/// Words that open a clause: a long first sentence may be cut before them ("The sky looks
+/// blue | because …"). Not "and", "or", "so" or "as": they join words as often as clauses
+/// ("salt and pepper", "such as").
+const CLAUSE_WORDS: &[&str] = &[
+    "because", "but", "which", "when", "while", "since", "although", "though", "where", "unless",
+    "until", "whereas",
+];
+
 /// Accumulates text pieces and yields complete sentences.
 #[derive(Debug, Default)]
 pub struct SentenceChunker {
@@ -34,16 +42,33 @@ impl SentenceChunker {
     }
 
     /// The unfinished sentence's first clause, taken out of it: the text up to the first
-    /// comma followed by a space that leaves at least `min_chars` characters before it. For
-    /// speaking the start of a long first sentence while the rest is still being written.
+    /// comma, semicolon or colon followed by a space, or up to the space before a word that
+    /// opens a clause ("because", "but", "which", …: [`CLAUSE_WORDS`]), whichever comes first
+    /// and leaves at least `min_chars` characters. For speaking the start of a long first
+    /// sentence while the rest is still being written.
     pub fn take_clause(&mut self, min_chars: usize) -> Option<String> {
-        let (i, head) = self
-            .buf
-            .match_indices(", ")
-            .map(|(i, _)| (i, self.buf[..=i].trim()))
-            .find(|(_, head)| head.chars().count() >= min_chars)?;
-        let head = head.to_owned();
-        self.buf.drain(..i + 2);
+        let buf = &self.buf;
+        // (end of the head, start of the rest)
+        let after_marks = buf
+            .match_indices([',', ';', ':'])
+            .filter(|(i, _)| buf[i + 1..].starts_with(' '))
+            .map(|(i, _)| (i + 1, i + 2));
+        let before_words = buf.match_indices(' ').filter_map(|(i, _)| {
+            let rest = &buf[i + 1..];
+            // The word must be complete: a space follows it.
+            let word = &rest[..rest.find(' ')?];
+            CLAUSE_WORDS
+                .iter()
+                .any(|w| word.eq_ignore_ascii_case(w))
+                .then_some((i, i + 1))
+        });
+        let mut cuts: Vec<(usize, usize)> = after_marks.chain(before_words).collect();
+        cuts.sort_unstable();
+        let (end, rest) = cuts
+            .into_iter()
+            .find(|&(end, _)| buf[..end].trim().chars().count() >= min_chars)?;
+        let head = buf[..end].trim().to_owned();
+        self.buf.drain(..rest);
         Some(head)
     }
 
@@ -130,6 +155,38 @@ mod tests {
         assert_eq!(c.push(" Next"), vec!["It is 3."]);
         assert_eq!(c.finish().as_deref(), Some("Next"));
         assert_eq!(c.finish(), None);
+    }
+
+    #[test]
+    fn a_first_clause_ends_at_a_comma_or_before_a_word_that_opens_a_clause() {
+        let clause = |text: &str, min: usize| {
+            let mut c = SentenceChunker::new();
+            assert!(c.push(text).is_empty(), "{text:?} has a whole sentence");
+            let head = c.take_clause(min);
+            (head, c.buf.clone())
+        };
+        assert_eq!(
+            clause("The sky looks blue because sunlight", 16),
+            (Some("The sky looks blue".into()), "because sunlight".into())
+        );
+        assert_eq!(
+            clause("Well, the sky looks blue; sunlight", 16),
+            (Some("Well, the sky looks blue;".into()), "sunlight".into())
+        );
+        // Whichever comes first, once the head is long enough.
+        assert_eq!(
+            clause("Cats sleep when bored, but also when", 16),
+            (
+                Some("Cats sleep when bored,".into()),
+                "but also when".into()
+            )
+        );
+        // A word still being written, a short head, words that join words, times: no cut.
+        assert_eq!(clause("The sky looks blue becau", 16).0, None);
+        assert_eq!(clause("The sky looks blue because", 16).0, None);
+        assert_eq!(clause("Blue because sunlight", 16).0, None);
+        assert_eq!(clause("Add a pinch of salt and pepper or", 16).0, None);
+        assert_eq!(clause("The meeting starts at 10:30 in the", 16).0, None);
     }
 
     #[test]
