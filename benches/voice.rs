@@ -271,6 +271,18 @@ async fn main() -> Result {
         let questions = script(&cfg, QUESTIONS, turns, 45_000)?;
         let (t, _, _, rss) = run(cfg.clone(), questions, true).await?;
         row("LLM (SmolLM2-135M, candle)", &t, turns, 1200.0);
+        println!("\nLLM turns (ms after the end of speech): STT done, first text, first audio");
+        for turn in &t {
+            let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+            println!(
+                "  {:>5} {:>5} {:>5}  {:?} → {:?}",
+                ms(turn.timings.stt_ms),
+                ms(turn.timings.first_text_ms),
+                ms(turn.timings.first_audio_ms),
+                turn.transcript,
+                turn.reply.chars().take(60).collect::<String>()
+            );
+        }
         println!(
             "\nmemory after the LLM answers: RSS {} MB, process peak {} MB (with the bench's own voice)",
             rss / 1024,
