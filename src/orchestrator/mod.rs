@@ -1387,15 +1387,21 @@ impl Inner {
         req.max_tokens = self.llm_cfg.max_reply_tokens;
         req.temperature = self.llm_cfg.temperature;
         req.repeat_penalty = self.llm_cfg.repeat_penalty;
-        if self.llm_cfg.tool_calls {
-            let specs = self
-                .tools
-                .specs_for(&self.router, &tctx.channel, tctx.trust);
-            if !specs.is_empty() {
-                req.tools = ToolMode::Auto(specs);
-            }
-        }
+        req.tools = self.tool_mode(&tctx.channel, tctx.trust);
         req
+    }
+
+    /// The tools offered to the model on `channel` at `trust` (none unless `tool_calls`).
+    fn tool_mode(&self, channel: &str, trust: Trust) -> ToolMode {
+        if !self.llm_cfg.tool_calls {
+            return ToolMode::None;
+        }
+        let specs = self.tools.specs_for(&self.router, channel, trust);
+        if specs.is_empty() {
+            ToolMode::None
+        } else {
+            ToolMode::Auto(specs)
+        }
     }
 
     /// After a spoken turn: prefill the next turn's prompt start (system prompt and history
@@ -1443,12 +1449,7 @@ impl Inner {
             GenerateRequest::new(vec![ChatMessage::new(Role::System, self.system_prompt())]);
         req.max_tokens = 0;
         req.priority = Priority::Background;
-        if self.llm_cfg.tool_calls {
-            let specs = self.tools.specs_for(&self.router, LOCAL_CHANNEL, trust);
-            if !specs.is_empty() {
-                req.tools = ToolMode::Auto(specs);
-            }
-        }
+        req.tools = self.tool_mode(LOCAL_CHANNEL, trust);
         self.spawn_prewarm(llm, req, "system prompt".into());
     }
 

@@ -203,8 +203,9 @@ impl std::fmt::Debug for WhisperEngine {
 ///
 /// Short utterances are decoded once (no temperature fallback). whisper.cpp's fallback
 /// decoded such a loop again at up to five temperatures, each to 224 tokens, and the hottest
-/// gave gibberish: 7 s for a 1.3 s request in the voice bench, where one capped greedy decode
-/// and the collapse take 0.3 s and give the sentence said.
+/// gave gibberish: 6.8 s for a 1.3 s request from the voice bench, where one capped greedy
+/// decode and the collapse take 0.55 s (`transcribe`, model load included) and give the
+/// sentence said.
 fn max_tokens_for(samples: usize) -> i32 {
     let seconds = samples.div_ceil(SAMPLE_RATE as usize);
     i32::try_from(40 + 8 * seconds).unwrap_or(i32::MAX)
@@ -214,7 +215,7 @@ fn max_tokens_for(samples: usize) -> i32 {
 /// we need sleep? Why do"): the first sentence, or `None` when the text is not such a loop. A
 /// sentence is the words up to one ending in `.`, `?` or `!`; at least as many words must
 /// follow it, all repeating it, the last one possibly cut off.
-pub fn collapse_loop(text: &str) -> Option<String> {
+fn collapse_loop(text: &str) -> Option<String> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let norm = |w: &str| {
         w.chars()
@@ -223,11 +224,11 @@ pub fn collapse_loop(text: &str) -> Option<String> {
             .collect::<String>()
     };
     let keys: Vec<String> = words.iter().map(|w| norm(w)).collect();
+    let last = words.len().saturating_sub(1);
     for p in 1..=words.len() / 2 {
         if !words[p - 1].ends_with(['.', '?', '!']) {
             continue;
         }
-        let last = words.len() - 1;
         let repeats = (p..words.len()).all(|i| {
             let (got, want) = (&keys[i], &keys[i % p]);
             got == want || (i == last && !got.is_empty() && want.starts_with(got.as_str()))
@@ -561,7 +562,7 @@ mod tests {
     /// second, twice over, and a sentence or two of punctuation) in any window up to the
     /// default floor, and is well below the 224 tokens of an uncapped loop.
     #[test]
-    fn a_short_utterances_token_cap_leaves_room_for_speech_and_the_repetition_check() {
+    fn a_short_utterances_token_cap_leaves_room_for_the_fastest_speech() {
         let floor_secs = DEFAULT_AUDIO_CTX_FLOOR as usize / FRAMES_PER_SECOND as usize;
         for tenths in 1..=floor_secs * 10 {
             let samples = tenths * SAMPLE_RATE as usize / 10;
