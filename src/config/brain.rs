@@ -51,7 +51,8 @@ pub struct RawLlm {
     pub backend: String,
     /// For `candle`: a model name from the manifest or a path to a `.gguf` file.
     pub model: String,
-    /// Inference threads of the embedded model.
+    /// Inference threads of the embedded model. It pauses between steps while speech is
+    /// recognised or synthesized, so it may use every core.
     pub threads: u64,
     /// Context window in tokens.
     pub context_tokens: u64,
@@ -78,7 +79,7 @@ impl Default for RawLlm {
         Self {
             backend: "candle".into(),
             model: "smollm2-135m-instruct".into(),
-            threads: 1,
+            threads: 2,
             context_tokens: 2048,
             max_reply_tokens: 160,
             temperature: 0.0,

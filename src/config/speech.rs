@@ -82,6 +82,10 @@ pub struct RawTts {
     pub speaker: u64,
     /// Speaking rate: 1.0 normal, 1.5 faster, 0.75 slower.
     pub speed: f64,
+    /// Threads of the voice; 0: `speech.threads`. The language model waits while a sentence
+    /// is synthesized (the answer's next sentence is not needed before this one has played),
+    /// so synthesis may use more.
+    pub threads: u64,
 }
 
 impl Default for RawTts {
@@ -90,6 +94,7 @@ impl Default for RawTts {
             voice: "piper-en-us-joe-medium".into(),
             speaker: 0,
             speed: 1.0,
+            threads: 2,
         }
     }
 }
@@ -173,6 +178,8 @@ pub struct SpeechConfig {
     pub threads: usize,
     /// Threads of the recognizer (Whisper).
     pub stt_threads: usize,
+    /// Threads of the voice (Piper).
+    pub tts_threads: usize,
     /// Recognizer.
     pub stt_engine: SttEngineKind,
     /// Whisper model name or path.
@@ -339,6 +346,15 @@ pub fn resolve_speech(raw: RawSpeech) -> Result<SpeechConfig, ConfigError> {
             ),
         ));
     }
+    if raw.tts.threads > 64 {
+        return Err(key_err(
+            "speech.tts.threads",
+            format!(
+                "expected 0 (speech.threads) or a number up to 64; got {}",
+                raw.tts.threads
+            ),
+        ));
+    }
     if raw.threads == 0 || raw.threads > 64 {
         return Err(key_err(
             "speech.threads",
@@ -368,6 +384,11 @@ pub fn resolve_speech(raw: RawSpeech) -> Result<SpeechConfig, ConfigError> {
             raw.threads as usize
         } else {
             raw.stt.threads as usize
+        },
+        tts_threads: if raw.tts.threads == 0 {
+            raw.threads as usize
+        } else {
+            raw.tts.threads as usize
         },
         stt_engine,
         whisper_model: raw.stt.whisper_model.trim().to_owned(),
@@ -461,6 +482,8 @@ mod tests {
             (Box::new(|r| r.tts.speed = 9.0), "speech.tts.speed"),
             (Box::new(|r| r.vad.threshold = -0.1), "speech.vad.threshold"),
             (Box::new(|r| r.threads = 0), "speech.threads"),
+            (Box::new(|r| r.stt.threads = 65), "speech.stt.threads"),
+            (Box::new(|r| r.tts.threads = 65), "speech.tts.threads"),
         ] {
             let mut raw = RawSpeech::default();
             edit(&mut raw);

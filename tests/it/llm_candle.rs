@@ -284,6 +284,91 @@ fn a_prewarm_prefills_the_next_prompt_start_and_a_cancelled_one_keeps_nothing_wr
     assert!(n.stats.prompt_tokens - n.stats.cached_tokens < 16);
 }
 
+/// When a conversation's oldest messages leave its history window, the session's cache drops
+/// them and keeps the messages after them (their keys re-rotated for their new positions):
+/// only the new question is prefilled, not the whole window again.
+#[test]
+fn a_moved_history_window_reuses_the_messages_that_stayed() {
+    let e = engine();
+    let session = Some("window-shift-test".to_string());
+    let turns = [
+        ("Name a fruit.", "An apple."),
+        ("What colour is the sky on a clear day?", "It is blue."),
+        ("And the grass in spring?", "The grass is green."),
+        ("What do cows eat?", "Cows eat grass and hay."),
+    ];
+    let mut all = chat("Hello there.");
+    all.push(ChatMessage::new(Role::Assistant, "Hello! How can I help?"));
+    for (q, a) in turns {
+        all.push(ChatMessage::new(Role::User, q));
+        all.push(ChatMessage::new(Role::Assistant, a));
+    }
+    // The session has seen the whole conversation.
+    let mut seen = GenerateRequest::new(all.clone());
+    seen.session = session.clone();
+    seen.max_tokens = 0;
+    e.generate(&seen, &mut |_| {}).unwrap();
+
+    // The window moves: the first two exchanges are gone, a question is added.
+    let mut window = vec![all[0].clone()];
+    window.extend(all[5..].iter().cloned());
+    window.push(ChatMessage::new(Role::User, "And what do sheep eat?"));
+    let mut next = GenerateRequest::new(window.clone());
+    next.session = session;
+    next.max_tokens = 12;
+    let n = e.generate(&next, &mut |_| {}).unwrap();
+    let prefilled = n.stats.prompt_tokens - n.stats.cached_tokens;
+    // The new question and its chat markup: under 20 tokens (82 without the shift).
+    assert!(
+        prefilled < 20,
+        "prefilled {prefilled} of {} prompt tokens",
+        n.stats.prompt_tokens
+    );
+    assert!(!n.text.trim().is_empty(), "no answer after the shift");
+}
+
+/// The shift's arithmetic on the real model: after dropping tokens from a cache, the first
+/// layer's keys and values (which depend on each token alone and its position) equal a fresh
+/// prefill of the tokens that remain; deeper layers still carry the dropped context.
+#[test]
+fn dropped_tokens_leave_first_layer_keys_as_a_fresh_prefill_would() {
+    use candle_core::quantized::gguf_file;
+    use local_assistant::nlu::llm::candle::model::{KvState, Model};
+    let path = model_path();
+    let mut reader = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+    let ct = gguf_file::Content::read(&mut reader).unwrap();
+    let model = Model::load(&ct, &mut reader, 256).unwrap();
+    let tokens: Vec<u32> = (0..48u32).map(|i| 100 + i * 37).collect();
+    let mut shifted = KvState::empty();
+    model.forward(&tokens, &mut shifted).unwrap();
+    model.drop_tokens(&mut shifted, 6, 17).unwrap();
+    let kept: Vec<u32> = tokens[..6].iter().chain(&tokens[23..]).copied().collect();
+    assert_eq!(shifted.tokens, kept);
+    let mut fresh = KvState::empty();
+    model.forward(&kept, &mut fresh).unwrap();
+    let diff = |a: candle_core::Tensor, b: candle_core::Tensor| -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    let last = model.cfg.n_layer - 1;
+    assert!(diff(shifted.keys(0).unwrap(), fresh.keys(0).unwrap()) < 1e-3);
+    assert!(diff(shifted.values(0).unwrap(), fresh.values(0).unwrap()) < 1e-3);
+    // Not a vacuous comparison: deeper down the dropped tokens are still felt.
+    assert!(diff(shifted.keys(last).unwrap(), fresh.keys(last).unwrap()) > 1e-2);
+    // And the shifted cache goes on like any other.
+    let logits = model.forward(&[tokens[0]], &mut shifted).unwrap();
+    assert_eq!(logits.len(), model.vocab_size());
+    assert!(logits.iter().all(|l| l.is_finite()));
+}
+
 /// A pre-warm does not compute while speech work a person waits for is under way
 /// (`platform::foreground`): held off for 600 ms and then cancelled, it has prefilled nothing,
 /// exactly like a pre-warm cancelled before it began. Without the hold it would have prefilled

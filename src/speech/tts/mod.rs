@@ -51,7 +51,7 @@ impl TtsOptions {
             voice: speech.voice.clone(),
             speaker: speech.speaker,
             speed: speech.speed,
-            threads: speech.threads,
+            threads: speech.tts_threads,
             onnxruntime: speech.onnxruntime.clone(),
             models_dir: models_dir.to_path_buf(),
         }

@@ -37,12 +37,12 @@ use model::{KvState, Model};
 use template::ChatTemplate;
 use tokenizer::{Tokenizer, Utf8Stream};
 
-/// Tokens per forward pass while prefilling.
-const PREFILL_CHUNK: usize = 256;
-/// Prefill chunk of Background requests (cancellation and foreground speech work are checked
-/// between chunks): about 0.1 s of one core for SmolLM2-135M here.
+/// Tokens per forward pass while prefilling (cancellation and foreground speech work are
+/// checked between passes): about 0.45 s of two cores for SmolLM2-135M here.
+const PREFILL_CHUNK: usize = 64;
+/// Prefill chunk of Background requests: about 0.1 s of one core for SmolLM2-135M here.
 const YIELD_CHUNK: usize = 8;
-/// How often Background work looks again while foreground work runs.
+/// How often the engine looks again while foreground work runs.
 const YIELD_POLL: std::time::Duration = std::time::Duration::from_millis(2);
 /// The marker some models put before a JSON tool call.
 const TOOL_CALL_TAG: &str = "<tool_call>";
@@ -306,12 +306,17 @@ impl CandleBackend {
             .enumerate()
             .map(|(i, p)| (i, common_prefix(&p.tokens, prompt).min(keep)))
             .max_by_key(|&(_, l)| l);
-        let own_len = own
-            .as_ref()
-            .map(|s| common_prefix(&s.tokens, prompt).min(keep));
-        match (own, own_len, best_prefix) {
-            (Some(mut s), Some(l), bp) if bp.is_none_or(|(_, pl)| l >= pl) => {
-                s.truncate(l);
+        let own_reuse = own.as_ref().map(|s| reuse(&s.tokens, prompt, keep));
+        match (own, own_reuse, best_prefix) {
+            (Some(mut s), Some(r), bp) if bp.is_none_or(|(_, pl)| r.total() >= pl) => {
+                s.truncate(r.prefix + r.gap + r.tail);
+                if r.gap > 0 {
+                    // Older messages left the window: drop them and keep what follows.
+                    self.model
+                        .drop_tokens(&mut s, r.prefix, r.gap)
+                        .map_err(infer_err)?;
+                }
+                debug_assert_eq!(s.tokens[..], prompt[..r.total()]);
                 Ok(s)
             }
             (_, _, Some((i, l))) if l > 0 => {
@@ -384,45 +389,46 @@ impl CandleBackend {
         let cached = state.len();
 
         let prefill_start = Instant::now();
-        if state.len() < sys_len {
-            self.forward(&prompt[state.len()..sys_len], &mut state)?;
-            self.store_prefix(&state)?;
-        }
-        // Cancellation is checked between chunks; Background work (a cache pre-warm) uses
-        // small ones so that a live request waits for at most one of them.
+        // Cancellation and foreground speech work are checked between chunks; Background work
+        // (a cache pre-warm) uses small ones so that a live request waits for at most one.
         let chunk = if req.priority == Priority::Background {
             YIELD_CHUNK
         } else {
             PREFILL_CHUNK
         };
         let mut logits = Vec::new();
-        for piece in prompt[state.len()..].chunks(chunk) {
-            if req.priority == Priority::Background {
-                // Speech a person is waiting for goes first (see platform::foreground).
-                while crate::platform::foreground::busy() && !req.cancel.is_cancelled() {
-                    std::thread::sleep(YIELD_POLL);
-                }
+        // The system prompt first (its state becomes the shared snapshot), then the rest.
+        for (upto, system) in [(sys_len, true), (prompt.len(), false)] {
+            let from = state.len();
+            if from >= upto {
+                continue;
             }
-            if req.cancel.is_cancelled() {
-                // What was prefilled stays in the session for the next request.
-                if let Some(s) = &req.session {
-                    self.store_session(s, state);
+            for piece in prompt[from..upto].chunks(chunk) {
+                wait_for_foreground(req);
+                if req.cancel.is_cancelled() {
+                    // What was prefilled stays in the session for the next request.
+                    if let Some(s) = &req.session {
+                        self.store_session(s, state);
+                    }
+                    return Ok(GenerateOutput {
+                        text: String::new(),
+                        tool_call: None,
+                        finish: FinishReason::Cancelled,
+                        stats: GenerateStats {
+                            prompt_tokens: prompt.len(),
+                            cached_tokens: cached,
+                            generated_tokens: 0,
+                            prefill: prefill_start.elapsed(),
+                            first_token: start.elapsed(),
+                            total: start.elapsed(),
+                        },
+                    });
                 }
-                return Ok(GenerateOutput {
-                    text: String::new(),
-                    tool_call: None,
-                    finish: FinishReason::Cancelled,
-                    stats: GenerateStats {
-                        prompt_tokens: prompt.len(),
-                        cached_tokens: cached,
-                        generated_tokens: 0,
-                        prefill: prefill_start.elapsed(),
-                        first_token: start.elapsed(),
-                        total: start.elapsed(),
-                    },
-                });
+                logits = self.forward(piece, &mut state)?;
             }
-            logits = self.forward(piece, &mut state)?;
+            if system {
+                self.store_prefix(&state)?;
+            }
         }
         let prefill = prefill_start.elapsed();
 
@@ -480,6 +486,7 @@ impl CandleBackend {
             if generated >= req.max_tokens {
                 break FinishReason::Length;
             }
+            wait_for_foreground(req);
             if req.cancel.is_cancelled() {
                 break FinishReason::Cancelled;
             }
@@ -517,6 +524,66 @@ impl LlmBackend for CandleBackend {
     ) -> Result<GenerateOutput, LlmError> {
         self.run(req, on_text)
     }
+}
+
+/// Speech a person is waiting for (recognising what they said, synthesizing the sentence they
+/// hear next) goes first: the engine waits between forward passes while any is under way (see
+/// `platform::foreground`), so that its threads never take the cores from it.
+fn wait_for_foreground(req: &GenerateRequest) {
+    while crate::platform::foreground::busy() && !req.cancel.is_cancelled() {
+        std::thread::sleep(YIELD_POLL);
+    }
+}
+
+/// Shortest run of tokens worth a context shift.
+const MIN_SHIFT: usize = 8;
+
+/// How much of a prompt a cached token sequence gives: their common prefix and, when the
+/// prompt's next tokens come again further on in the cache (the conversation's oldest messages
+/// left its history window), the gap to drop from the cache and the run after it that matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reuse {
+    prefix: usize,
+    gap: usize,
+    tail: usize,
+}
+
+impl Reuse {
+    /// Prompt tokens whose keys and values are reused.
+    fn total(self) -> usize {
+        self.prefix + self.tail
+    }
+}
+
+/// The [`Reuse`] of `cached` for `prompt`, at most `keep` tokens; a run shorter than
+/// [`MIN_SHIFT`] is not worth the shift.
+fn reuse(cached: &[u32], prompt: &[u32], keep: usize) -> Reuse {
+    let keep = keep.min(prompt.len());
+    let prefix = common_prefix(cached, prompt).min(keep);
+    let mut best = Reuse {
+        prefix,
+        gap: 0,
+        tail: 0,
+    };
+    let want = &prompt[prefix..keep];
+    let Some(&first) = want.first() else {
+        return best;
+    };
+    for from in prefix + 1..cached.len() {
+        if cached[from] != first {
+            continue;
+        }
+        let tail = common_prefix(&cached[from..], want);
+        if tail > best.tail {
+            best.gap = from - prefix;
+            best.tail = tail;
+        }
+    }
+    if best.tail < MIN_SHIFT {
+        best.gap = 0;
+        best.tail = 0;
+    }
+    best
 }
 
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
@@ -828,6 +895,45 @@ pub fn requantize_gguf(src: &Path, dst: &Path, target: &str) -> Result<(), LlmEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_moved_history_window_is_found_after_the_dropped_messages() {
+        let sys: Vec<u32> = (100..110).collect();
+        let (a, b, c, d): (Vec<u32>, Vec<u32>, Vec<u32>, Vec<u32>) = (
+            (200..230).collect(),
+            (300..320).collect(),
+            (400..425).collect(),
+            (500..505).collect(),
+        );
+        let cat = |parts: &[&[u32]]| parts.concat();
+        // The cache holds system + A + B + C; the prompt's window dropped A and added D.
+        let cached = cat(&[&sys, &a, &b, &c]);
+        let prompt = cat(&[&sys, &b, &c, &d]);
+        let r = reuse(&cached, &prompt, prompt.len() - 1);
+        assert_eq!(
+            r,
+            Reuse {
+                prefix: 10,
+                gap: 30,
+                tail: 45
+            }
+        );
+        assert_eq!(r.total(), 55);
+        // The prompt only grew: a plain prefix, nothing to drop.
+        let grown = cat(&[&sys, &a, &b, &c, &d]);
+        let r = reuse(&cached, &grown, grown.len() - 1);
+        assert_eq!((r.prefix, r.gap, r.tail), (cached.len(), 0, 0));
+        // At most `keep` tokens are reused, shifted or not.
+        let r = reuse(&cached, &prompt, 20);
+        assert_eq!((r.prefix, r.gap, r.tail), (10, 30, 10));
+        // A run shorter than MIN_SHIFT after the gap is not worth a shift.
+        let short = cat(&[&sys, &b[..5], &d]);
+        let r = reuse(&cached, &short, short.len() - 1);
+        assert_eq!((r.prefix, r.gap, r.tail), (10, 0, 0));
+        // Nothing in common.
+        let r = reuse(&cached, &d, d.len());
+        assert_eq!(r.total(), 0);
+    }
 
     #[test]
     fn the_repeat_penalty_lowers_recent_tokens_once_and_spares_the_end_token() {

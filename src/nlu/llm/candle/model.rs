@@ -152,6 +152,23 @@ impl KvState {
         Ok(())
     }
 
+    /// The keys held for `layer`, shape `(1, kv heads, tokens, head size)`, rotated for their
+    /// positions (for inspection).
+    pub fn keys(&self, layer: usize) -> candle_core::Result<Tensor> {
+        match self.k.get(layer) {
+            Some(k) => k.narrow(2, 0, self.len()),
+            None => candle_core::bail!("no layer {layer} in the cache"),
+        }
+    }
+
+    /// The values held for `layer`, shape `(1, kv heads, tokens, head size)`.
+    pub fn values(&self, layer: usize) -> candle_core::Result<Tensor> {
+        match self.v.get(layer) {
+            Some(v) => v.narrow(2, 0, self.len()),
+            None => candle_core::bail!("no layer {layer} in the cache"),
+        }
+    }
+
     /// A deep copy of the first `n` tokens (with room for [`KV_STEP`] more).
     pub fn fork(&self, cfg: &Config, device: &Device, n: usize) -> candle_core::Result<KvState> {
         let n = n.min(self.len());
@@ -303,6 +320,33 @@ impl Model {
         self.embed.shape().dims().first().copied().unwrap_or(0)
     }
 
+    /// Drop the `n` tokens at `at` from `state`; the tokens after them move up, their keys
+    /// re-rotated for their new positions (the context shift llama.cpp does when a
+    /// conversation's oldest turns leave the window). Their keys and values still carry what
+    /// they saw of the dropped tokens, so they are close to, not equal to, a fresh prefill's:
+    /// equal in the first layer, which sees only the token itself.
+    pub fn drop_tokens(&self, state: &mut KvState, at: usize, n: usize) -> candle_core::Result<()> {
+        let len = state.len();
+        if n == 0 || at >= len {
+            return Ok(());
+        }
+        let n = n.min(len - at);
+        let tail = len - at - n;
+        if tail > 0 {
+            let cos_by = self.cos.narrow(0, n, 1)?;
+            let sin_by = self.sin.narrow(0, n, 1)?;
+            for li in 0..state.k.len().min(state.v.len()) {
+                let k = state.k[li].narrow(2, at + n, tail)?.force_contiguous()?;
+                let k = shift_keys(&k, &cos_by, &sin_by, self.cfg.rope_neox)?;
+                state.k[li].slice_set(&k, 2, at)?;
+                let v = state.v[li].narrow(2, at + n, tail)?.force_contiguous()?;
+                state.v[li].slice_set(&v, 2, at)?;
+            }
+        }
+        state.tokens.drain(at..at + n);
+        Ok(())
+    }
+
     /// Run `tokens` after what `state` holds, append their keys/values to it, and return the
     /// logits (f32, vocabulary-sized) of the last token.
     pub fn forward(&self, tokens: &[u32], state: &mut KvState) -> candle_core::Result<Vec<f32>> {
@@ -401,6 +445,28 @@ impl Model {
     }
 }
 
+/// `k` (`(1, heads, tokens, head size)`, rotated for positions `p…`) rotated back by `by`
+/// positions, as if it had been computed at `p - by…`: rotary embeddings compose, so one more
+/// rotation by `-by × θ` moves every key at once. `cos_by`/`sin_by` are the tables' row `by`.
+fn shift_keys(
+    k: &Tensor,
+    cos_by: &Tensor,
+    sin_by: &Tensor,
+    neox: bool,
+) -> candle_core::Result<Tensor> {
+    let (_, _, t, _) = k.dims4()?;
+    let half = cos_by.dim(1)?;
+    // cos(−a) = cos a, sin(−a) = −sin a, the same for every token.
+    let cos = cos_by.broadcast_as((t, half))?.contiguous()?;
+    let sin = sin_by.neg()?.broadcast_as((t, half))?.contiguous()?;
+    let k = k.contiguous()?;
+    if neox {
+        candle_nn::rotary_emb::rope(&k, &cos, &sin)
+    } else {
+        candle_nn::rotary_emb::rope_i(&k, &cos, &sin)
+    }
+}
+
 /// Additive causal mask `(s, pos + s)`: 0 where query `pos + i` may see key `j`, −∞ after it.
 fn causal_mask(s: usize, pos: usize, device: &Device) -> candle_core::Result<Tensor> {
     let kv = pos + s;
@@ -444,6 +510,52 @@ fn rope_tables(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn shifted_keys_equal_keys_rotated_for_their_new_positions() {
+        let (heads, t, d, by) = (3, 5, 8, 7);
+        let (cos, sin) = rope_tables(d, 10000.0, None, 64, &Device::Cpu).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (1, heads, t, d), &Device::Cpu).unwrap();
+        for neox in [true, false] {
+            let rope = |pos: usize| {
+                let (c, s) = (
+                    cos.narrow(0, pos, t).unwrap(),
+                    sin.narrow(0, pos, t).unwrap(),
+                );
+                if neox {
+                    candle_nn::rotary_emb::rope(&x, &c, &s).unwrap()
+                } else {
+                    candle_nn::rotary_emb::rope_i(&x, &c, &s).unwrap()
+                }
+            };
+            // Keys computed at positions 20…24, moved back by 7: as if computed at 13…17.
+            let at_20 = rope(20);
+            let shifted = shift_keys(
+                &at_20,
+                &cos.narrow(0, by, 1).unwrap(),
+                &sin.narrow(0, by, 1).unwrap(),
+                neox,
+            )
+            .unwrap();
+            let at_13 = rope(20 - by);
+            assert!(max_diff(&shifted, &at_13) < 1e-4, "neox {neox}");
+            // And they did move: positions 20… and 13… differ.
+            assert!(max_diff(&at_20, &at_13) > 0.1, "neox {neox}");
+        }
+    }
 
     #[test]
     fn causal_mask_is_rectangular_after_a_cached_prefix() {
