@@ -15,7 +15,7 @@
 //! core; process CPU time over wall time, all threads), with the wake word's quiet gate on (the
 //! default) and off, and the resident memory with the default models loaded (goal ≤ 600 MB; `VmRSS`
 //! while listening, and the peak `VmHWM` of loading); then the memory after the LLM row's
-//! answers (that includes the bench's own Piper voice, which synthesizes the scripts).
+//! answers. The scripts are spoken by `local-assistant say` in processes of their own.
 //!
 //! `BENCH_ROWS=fast,llm,idle` picks rows (default all). A command Whisper mishears goes to the
 //! LLM like any unknown sentence; the rows print what was heard for turns not answered.
@@ -34,7 +34,7 @@ use local_assistant::channels::local::file::FileDevice;
 use local_assistant::channels::local::leds::NoLeds;
 use local_assistant::channels::local::voice::{Devices, VoiceTurn};
 use local_assistant::config::Config;
-use local_assistant::speech::tts::{self, TtsOptions};
+use local_assistant::speech::audio::wav;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -109,29 +109,49 @@ fn config(dir: &Path) -> Result<Config> {
     Ok(cfg)
 }
 
-/// "Hey Jarvis." + each utterance, with pauses, as one 16 kHz clip.
+/// "Hey Jarvis." + each utterance, with pauses, as one 16 kHz clip. The Piper voice speaks
+/// them in a `local-assistant say` process of its own, so this process's memory is the
+/// daemon's alone.
 fn script(cfg: &Config, utterances: &[&str], turns: usize, gap_ms: u32) -> Result<Vec<f32>> {
-    let mut voice = tts::open(&TtsOptions::from_config(&cfg.speech, &cfg.models_dir()))?;
+    let say = |text: &str| -> Result<Vec<f32>> {
+        let out = tempfile::Builder::new().suffix(".wav").tempfile()?;
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_local-assistant"))
+            .arg("say")
+            .arg(text)
+            .arg("-o")
+            .arg(out.path())
+            .args(["--rate", &RATE.to_string(), "--data-dir"])
+            .arg(&cfg.data_dir)
+            .output()?;
+        if !run.status.success() {
+            return Err(format!(
+                "`local-assistant say {text:?}` failed: {}",
+                String::from_utf8_lossy(&run.stderr)
+            )
+            .into());
+        }
+        Ok(wav::read(out.path())?.resampled(RATE)?.samples)
+    };
     let quiet = |ms: u32| std::iter::repeat_n(0.0f32, (ms * RATE / 1000) as usize);
-    let wake = voice.synthesize("Hey Jarvis.")?.resampled(RATE)?.samples;
+    let wake = say("Hey Jarvis.")?;
     let mut out: Vec<f32> = quiet(800).collect();
     for i in 0..turns {
         out.extend(&wake);
         out.extend(quiet(400));
-        let u = utterances[i % utterances.len()];
-        out.extend(voice.synthesize(u)?.resampled(RATE)?.samples);
+        out.extend(say(utterances[i % utterances.len()])?);
         out.extend(quiet(gap_ms));
     }
     Ok(out)
 }
 
 /// Run the loop over `samples`; returns its turns, the wall time and the process CPU time
-/// (seconds) from the loop's start (models loaded) to the end of the input, and the resident
-/// memory (kB) just before the daemon stopped.
+/// (seconds) from `settle` after the loop's start (models loaded) to the end of the input, and
+/// the resident memory (kB) just before the daemon stopped.
 async fn run(
     cfg: Config,
     samples: Vec<f32>,
     fast: bool,
+    settle: Duration,
 ) -> Result<(Vec<VoiceTurn>, Duration, f64, u64)> {
     let device = FileDevice::from_audio(Path::new("bench"), samples);
     let app = App::builder(cfg)
@@ -148,6 +168,8 @@ async fn run(
         })
         .start()
         .await?;
+    // What the start leaves running (the system prompt's pre-warm) is not the loop's.
+    tokio::time::sleep(settle).await;
     let started = Instant::now();
     let cpu0 = cpu_seconds();
     let Some(voice) = app.voice() else {
@@ -226,18 +248,20 @@ async fn main() -> Result {
     let want = |r: &str| rows.split(',').any(|x| x.trim() == r);
 
     // Idle first, while this process holds nothing but the daemon: the rows below synthesize
-    // their scripts here (a Piper voice of the bench's own) and leave answers' buffers behind.
+    // their scripts (in `say` processes) and leave answers' buffers behind.
     if want("idle") {
         // Listening to a quiet room in real time: a microphone's hiss (white noise at −60 dBFS,
-        // not digital silence). CPU and wall time from the loop's start (the models loaded) to
-        // the end of the input; then the same with the wake word's quiet gate off.
+        // not digital silence). CPU and wall time from 3 s after the loop's start (the models
+        // loaded, the system prompt pre-warmed) to the end of the input; then the same with
+        // the wake word's quiet gate off.
         let secs = if bench { 20 } else { 3 };
-        let hiss = room_hiss((secs * RATE) as usize, -60.0);
+        let settle = Duration::from_secs(3);
+        let hiss = room_hiss(((secs + 3) * RATE) as usize, -60.0);
         let mut figures = Vec::new();
         for gate in [true, false] {
             let mut c = cfg.clone();
             c.speech.wake.quiet_gate = gate;
-            let (_, took, cpu, rss) = run(c, hiss.clone(), false).await?;
+            let (_, took, cpu, rss) = run(c, hiss.clone(), false, settle).await?;
             figures.push((cpu / took.as_secs_f64().max(1e-3), rss));
         }
         println!(
@@ -259,7 +283,7 @@ async fn main() -> Result {
     // little).
     if want("fast") {
         let commands = script(&cfg, COMMANDS, turns, 6000)?;
-        let (t, _, _, _) = run(cfg.clone(), commands, true).await?;
+        let (t, _, _, _) = run(cfg.clone(), commands, true, Duration::ZERO).await?;
         row("fast path", &t, turns, 500.0);
         for t in &t {
             if t.intent.is_none() {
@@ -269,7 +293,7 @@ async fn main() -> Result {
     }
     if want("llm") {
         let questions = script(&cfg, QUESTIONS, turns, 45_000)?;
-        let (t, _, _, rss) = run(cfg.clone(), questions, true).await?;
+        let (t, _, _, rss) = run(cfg.clone(), questions, true, Duration::ZERO).await?;
         row("LLM (SmolLM2-135M, candle)", &t, turns, 1200.0);
         println!("\nLLM turns (ms after the end of speech): STT done, first text, first audio");
         for turn in &t {
@@ -284,7 +308,7 @@ async fn main() -> Result {
             );
         }
         println!(
-            "\nmemory after the LLM answers: RSS {} MB, process peak {} MB (with the bench's own voice)",
+            "\nmemory after the LLM answers: RSS {} MB, process peak {} MB",
             rss / 1024,
             status_kb("VmHWM:") / 1024
         );

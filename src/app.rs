@@ -97,6 +97,8 @@ impl AppBuilder {
 
     /// Open everything, bind, start serving. Returns once the daemon is ready.
     pub async fn start(self) -> Result<RunningApp, AppError> {
+        // Before the engines start their threads.
+        crate::platform::heap::limit_arenas();
         let cfg = self.config;
         let events = Arc::new(EventBus::new(cfg.events.buffer));
         let health = Health::new(events.clone());

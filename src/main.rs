@@ -114,6 +114,7 @@ fn load(cli_config: Option<&PathBuf>, overrides: &Overrides) -> anyhow::Result<C
 }
 
 fn main() -> ExitCode {
+    local_assistant::platform::heap::limit_arenas();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -7,6 +7,7 @@
 pub mod doctor;
 pub mod foreground;
 pub mod health;
+pub mod heap;
 pub mod logging;
 pub mod metrics;
 pub mod systemd;

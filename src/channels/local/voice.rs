@@ -1705,6 +1705,8 @@ async fn store_turn(
     if let Err(e) = r {
         tracing::warn!(error = %e, "voice: cannot record a turn");
     }
+    // The turn's buffers (the utterance, Whisper's and Piper's work) are free now.
+    let _ = tokio::task::spawn_blocking(crate::platform::heap::release).await;
 }
 
 #[cfg(test)]

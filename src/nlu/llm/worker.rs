@@ -404,19 +404,8 @@ fn run_worker(shared: &Shared) {
         }
         // One slot of the channel is always free for this (see `send_text`).
         let _ = job.events.try_send(LlmEvent::Done(result));
-        release_free_memory();
-    }
-}
-
-/// Give the heap's free pages back to the system after a generation. A long prefill's
-/// activations are freed when it ends, but glibc keeps them in the compute threads' arenas, and
-/// the daemon's resident memory would stay hundreds of MB above what it uses.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only hands unused heap pages back to the kernel; no live allocation
-    // is touched, and it is safe to call from any thread.
-    unsafe {
-        libc::malloc_trim(0);
+        // A long prefill's activations are freed when it ends, but glibc would keep them.
+        crate::platform::heap::release();
     }
 }
 
