@@ -337,23 +337,17 @@ pub fn resolve_speech(raw: RawSpeech) -> Result<SpeechConfig, ConfigError> {
             format!("expected a small speaker id; got {}", raw.tts.speaker),
         )
     })?;
-    if raw.stt.threads > 64 {
-        return Err(key_err(
-            "speech.stt.threads",
-            format!(
-                "expected 0 (speech.threads) or a number up to 64; got {}",
-                raw.stt.threads
-            ),
-        ));
-    }
-    if raw.tts.threads > 64 {
-        return Err(key_err(
-            "speech.tts.threads",
-            format!(
-                "expected 0 (speech.threads) or a number up to 64; got {}",
-                raw.tts.threads
-            ),
-        ));
+    // An engine's own thread count: 0 (speech.threads) or up to 64.
+    for (key, n) in [
+        ("speech.stt.threads", raw.stt.threads),
+        ("speech.tts.threads", raw.tts.threads),
+    ] {
+        if n > 64 {
+            return Err(key_err(
+                key,
+                format!("expected 0 (speech.threads) or a number up to 64; got {n}"),
+            ));
+        }
     }
     if raw.threads == 0 || raw.threads > 64 {
         return Err(key_err(
@@ -381,15 +375,15 @@ pub fn resolve_speech(raw: RawSpeech) -> Result<SpeechConfig, ConfigError> {
             .then(|| std::path::PathBuf::from(raw.onnxruntime.trim())),
         threads: raw.threads as usize,
         stt_threads: if raw.stt.threads == 0 {
-            raw.threads as usize
+            raw.threads
         } else {
-            raw.stt.threads as usize
-        },
+            raw.stt.threads
+        } as usize,
         tts_threads: if raw.tts.threads == 0 {
-            raw.threads as usize
+            raw.threads
         } else {
-            raw.tts.threads as usize
-        },
+            raw.tts.threads
+        } as usize,
         stt_engine,
         whisper_model: raw.stt.whisper_model.trim().to_owned(),
         vosk_model: raw.stt.vosk_model.trim().to_owned(),

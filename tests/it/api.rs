@@ -114,7 +114,9 @@ async fn every_protected_route_refuses_missing_and_wrong_tokens() -> TestResult 
 
 #[tokio::test]
 async fn version_and_metrics_answer_with_the_token() -> TestResult {
-    let d = TestDaemon::start().await?;
+    // Store only, so the message is still in the inbox when the metrics are read (an answering
+    // daemon may already have handled it).
+    let d = TestDaemon::start_with(|c| c.assistant.answer_inbound = false, Vec::new()).await?;
     let v: Value = d.get("/api/v1/version").send().await?.json().await?;
     assert_eq!(v["name"], "local-assistant");
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
