@@ -369,21 +369,16 @@ pub fn resolve_speech(raw: RawSpeech) -> Result<SpeechConfig, ConfigError> {
             "a wake model name is empty".into(),
         ));
     }
+    // An engine's own thread count; 0 means `speech.threads`.
+    #[allow(clippy::cast_possible_truncation)]
+    let own_threads = |n: u64| if n == 0 { raw.threads } else { n } as usize;
     #[allow(clippy::cast_possible_truncation)]
     Ok(SpeechConfig {
         onnxruntime: (!raw.onnxruntime.trim().is_empty())
             .then(|| std::path::PathBuf::from(raw.onnxruntime.trim())),
         threads: raw.threads as usize,
-        stt_threads: if raw.stt.threads == 0 {
-            raw.threads
-        } else {
-            raw.stt.threads
-        } as usize,
-        tts_threads: if raw.tts.threads == 0 {
-            raw.threads
-        } else {
-            raw.tts.threads
-        } as usize,
+        stt_threads: own_threads(raw.stt.threads),
+        tts_threads: own_threads(raw.tts.threads),
         stt_engine,
         whisper_model: raw.stt.whisper_model.trim().to_owned(),
         vosk_model: raw.stt.vosk_model.trim().to_owned(),

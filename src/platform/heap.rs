@@ -21,7 +21,7 @@ pub fn limit_arenas() {
     }
 }
 
-/// Return the heap's free memory to the system (after an answer, a call, a model load).
+/// Return the heap's free memory to the system (after each LLM generation and each voice turn).
 pub fn release() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory; it is thread-safe.

@@ -336,7 +336,9 @@ impl Model {
             let cos_by = self.cos.narrow(0, n, 1)?;
             let sin_by = self.sin.narrow(0, n, 1)?;
             for li in 0..state.k.len().min(state.v.len()) {
-                let k = state.k[li].narrow(2, at + n, tail)?.force_contiguous()?;
+                // The rotation writes a new tensor; the values need a copy of their own
+                // (slice_set cannot read and write one storage).
+                let k = state.k[li].narrow(2, at + n, tail)?;
                 let k = shift_keys(&k, &cos_by, &sin_by, self.cfg.rope_neox)?;
                 state.k[li].slice_set(&k, 2, at)?;
                 let v = state.v[li].narrow(2, at + n, tail)?.force_contiguous()?;
