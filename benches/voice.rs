@@ -17,6 +17,10 @@
 //! while listening, and the peak `VmHWM` of loading); then the memory after the LLM row's
 //! answers. The scripts are spoken by `local-assistant say` in processes of their own.
 //!
+//! Each row's daemon runs in a process of its own (this bench starts itself once per row), as
+//! a device runs one daemon: memory a previous row's daemon left in the heap is not counted
+//! against the next.
+//!
 //! `BENCH_ROWS=fast,llm,idle` picks rows (default all). A command Whisper mishears goes to the
 //! LLM like any unknown sentence; the rows print what was heard for turns not answered.
 //!
@@ -145,14 +149,15 @@ fn script(cfg: &Config, utterances: &[&str], turns: usize, gap_ms: u32) -> Resul
 }
 
 /// Run the loop over `samples`; returns its turns, the wall time and the process CPU time
-/// (seconds) from `settle` after the loop's start (models loaded) to the end of the input, and
-/// the resident memory (kB) just before the daemon stopped.
+/// (seconds) from `settle` after the loop's start (models loaded) to the end of the input, the
+/// resident memory (kB) just before the daemon stopped, and how much of it (kB) the file
+/// device's input and recording are.
 async fn run(
     cfg: Config,
     samples: Vec<f32>,
     fast: bool,
     settle: Duration,
-) -> Result<(Vec<VoiceTurn>, Duration, f64, u64)> {
+) -> Result<(Vec<VoiceTurn>, Duration, f64, u64, u64)> {
     let device = FileDevice::from_audio(Path::new("bench"), samples);
     let app = App::builder(cfg)
         .voice(VoiceSetup {
@@ -181,7 +186,7 @@ async fn run(
     let turns = voice.turns();
     let rss = status_kb("VmRSS:");
     app.stop().await?;
-    Ok((turns, took, cpu, rss))
+    Ok((turns, took, cpu, rss, device.buffer_bytes() as u64 / 1024))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -235,20 +240,44 @@ async fn main() -> Result {
     } else {
         1
     };
+    // The parent runs each row in a child process (the same executable, `VOICE_BENCH_ROW`).
+    // The smoke run (under `cargo test`) leaves out the LLM row: the chat tests cover that
+    // path, and one SmolLM2 answer takes half a minute here.
+    let rows = std::env::var("BENCH_ROWS")
+        .unwrap_or_else(|_| if bench { "idle,fast,llm" } else { "idle,fast" }.into());
+    let Ok(this_row) = std::env::var("VOICE_BENCH_ROW") else {
+        let exe = std::env::current_exe()?;
+        let mut table = false;
+        for r in ["idle", "fast", "llm"] {
+            if !rows.split(',').any(|x| x.trim() == r) {
+                continue;
+            }
+            if r != "idle" && !table {
+                println!(
+                    "voice loop: end of speech → first audio out (ms), {turns} turn(s) each\n"
+                );
+                println!("| row | answered | median | p90 | max | STT median | first text median | goal | |");
+                println!("|---|---|---|---|---|---|---|---|---|");
+                table = true;
+            }
+            let mut child = std::process::Command::new(&exe);
+            if bench {
+                child.arg("--bench");
+            }
+            let status = child.env("VOICE_BENCH_ROW", r).status()?;
+            if !status.success() {
+                return Err(format!("the {r} row failed: {status}").into());
+            }
+        }
+        return Ok(());
+    };
+    let want = |r: &str| r == this_row;
     let tmp = tempfile::tempdir()?;
     let cfg = config(tmp.path())?;
     // `RUST_LOG=info` shows each turn and each LLM reply's tokens and timings on stderr.
     if std::env::var_os("RUST_LOG").is_some() {
         local_assistant::platform::logging::init(&cfg.log);
     }
-    // The smoke run (under `cargo test`) leaves out the LLM row: the chat tests cover that
-    // path, and one SmolLM2 answer takes half a minute here.
-    let rows = std::env::var("BENCH_ROWS")
-        .unwrap_or_else(|_| if bench { "fast,llm,idle" } else { "fast,idle" }.into());
-    let want = |r: &str| rows.split(',').any(|x| x.trim() == r);
-
-    // Idle first, while this process holds nothing but the daemon: the rows below synthesize
-    // their scripts (in `say` processes) and leave answers' buffers behind.
     if want("idle") {
         // Listening to a quiet room in real time: a microphone's hiss (white noise at −60 dBFS,
         // not digital silence). CPU and wall time from 3 s after the loop's start (the models
@@ -261,7 +290,7 @@ async fn main() -> Result {
         for gate in [true, false] {
             let mut c = cfg.clone();
             c.speech.wake.quiet_gate = gate;
-            let (_, took, cpu, rss) = run(c, hiss.clone(), false, settle).await?;
+            let (_, took, cpu, rss, _) = run(c, hiss.clone(), false, settle).await?;
             figures.push((cpu / took.as_secs_f64().max(1e-3), rss));
         }
         println!(
@@ -276,14 +305,11 @@ async fn main() -> Result {
         );
     }
 
-    println!("voice loop: end of speech → first audio out (ms), {turns} turn(s) each\n");
-    println!("| row | answered | median | p90 | max | STT median | first text median | goal | |");
-    println!("|---|---|---|---|---|---|---|---|---|");
     // Scripts with gaps long enough for each answer to finish (in fast mode silence costs
     // little).
     if want("fast") {
         let commands = script(&cfg, COMMANDS, turns, 6000)?;
-        let (t, _, _, _) = run(cfg.clone(), commands, true, Duration::ZERO).await?;
+        let (t, _, _, _, _) = run(cfg.clone(), commands, true, Duration::ZERO).await?;
         row("fast path", &t, turns, 500.0);
         for t in &t {
             if t.intent.is_none() {
@@ -293,7 +319,7 @@ async fn main() -> Result {
     }
     if want("llm") {
         let questions = script(&cfg, QUESTIONS, turns, 45_000)?;
-        let (t, _, _, rss) = run(cfg.clone(), questions, true, Duration::ZERO).await?;
+        let (t, _, _, rss, file_kb) = run(cfg.clone(), questions, true, Duration::ZERO).await?;
         row("LLM (SmolLM2-135M, candle)", &t, turns, 1200.0);
         println!("\nLLM turns (ms after the end of speech): STT done, first text, first audio");
         for turn in &t {
@@ -308,8 +334,9 @@ async fn main() -> Result {
             );
         }
         println!(
-            "\nmemory after the LLM answers: RSS {} MB, process peak {} MB",
+            "\nmemory after the LLM answers: RSS {} MB, of which {} MB are the file device's input and recording (a microphone and a speaker hold neither); process peak {} MB (goal ≤ 600 MB)",
             rss / 1024,
+            file_kb / 1024,
             status_kb("VmHWM:") / 1024
         );
     }

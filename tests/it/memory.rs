@@ -236,6 +236,43 @@ fn embeddings_match_a_numpy_forward_pass_over_the_same_weights() -> TestResult {
     Ok(())
 }
 
+/// The word-embedding table (47 MB, half of all-MiniLM) is read from the memory-mapped
+/// checkpoint and its pages are released after each lookup: after embedding texts with a few
+/// hundred different words, the mapping holds almost nothing of this process's memory (each
+/// word's row would otherwise keep a 4 kB page).
+#[test]
+fn the_word_table_is_read_from_the_mapped_file_and_not_kept() -> TestResult {
+    let e = Embedder::load(&model_dir(), 256, 1)?;
+    let mut texts: Vec<String> = FACTS.iter().map(|s| s.to_string()).collect();
+    texts.extend(tricky_strings());
+    let mut ids: Vec<u32> = texts.iter().flat_map(|t| e.token_ids(t)).collect();
+    for t in &texts {
+        e.embed(t)?;
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert!(ids.len() > 200, "only {} different tokens", ids.len());
+    let (addr, len) = e.word_table().mapping();
+    assert!(
+        len > 80 << 20,
+        "the mapping is {len} bytes, not the whole file"
+    );
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+    let start = format!("{addr:x}-");
+    let rss_kb: u64 = smaps
+        .lines()
+        .skip_while(|l| !l.starts_with(&start))
+        .find_map(|l| l.strip_prefix("Rss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("the word table's mapping is not in /proc/self/smaps")?;
+    assert!(
+        rss_kb <= 64,
+        "{rss_kb} kB of the mapped checkpoint resident after {} different words",
+        ids.len()
+    );
+    Ok(())
+}
+
 const FACTS: &[&str] = &[
     "the spare key is under the flower pot",
     "the wifi password is fish123",

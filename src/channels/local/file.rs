@@ -9,6 +9,10 @@
 //! was played back into what is captured, as a speaker next to a microphone would, so
 //! self-wake handling can be tested. After the input ends, reads give silence (the tail in
 //! which the last answer is played).
+//!
+//! Input and recording are held as 16-bit samples, what a microphone delivers and what the
+//! output WAV stores: half the memory of f32 (an hour of input is 115 MB, not 230), and the
+//! recording grows by an eighth at a time rather than doubling.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -16,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{AudioError, AudioSink, AudioSource, Read, RATE};
-use crate::speech::audio::wav;
+use crate::speech::audio::{f32_to_i16, i16_to_f32, wav};
 use crate::speech::Audio;
 
 /// Samples per read: 20 ms.
@@ -26,10 +30,10 @@ const REFERENCE: usize = 2 * RATE as usize;
 
 #[derive(Debug, Default)]
 struct Timeline {
-    input: Vec<f32>,
+    input: Vec<i16>,
     pos: usize,
     queue: VecDeque<f32>,
-    output: Vec<f32>,
+    output: Vec<i16>,
     reference: VecDeque<f32>,
     echo_gain: f32,
 }
@@ -38,14 +42,18 @@ impl Timeline {
     /// Advance by `n` samples: play, record, capture (with echo).
     fn advance(&mut self, n: usize, out: &mut Vec<f32>) {
         let start = out.len();
+        if self.output.len() + n > self.output.capacity() {
+            let more = (self.output.len() / 8).max(10 * RATE as usize).max(n);
+            self.output.reserve_exact(more);
+        }
         for i in 0..n {
             let played = self.queue.pop_front().unwrap_or(0.0);
-            self.output.push(played);
+            self.output.push(f32_to_i16(played));
             if self.reference.len() == REFERENCE {
                 self.reference.pop_front();
             }
             self.reference.push_back(played);
-            let heard = self.input.get(self.pos + i).copied().unwrap_or(0.0);
+            let heard = self.input.get(self.pos + i).map_or(0.0, |&s| i16_to_f32(s));
             out.push((heard + self.echo_gain * played).clamp(-1.0, 1.0));
         }
         debug_assert_eq!(out.len() - start, n);
@@ -74,9 +82,13 @@ impl FileDevice {
 
     /// A device over samples already at 16 kHz (`name` is for messages).
     pub fn from_audio(name: &Path, samples: Vec<f32>) -> Self {
+        let input: Vec<i16> = samples.iter().map(|&s| f32_to_i16(s)).collect();
+        drop(samples);
         Self {
             timeline: Arc::new(Mutex::new(Timeline {
-                input: samples,
+                // The recording is as long as the input, plus the last answer's tail.
+                output: Vec::with_capacity(input.len() + 10 * RATE as usize),
+                input,
                 ..Timeline::default()
             })),
             input: name.to_path_buf(),
@@ -117,9 +129,19 @@ impl FileDevice {
         self.lock().input.len() as u64 * 1000 / u64::from(RATE)
     }
 
+    /// Bytes the device's own buffers hold (input and recording), which a microphone and a
+    /// speaker do not: for memory measurements.
+    pub fn buffer_bytes(&self) -> usize {
+        let t = self.lock();
+        (t.input.capacity() + t.output.capacity()) * std::mem::size_of::<i16>()
+    }
+
     /// What was played so far, on the input's timeline (16 kHz).
     pub fn recording(&self) -> Audio {
-        Audio::new(RATE, self.lock().output.clone())
+        Audio::new(
+            RATE,
+            self.lock().output.iter().map(|&s| i16_to_f32(s)).collect(),
+        )
     }
 
     /// Write [`FileDevice::recording`] as a 16-bit WAV.
@@ -239,11 +261,38 @@ mod tests {
         assert_eq!(src.read(&mut buf).expect("tail"), Read::Samples(BLOCK));
         let rec = dev.recording();
         assert_eq!(rec.samples.len(), BLOCK * 4);
-        assert_eq!(rec.samples[BLOCK], 0.2);
+        // Recorded as 16-bit PCM, as the output WAV stores it.
+        assert!((rec.samples[BLOCK] - 0.2).abs() <= 1.0 / 32768.0);
         assert_eq!(
             rec.samples[3 * BLOCK - 1],
             0.0,
             "stopped audio is not played"
+        );
+    }
+
+    #[test]
+    fn input_and_recording_are_held_as_16_bit_samples_without_doubling() {
+        let minute = 60 * RATE as usize;
+        let dev = FileDevice::from_audio(Path::new("mem"), vec![0.25; minute]);
+        let mut src = dev.source(false);
+        let mut buf = Vec::new();
+        // The whole input, then 25 s of tail (an answer longer than the room reserved).
+        for _ in 0..(minute + 25 * RATE as usize) / BLOCK {
+            buf.clear();
+            if src.read(&mut buf).expect("read") == Read::End {
+                src.read(&mut buf).expect("tail");
+            }
+        }
+        let t = dev.lock();
+        assert_eq!(t.input.len(), minute);
+        assert_eq!(t.input[0], f32_to_i16(0.25));
+        assert_eq!(t.output.len(), minute + 25 * RATE as usize);
+        // Grown by ten seconds at a time past the reserved tail, not doubled.
+        assert!(
+            t.output.capacity() <= t.output.len() + 10 * RATE as usize,
+            "capacity {} for {} samples",
+            t.output.capacity(),
+            t.output.len()
         );
     }
 

@@ -9,11 +9,11 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use tokio::sync::{mpsc, oneshot};
 
-use super::bert::{Bert, Config as BertConfig};
+use super::bert::{Bert, Config as BertConfig, WordTable};
 use super::tokenizer::WordPiece;
 use super::MemoryError;
 
@@ -58,10 +58,15 @@ impl Embedder {
             serde_json::from_slice(&config_bytes).map_err(|e| model_err(&config_path, e))?;
         let tokenizer = WordPiece::from_file(&dir.join("tokenizer.json"))?;
         let weights_path = dir.join("model.safetensors");
-        let weights = std::fs::read(&weights_path).map_err(|e| model_err(&weights_path, e))?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-            .map_err(|e| model_err(&weights_path, e))?;
-        let model = Bert::load(vb, &config).map_err(|e| model_err(&weights_path, e))?;
+        let words = WordTable::open(&weights_path).map_err(|e| model_err(&weights_path, e))?;
+        // Mapped, not read: the tensors are copied out of the page cache, so loading needs no
+        // second copy of the file in the heap (91 MB for all-MiniLM).
+        // SAFETY: model files are replaced by rename (`models pull`), never rewritten in place.
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &Device::Cpu)
+        }
+        .map_err(|e| model_err(&weights_path, e))?;
+        let model = Bert::load(vb, &config, words).map_err(|e| model_err(&weights_path, e))?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("la-embed-{i}"))
@@ -82,6 +87,11 @@ impl Embedder {
         self.dims
     }
 
+    /// The model's word-embedding table (memory-mapped).
+    pub fn word_table(&self) -> &super::bert::WordTable {
+        self.model.words()
+    }
+
     /// The token ids `text` is embedded from.
     pub fn token_ids(&self, text: &str) -> Vec<u32> {
         self.tokenizer.encode(text, self.max_tokens)
@@ -91,10 +101,8 @@ impl Embedder {
     pub fn embed(&self, text: &str) -> Result<Vec<f32>, MemoryError> {
         let ids = self.token_ids(text);
         let fail = |e: candle_core::Error| MemoryError::Embed(e.to_string());
-        let n = ids.len();
         let pooled = self.pool.install(|| -> candle_core::Result<Vec<f32>> {
-            let input = Tensor::from_vec(ids, (1, n), &Device::Cpu)?;
-            let hidden = self.model.forward(&input)?;
+            let hidden = self.model.forward(&ids, &Device::Cpu)?;
             // Mean over the tokens (one unpadded sequence: every token counts).
             hidden.mean(1)?.squeeze(0)?.to_vec1::<f32>()
         });

@@ -33,7 +33,7 @@ use super::{
     ChatMessage, FinishReason, GenerateOutput, GenerateRequest, GenerateStats, LlmBackend,
     LlmError, Priority, Role, ToolMode, ToolSpec, REPEAT_WINDOW,
 };
-use model::{KvState, Model};
+use model::{KvState, Model, KV_STEP};
 use template::ChatTemplate;
 use tokenizer::{Tokenizer, Utf8Stream};
 
@@ -321,7 +321,7 @@ impl CandleBackend {
             }
             (_, _, Some((i, l))) if l > 0 => {
                 let snap = cache.prefixes.remove(i);
-                let forked = snap.fork(&self.model.cfg, self.model.device(), l);
+                let forked = snap.fork(&self.model.cfg, self.model.device(), l, KV_STEP);
                 cache.prefixes.push(snap);
                 forked.map_err(infer_err)
             }
@@ -334,7 +334,7 @@ impl CandleBackend {
             return Ok(());
         }
         let snap = state
-            .fork(&self.model.cfg, self.model.device(), state.len())
+            .fork(&self.model.cfg, self.model.device(), state.len(), 0)
             .map_err(infer_err)?;
         let mut cache = self
             .cache

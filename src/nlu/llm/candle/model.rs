@@ -130,6 +130,17 @@ impl KvState {
             .saturating_mul(KV_STEP)
             .min(cfg.ctx)
             .max(n);
+        self.reserve_exact(cfg, device, cap)
+    }
+
+    /// Reallocate the buffers for exactly `cap` tokens (≥ the tokens held), keeping them.
+    fn reserve_exact(
+        &mut self,
+        cfg: &Config,
+        device: &Device,
+        cap: usize,
+    ) -> candle_core::Result<()> {
+        let cap = cap.max(self.len());
         let shape = (1, cfg.n_kv_head, cap, cfg.head_dim);
         let len = self.len();
         let mut k = Vec::with_capacity(cfg.n_layer);
@@ -169,21 +180,33 @@ impl KvState {
         }
     }
 
-    /// A deep copy of the first `n` tokens (with room for [`KV_STEP`] more).
-    pub fn fork(&self, cfg: &Config, device: &Device, n: usize) -> candle_core::Result<KvState> {
+    /// A deep copy of the first `n` tokens, with room for `room` more (a snapshot kept only
+    /// to be forked again needs none; a state that will grow, [`KV_STEP`]).
+    pub fn fork(
+        &self,
+        cfg: &Config,
+        device: &Device,
+        n: usize,
+        room: usize,
+    ) -> candle_core::Result<KvState> {
         let n = n.min(self.len());
         if n == 0 {
             return Ok(KvState::empty());
         }
-        // reserve() copies the first len() tokens of the old buffers into fresh ones.
+        // reserve_exact() copies the first len() tokens of the old buffers into fresh ones.
         let mut out = KvState {
             k: self.k.clone(),
             v: self.v.clone(),
             cap: 0,
             tokens: self.tokens[..n].to_vec(),
         };
-        out.reserve(cfg, device, n + KV_STEP)?;
+        out.reserve_exact(cfg, device, (n + room).min(cfg.ctx.max(n)))?;
         Ok(out)
+    }
+
+    /// Tokens the buffers have room for.
+    pub fn capacity(&self) -> usize {
+        self.cap
     }
 }
 
@@ -256,39 +279,49 @@ impl Model {
             ct.tensor(reader, name, &device)
                 .map_err(|e| format!("tensor `{name}`: {e}"))
         };
+        // Optional tensors are looked up, not tried: a failed read builds a candle error, which
+        // captures (and, formatted, symbolizes) a backtrace when RUST_BACKTRACE is set; the
+        // symbolizer's caches stayed in the heap for good (33 MB here).
+        let has = |name: &str| ct.tensor_infos.contains_key(name);
         // Llama 3 stores per-frequency rope factors in `rope_freqs.weight`.
-        let rope_factors: Option<Vec<f32>> = match get("rope_freqs.weight") {
-            Ok(t) => Some(
-                t.dequantize(&device)
+        let rope_factors: Option<Vec<f32>> = if has("rope_freqs.weight") {
+            Some(
+                get("rope_freqs.weight")?
+                    .dequantize(&device)
                     .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
                     .map_err(ce)?,
-            ),
-            Err(_) => None,
+            )
+        } else {
+            None
         };
         let embed = Arc::new(get("token_embd.weight")?);
-        let output = match get("output.weight") {
-            Ok(t) => QMatMul::from_qtensor(t).map_err(ce)?,
-            Err(_) => QMatMul::from_arc(embed.clone()).map_err(ce)?,
+        let output = if has("output.weight") {
+            QMatMul::from_qtensor(get("output.weight")?).map_err(ce)?
+        } else {
+            QMatMul::from_arc(embed.clone()).map_err(ce)?
         };
         let norm = rms_norm(get("output_norm.weight")?, eps).map_err(ce)?;
         let mut layers = Vec::with_capacity(n_layer);
         for i in 0..n_layer {
             let mut t = |n: &str| get(&format!("blk.{i}.{n}"));
             let qm = |q: QTensor| QMatMul::from_qtensor(q).map_err(ce);
-            let bias = |q: Result<QTensor, String>| -> Result<Option<Tensor>, String> {
+            let bias = |q: Option<Result<QTensor, String>>| -> Result<Option<Tensor>, String> {
                 match q {
-                    Ok(q) => Ok(Some(q.dequantize(&Device::Cpu).map_err(ce)?)),
-                    Err(_) => Ok(None),
+                    Some(q) => Ok(Some(q?.dequantize(&Device::Cpu).map_err(ce)?)),
+                    None => Ok(None),
                 }
             };
+            let opt = |n: &str| has(&format!("blk.{i}.{n}"));
+            let (has_bq, has_bk, has_bv) =
+                (opt("attn_q.bias"), opt("attn_k.bias"), opt("attn_v.bias"));
             layers.push(Layer {
                 wq: qm(t("attn_q.weight")?)?,
                 wk: qm(t("attn_k.weight")?)?,
                 wv: qm(t("attn_v.weight")?)?,
                 wo: qm(t("attn_output.weight")?)?,
-                bq: bias(t("attn_q.bias"))?,
-                bk: bias(t("attn_k.bias"))?,
-                bv: bias(t("attn_v.bias"))?,
+                bq: bias(has_bq.then(|| t("attn_q.bias")))?,
+                bk: bias(has_bk.then(|| t("attn_k.bias")))?,
+                bv: bias(has_bv.then(|| t("attn_v.bias")))?,
                 attn_norm: rms_norm(t("attn_norm.weight")?, eps).map_err(ce)?,
                 ffn_norm: rms_norm(t("ffn_norm.weight")?, eps).map_err(ce)?,
                 w_gate: qm(t("ffn_gate.weight")?)?,
