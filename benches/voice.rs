@@ -333,10 +333,12 @@ async fn main() -> Result {
                 turn.reply.chars().take(60).collect::<String>()
             );
         }
+        let daemon_mb = rss.saturating_sub(file_kb) / 1024;
         println!(
-            "\nmemory after the LLM answers: RSS {} MB, of which {} MB are the file device's input and recording (a microphone and a speaker hold neither); process peak {} MB (goal ≤ 600 MB)",
+            "\nmemory after the LLM answers: RSS {} MB, of which {} MB are the file device's input and recording (a microphone and a speaker hold neither): the daemon's {daemon_mb} MB (goal ≤ 600 MB: {}); process peak {} MB",
             rss / 1024,
             file_kb / 1024,
+            if daemon_mb <= 600 { "met" } else { "not met" },
             status_kb("VmHWM:") / 1024
         );
     }
