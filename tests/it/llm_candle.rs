@@ -327,17 +327,35 @@ fn a_moved_history_window_reuses_the_messages_that_stayed() {
     assert!(!n.text.trim().is_empty(), "no answer after the shift");
 }
 
+/// The model alone (no engine, no cache policy), for a context of `ctx` tokens.
+fn raw_model(ctx: usize) -> local_assistant::nlu::llm::candle::model::Model {
+    use candle_core::quantized::gguf_file;
+    let mut reader = std::io::BufReader::new(std::fs::File::open(model_path()).unwrap());
+    let ct = gguf_file::Content::read(&mut reader).unwrap();
+    local_assistant::nlu::llm::candle::model::Model::load(&ct, &mut reader, ctx).unwrap()
+}
+
+/// The largest absolute difference between two tensors of one shape.
+fn max_abs_diff(a: candle_core::Tensor, b: candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 /// The shift's arithmetic on the real model: after dropping tokens from a cache, the first
 /// layer's keys and values (which depend on each token alone and its position) equal a fresh
 /// prefill of the tokens that remain; deeper layers still carry the dropped context.
 #[test]
 fn dropped_tokens_leave_first_layer_keys_as_a_fresh_prefill_would() {
-    use candle_core::quantized::gguf_file;
-    use local_assistant::nlu::llm::candle::model::{KvState, Model};
-    let path = model_path();
-    let mut reader = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
-    let ct = gguf_file::Content::read(&mut reader).unwrap();
-    let model = Model::load(&ct, &mut reader, 256).unwrap();
+    use local_assistant::nlu::llm::candle::model::KvState;
+    let model = raw_model(256);
     let tokens: Vec<u32> = (0..48u32).map(|i| 100 + i * 37).collect();
     let mut shifted = KvState::empty();
     model.forward(&tokens, &mut shifted).unwrap();
@@ -346,18 +364,7 @@ fn dropped_tokens_leave_first_layer_keys_as_a_fresh_prefill_would() {
     assert_eq!(shifted.tokens, kept);
     let mut fresh = KvState::empty();
     model.forward(&kept, &mut fresh).unwrap();
-    let diff = |a: candle_core::Tensor, b: candle_core::Tensor| -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
+    let diff = max_abs_diff;
     let last = model.cfg.n_layer - 1;
     assert!(diff(shifted.keys(0).unwrap(), fresh.keys(0).unwrap()) < 1e-3);
     assert!(diff(shifted.values(0).unwrap(), fresh.values(0).unwrap()) < 1e-3);
@@ -374,12 +381,8 @@ fn dropped_tokens_leave_first_layer_keys_as_a_fresh_prefill_would() {
 /// will grow gets room, and both hold the same keys and values as the state they came from.
 #[test]
 fn kv_snapshots_hold_exactly_their_tokens() {
-    use candle_core::quantized::gguf_file;
-    use local_assistant::nlu::llm::candle::model::{KvState, Model, KV_STEP};
-    let path = model_path();
-    let mut reader = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
-    let ct = gguf_file::Content::read(&mut reader).unwrap();
-    let model = Model::load(&ct, &mut reader, 2048).unwrap();
+    use local_assistant::nlu::llm::candle::model::{KvState, KV_STEP};
+    let model = raw_model(2048);
     let tokens: Vec<u32> = (0..40u32).map(|i| 200 + i * 11).collect();
     let mut state = KvState::empty();
     model.forward(&tokens, &mut state).unwrap();
@@ -389,10 +392,7 @@ fn kv_snapshots_hold_exactly_their_tokens() {
     assert_eq!(snapshot.tokens, tokens[..30]);
     let growing = snapshot.fork(cfg, dev, 30, KV_STEP).unwrap();
     assert_eq!(growing.capacity(), 30 + KV_STEP);
-    let same = |a: candle_core::Tensor, b: candle_core::Tensor| {
-        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
-        d.max(0).unwrap().to_scalar::<f32>().unwrap() == 0.0
-    };
+    let same = |a, b| max_abs_diff(a, b) == 0.0;
     for layer in [0, cfg.n_layer - 1] {
         let first30 = |t: candle_core::Tensor| t.narrow(2, 0, 30).unwrap();
         assert!(same(
