@@ -190,36 +190,33 @@ impl WordTable {
 
     /// The rows of `ids`, as a `(1, ids.len(), dims)` f32 tensor.
     pub fn lookup(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
+        // Checked before any page is touched.
+        if let Some(id) = ids.iter().find(|&&id| id as usize >= self.rows) {
+            candle_core::bail!(
+                "token id {id} is outside the word table ({} rows)",
+                self.rows
+            );
+        }
         let row_bytes = self.dims * self.stored.size();
         let mut out = Vec::with_capacity(ids.len() * self.dims);
-        let mut read =
-            || -> Result<()> {
-                for &id in ids {
-                    let i = id as usize;
-                    if i >= self.rows {
-                        candle_core::bail!(
-                            "token id {id} is outside the word table ({} rows)",
-                            self.rows
-                        );
-                    }
-                    let at = self.start + i * row_bytes;
-                    let row = &self.map[at..at + row_bytes];
-                    match self.stored {
-                        Stored::F32 => out.extend(
-                            row.chunks_exact(4)
-                                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                        ),
-                        Stored::F16 => out.extend(row.chunks_exact(2).map(|b| {
-                            half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
-                        })),
-                        Stored::Bf16 => out.extend(row.chunks_exact(2).map(|b| {
-                            half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
-                        })),
-                    }
-                }
-                Ok(())
-            };
-        let read = read();
+        for &id in ids {
+            let at = self.start + id as usize * row_bytes;
+            let row = &self.map[at..at + row_bytes];
+            match self.stored {
+                Stored::F32 => out.extend(
+                    row.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                ),
+                Stored::F16 => out.extend(
+                    row.chunks_exact(2)
+                        .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()),
+                ),
+                Stored::Bf16 => out.extend(
+                    row.chunks_exact(2)
+                        .map(|b| half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()),
+                ),
+            }
+        }
         // The rows are copied out: release the table's pages from this process (no borrow of
         // the map is alive here). A failure only leaves them mapped until the next lookup.
         // SAFETY: DONTNEED on a read-only shared file mapping drops page-table entries; a
@@ -231,7 +228,6 @@ impl WordTable {
                 self.rows * row_bytes,
             )
         };
-        read?;
         Tensor::from_vec(out, (1, ids.len(), self.dims), device)
     }
 }
