@@ -10,7 +10,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 xzimg=${1:-$here/out/qemu-arm64.img.xz}
 work=$here/work/boot-test
 timeout_s=${BOOT_TIMEOUT:-1200}
-fail() { echo "boot test FAILED: $*" >&2; [ -f "$work/console.log" ] && tail -40 "$work/console.log" >&2; exit 1; }
+# The reason goes after the console's tail as well: CI may keep only the end of the output.
+fail() {
+    echo "boot test FAILED: $*" >&2
+    [ -f "$work/console.log" ] && tail -40 "$work/console.log" >&2
+    echo "boot test FAILED: $*" >&2
+    exit 1
+}
 
 rm -rf "$work"; mkdir -p "$work"
 (cd "$(dirname "$xzimg")" && sha256sum -c --quiet "$(basename "$xzimg").sha256") || fail "checksum mismatch for $xzimg"
@@ -63,13 +69,36 @@ grep -Eq 'Using hardware watchdog|Watchdog running with a timeout' "$log" || fai
 grep -q 'one-time admin setup code: [0-9]\{4\}-[0-9]\{4\}' "$log" || fail "first boot did not print the admin setup code"
 grep -q 'local-assistant-firstboot: data partition' "$log" || fail "first boot did not grow the data partition"
 
-# Power off through ACPI and wait for qemu to exit.
-python3 - "$work/monitor.sock" <<'PY'
+# Power off through ACPI (the power button), and wait for qemu to exit. The monitor client waits
+# for QEMU's greeting before it sends and for the prompt after: a client that closed at once
+# could lose the command when QEMU's greeting met a closed socket. Should the guest still not
+# react (no "Power key pressed" within 30 s), the button is pressed again, twice at most.
+press_power_button() {
+    python3 - "$work/monitor.sock" <<'PY'
 import socket, sys
 s = socket.socket(socket.AF_UNIX)
+s.settimeout(30)
 s.connect(sys.argv[1])
+def until_prompt():
+    got = b""
+    while not got.endswith(b"(qemu) "):
+        chunk = s.recv(4096)
+        if not chunk:
+            sys.exit("the QEMU monitor closed the connection")
+        got += chunk
+until_prompt()
 s.sendall(b"system_powerdown\n")
+until_prompt()
+s.close()
 PY
+}
+echo "boot test: checks passed after $(( $(date +%s) - start ))s; pressing the power button"
+for press in 1 2 3; do
+    press_power_button || fail "could not send system_powerdown to the QEMU monitor"
+    for _ in $(seq 1 15); do grep -q 'Power key pressed' "$log" && break 2; sleep 2; done
+    echo "boot test: press $press of the power button not seen by the guest after 30s"
+done
+grep -q 'Power key pressed' "$log" || fail "the guest did not react to the power button (3 presses)"
 for _ in $(seq 1 60); do kill -0 $qemu 2>/dev/null || break; sleep 2; done
 if kill -0 $qemu 2>/dev/null; then fail "the guest did not power off within 120s"; fi
 trap - EXIT
