@@ -16,12 +16,14 @@ pub mod cli_transcribe;
 pub mod error;
 pub mod listen;
 pub mod onnx;
+pub mod onnx_graph;
 pub mod stt;
 pub mod tts;
 pub mod vad;
 #[cfg(feature = "vosk")]
 pub mod vosk;
 pub mod wake;
+pub mod wake_embed;
 pub mod worker;
 
 pub use audio::Audio;

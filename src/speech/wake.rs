@@ -4,6 +4,10 @@
 //! 16 embeddings. This is the Python package's streaming pipeline step by step, including its
 //! warm-up (features of 10 s of silence; the first five scores are 0), so scores match it.
 //!
+//! The embedding model, most of the work, runs as a streaming network of our own
+//! ([`super::wake_embed`]: each step computes only the new rows of each layer) when its file is
+//! the convolution stack it is; any other embedding model runs through ONNX Runtime.
+//!
 //! Several wake models run at once; each has its threshold and a refractory period after a
 //! detection. Custom openWakeWord models (`.onnx`) load the same way as the bundled ones.
 //!
@@ -23,6 +27,7 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::Tensor;
 
+use super::wake_embed::StreamingEmbedding;
 use super::SpeechError;
 
 /// Samples per step (80 ms at 16 kHz).
@@ -139,10 +144,16 @@ impl QuietGate {
     }
 }
 
+/// Runs the embedding model.
+enum Embedder {
+    Streaming(Box<StreamingEmbedding>),
+    Onnx(Session),
+}
+
 /// The streaming detector.
 pub struct WakeDetector {
     mel: Session,
-    embed: Session,
+    embed: Embedder,
     models: Vec<WakeModel>,
     /// Last samples, as int16 values in f32 (the mel model's input scale).
     raw: VecDeque<f32>,
@@ -159,6 +170,33 @@ pub struct WakeDetector {
     skipped: u64,
     /// Steps a catch-up recomputes at most: the receptive field of the widest wake model.
     field: usize,
+}
+
+/// The embedding model `path` as our streaming network when it is one, else an ONNX Runtime
+/// session. A file neither can read is an error naming it.
+fn embedder(env: &Environment, path: &Path, threads: usize) -> Result<Embedder, SpeechError> {
+    let streaming = std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| super::onnx_graph::parse(&bytes))
+        .and_then(|g| StreamingEmbedding::from_graph(&g, MEL_WINDOW, MEL_BANDS))
+        .and_then(|net| {
+            if net.output_len() == EMBEDDING && net.hop() == 8 {
+                Ok(net)
+            } else {
+                Err(format!(
+                    "{} values every {} frames, not {EMBEDDING} every 8",
+                    net.output_len(),
+                    net.hop()
+                ))
+            }
+        });
+    match streaming {
+        Ok(net) => Ok(Embedder::Streaming(Box::new(net))),
+        Err(reason) => {
+            tracing::info!(path = %path.display(), %reason, "wake: the embedding model runs in ONNX Runtime");
+            Ok(Embedder::Onnx(super::onnx::session(env, path, threads)?))
+        }
+    }
 }
 
 fn infer(e: impl std::fmt::Display) -> SpeechError {
@@ -183,7 +221,7 @@ impl WakeDetector {
             ));
         }
         let mel = super::onnx::session(env, &features_dir.join("melspectrogram.onnx"), threads)?;
-        let embed = super::onnx::session(env, &features_dir.join("embedding_model.onnx"), threads)?;
+        let embed = embedder(env, &features_dir.join("embedding_model.onnx"), threads)?;
         let mut loaded = Vec::new();
         for spec in models {
             let session = super::onnx::session(env, &spec.path, threads)?;
@@ -309,6 +347,14 @@ impl WakeDetector {
             .collect())
     }
 
+    /// Which runner the embedding model got: `"streaming"` or `"onnxruntime"`.
+    pub fn embedding_runner(&self) -> &'static str {
+        match self.embed {
+            Embedder::Streaming(_) => "streaming",
+            Embedder::Onnx(_) => "onnxruntime",
+        }
+    }
+
     fn embedding<'a>(
         &mut self,
         window: impl IntoIterator<Item = &'a [f32; MEL_BANDS]>,
@@ -317,11 +363,25 @@ impl WakeDetector {
         if flat.len() != MEL_WINDOW * MEL_BANDS {
             return Err(infer("embedding window of the wrong size"));
         }
+        let mut e = [0.0; EMBEDDING];
+        let session = match &mut self.embed {
+            Embedder::Streaming(net) => {
+                let v = net.embed(&flat).map_err(infer)?;
+                if v.len() != EMBEDDING {
+                    return Err(infer(format!(
+                        "embedding of {} values, expected 96",
+                        v.len()
+                    )));
+                }
+                e.copy_from_slice(v);
+                return Ok(e);
+            }
+            Embedder::Onnx(session) => session,
+        };
         let input =
             Tensor::from_array(([1usize, MEL_WINDOW, MEL_BANDS, 1], flat)).map_err(infer)?;
-        let out = self.embed.run(ort::inputs![input]).map_err(infer)?;
+        let out = session.run(ort::inputs![input]).map_err(infer)?;
         let (_, v) = out[0].try_extract_tensor::<f32>().map_err(infer)?;
-        let mut e = [0.0; EMBEDDING];
         if v.len() != EMBEDDING {
             return Err(infer(format!(
                 "embedding of {} values, expected 96",

@@ -2,7 +2,7 @@
 //! by espeak-ng at test time: segments of a composed clip, wake phrases detected in several
 //! voices and unrelated sentences not, several wake models at once, the refractory period,
 //! scores equal to the openWakeWord Python package's, the quiet gate (skipping changes no
-//! score), and the `listen` CLI.
+//! score), the streaming embedding network equal to ONNX Runtime's, and the `listen` CLI.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -436,6 +436,54 @@ print(" ".join(f"{list(m.predict(x[i:i+1280]).values())[0]:.6f}" for i in range(
         theirs.iter().any(|&s| s > 0.5),
         "the clip must actually wake: {theirs:?}"
     );
+    Ok(())
+}
+
+/// Our streaming run of `embedding_model.onnx` gives ONNX Runtime's embedding for every window,
+/// whether computed whole (the first, after a gap) or from the last window's layers; and the
+/// detector uses it.
+#[test]
+fn the_streaming_embedding_equals_onnx_runtime_whole_and_streamed() -> TestResult {
+    use local_assistant::speech::{onnx, onnx_graph, wake_embed::StreamingEmbedding};
+    let cfg = config();
+    let path = listen::model_file(&cfg, "openwakeword-features", Some("embedding_model.onnx"))?;
+    let graph = onnx_graph::parse(&std::fs::read(&path)?)?;
+    let mut net = StreamingEmbedding::from_graph(&graph, 76, 32)?;
+    assert_eq!((net.hop(), net.output_len()), (8, 96));
+    let env = onnx::init(None, &cfg.models_dir())?;
+    let mut session = onnx::session(env, &path, 1)?;
+    // Mel-like frames (the model's input range, about 0..4): smooth bands plus noise.
+    let mut seed = 0x2545_f491_u32;
+    let frames: Vec<f32> = (0..76 + 8 * 30)
+        .flat_map(|t| (0..32).map(move |b| (t, b)))
+        .map(|(t, b)| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let noise = (seed >> 8) as f32 / (1u32 << 24) as f32;
+            2.0 + 1.5 * ((t as f32 * 0.21 + b as f32 * 0.37).sin()) * noise
+        })
+        .collect();
+    let mut starts: Vec<usize> = (0..=30).map(|i| i * 8).collect();
+    starts.push(3); // not a step on from the last window: computed whole
+    let mut worst = 0.0f32;
+    for &start in &starts {
+        let window = &frames[start * 32..(start + 76) * 32];
+        let ours = net.embed(window)?.to_vec();
+        let input = ort::value::Tensor::from_array(([1usize, 76, 32, 1], window.to_vec()))?;
+        let out = session.run(ort::inputs![input])?;
+        let (_, theirs) = out[0].try_extract_tensor::<f32>()?;
+        assert_eq!(ours.len(), theirs.len());
+        for (a, b) in ours.iter().zip(theirs) {
+            worst = worst.max((a - b).abs() / b.abs().max(1.0));
+        }
+    }
+    assert!(worst < 1e-4, "largest relative difference {worst}");
+    assert_eq!(
+        net.runs(),
+        (2, 30),
+        "31 windows a step apart, then one that is not"
+    );
+    let (_, wake) = listen::engines(&cfg)?;
+    assert_eq!(wake.embedding_runner(), "streaming");
     Ok(())
 }
 
