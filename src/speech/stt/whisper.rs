@@ -29,6 +29,12 @@ pub const SAMPLE_RATE: u32 = 16_000;
 const FRAMES_PER_SECOND: u64 = 50;
 /// Frames added to the utterance's own: the encoder sees a little padding after the speech.
 const AUDIO_CTX_MARGIN: u64 = 64;
+/// Fitted windows are rounded up to a multiple of this many frames. The attention's product
+/// over the window (softmax × V) has the window as its inner dimension, and llamafile's tiled
+/// kernels take only multiples of their vector width (16 F16 values with AVX-512, 8 with AVX2
+/// or Arm FP16): otherwise ggml falls back to one dot product per row pair, which cost about a
+/// quarter of the encoder's time.
+const AUDIO_CTX_ALIGN: u64 = 16;
 const FULL_AUDIO_CTX: u64 = 1500;
 /// Smallest fitted window by default (frames of 20 ms): 384 (7.7 s). Fitted tightly to short
 /// commands, tiny.en hallucinates and repeats itself (word error rate above 100 % on the
@@ -270,7 +276,9 @@ pub fn audio_ctx_for(samples: usize) -> i32 {
 /// [`audio_ctx_for`], but never below `floor` frames.
 pub fn audio_ctx_with_floor(samples: usize, floor: u32) -> i32 {
     let frames = (samples as u64 * FRAMES_PER_SECOND).div_ceil(u64::from(SAMPLE_RATE));
-    let ctx = (frames + AUDIO_CTX_MARGIN).max(u64::from(floor));
+    let ctx = (frames + AUDIO_CTX_MARGIN)
+        .max(u64::from(floor))
+        .next_multiple_of(AUDIO_CTX_ALIGN);
     if ctx >= FULL_AUDIO_CTX {
         0
     } else {
@@ -406,8 +414,8 @@ impl WhisperEngine {
             params.set_audio_ctx(ctx);
             // A short command in a shortened window invites a second segment repeating the
             // first ("Call Daniel. Call Daniel."): one that fits the floor is one segment.
-            let floor = i32::try_from(self.options.audio_ctx_floor).unwrap_or(i32::MAX);
-            let single = ctx != 0 && ctx <= floor;
+            let floor = u64::from(self.options.audio_ctx_floor).next_multiple_of(AUDIO_CTX_ALIGN);
+            let single = ctx != 0 && u64::try_from(ctx).is_ok_and(|c| c <= floor);
             params.set_single_segment(single);
             if single {
                 // One decode, capped: see `max_tokens_for` and `collapse_loop`.
@@ -608,9 +616,13 @@ mod tests {
 
     #[test]
     fn audio_ctx_follows_the_utterance_and_falls_back_to_the_full_window() {
-        assert_eq!(audio_ctx_for(16_000), 50 + 64);
-        assert_eq!(audio_ctx_for(48_000), 150 + 64);
-        assert_eq!(audio_ctx_for(1), 1 + 64);
+        // 50 frames a second plus 64, rounded up to a multiple of 16.
+        assert_eq!(audio_ctx_for(16_000), 128);
+        assert_eq!(audio_ctx_for(48_000), 224);
+        assert_eq!(audio_ctx_for(1), 80);
+        assert_eq!(audio_ctx_for(16_000 * 88 / 10), 512);
+        assert_eq!(audio_ctx_with_floor(16_000, 384), 384);
+        assert_eq!(audio_ctx_with_floor(16_000, 390), 400);
         assert_eq!(audio_ctx_for(16_000 * 29), 0);
         assert_eq!(audio_ctx_for(16_000 * 60), 0);
     }
