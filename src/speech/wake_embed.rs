@@ -436,7 +436,11 @@ impl StreamingEmbedding {
                 }
                 _ => 0,
             };
-            run(stage, src, out, first, &mut self.patches)?;
+            if let Err(e) = run(stage, src, out, first, &mut self.patches) {
+                // The layers no longer hold this window: the next one is computed whole.
+                self.last.clear();
+                return Err(e);
+            }
             new = new.map(|n| n / stage.stride());
         }
         Ok(self.outs.last().map_or(&[][..], Vec::as_slice))
