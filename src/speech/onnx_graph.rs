@@ -187,18 +187,10 @@ fn parse_tensor(bytes: &[u8]) -> Result<(String, Initializer), String> {
     let mut r = Reader::new(bytes);
     while let Some((field, value)) = r.next_field()? {
         match field {
-            1 => {
-                let mut d = Vec::new();
-                value.varints_into("TensorProto.dims", &mut d)?;
-                dims.extend(d);
-            }
+            1 => value.varints_into("TensorProto.dims", &mut dims)?,
             2 => data_type = value.varint("TensorProto.data_type")? as i64,
             4 => value.floats_into("TensorProto.float_data", &mut floats)?,
-            7 => {
-                let mut v = Vec::new();
-                value.varints_into("TensorProto.int64_data", &mut v)?;
-                int64s.extend(v);
-            }
+            7 => value.varints_into("TensorProto.int64_data", &mut int64s)?,
             8 => name = value.string("TensorProto.name")?,
             9 => raw = Some(value.bytes("TensorProto.raw_data")?),
             14 => external = value.varint("TensorProto.data_location")? == 1,
