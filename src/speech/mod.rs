@@ -16,6 +16,7 @@ pub mod cli_transcribe;
 pub mod error;
 pub mod listen;
 pub mod onnx;
+pub mod onnx_2d;
 pub mod onnx_graph;
 pub mod stt;
 pub mod tts;
@@ -84,4 +85,7 @@ pub trait TextToSpeech: Send {
     fn sample_rate(&self) -> u32;
     /// Speak `text` (already split into sentences by the caller when streaming).
     fn synthesize(&mut self, text: &str) -> Result<Audio, SpeechError>;
+    /// Nothing is left to speak: give working memory kept for the next sentence back to the
+    /// system. Called by the worker between utterances, not on the way to any audio.
+    fn idle(&mut self) {}
 }

@@ -86,23 +86,39 @@ fn runtime_err(reason: String) -> SpeechError {
 
 /// A session for the model at `path` with `threads` intra-op threads (inter-op 1).
 pub fn session(env: &Environment, path: &Path, threads: usize) -> Result<Session, SpeechError> {
-    session_with(env, path, threads, true)
+    session_with(env, path, None, threads, true)
 }
 
-/// A session whose intermediate tensors are freed after each run instead of kept in ONNX
-/// Runtime's arena, for models whose working memory grows with the input (Piper: hundreds of
-/// MB for a long sentence, which the arena would hold for the rest of the process's life).
-pub fn session_without_arena(
+/// A session for the model at `path`, or for `bytes` (the model rewritten) if given; `arena`
+/// keeps intermediate tensors in ONNX Runtime's arena between runs (see [`shrink_arena`]).
+pub fn session_from(
     env: &Environment,
     path: &Path,
+    bytes: Option<&[u8]>,
     threads: usize,
+    arena: bool,
 ) -> Result<Session, SpeechError> {
-    session_with(env, path, threads, false)
+    session_with(env, path, bytes, threads, arena)
+}
+
+/// Run options that return the CPU arena's free memory to the system at the end of the run.
+/// A model whose working memory grows with its input (Piper: hundreds of MB for a long sentence)
+/// runs with the arena, whose memory later runs reuse instead of faulting in fresh pages, and
+/// then one run with these when idle, so that the arena does not hold its largest input's
+/// memory for the rest of the process's life.
+pub fn shrink_arena() -> Result<ort::session::RunOptions, SpeechError> {
+    let mut options =
+        ort::session::RunOptions::new().map_err(|e| runtime_err(format!("run options: {e}")))?;
+    options
+        .set("memory.enable_memory_arena_shrinkage", "cpu:0")
+        .map_err(|e| runtime_err(format!("run options: {e}")))?;
+    Ok(options)
 }
 
 fn session_with(
     env: &Environment,
     path: &Path,
+    bytes: Option<&[u8]>,
     threads: usize,
     arena: bool,
 ) -> Result<Session, SpeechError> {
@@ -110,12 +126,12 @@ fn session_with(
         path: path.to_path_buf(),
         reason,
     };
-    if !path.is_file() {
+    if bytes.is_none() && !path.is_file() {
         return Err(model_err(
             "missing; run `local-assistant models pull` for it".into(),
         ));
     }
-    Session::builder(env)
+    let mut builder = Session::builder(env)
         .map_err(|e| model_err(e.to_string()))?
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(|e| model_err(e.to_string()))?
@@ -126,7 +142,10 @@ fn session_with(
         .with_memory_pattern(arena)
         .map_err(|e| model_err(e.to_string()))?
         .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(arena).build()])
-        .map_err(|e| model_err(e.to_string()))?
-        .commit_from_file(path)
-        .map_err(|e| model_err(e.to_string()))
+        .map_err(|e| model_err(e.to_string()))?;
+    match bytes {
+        Some(bytes) => builder.commit_from_memory(bytes),
+        None => builder.commit_from_file(path),
+    }
+    .map_err(|e| model_err(e.to_string()))
 }

@@ -17,7 +17,9 @@ pub enum Attr {
     Float(f32),
     /// `s` (bytes, usually UTF-8).
     Str(Vec<u8>),
-    /// Anything else (tensors, graphs, float lists…).
+    /// A subgraph (`g` or `graphs`: the body of `If`, `Loop`, `Scan`).
+    Graph,
+    /// Anything else (tensors, float lists…).
     Other,
 }
 
@@ -28,6 +30,8 @@ pub struct Node {
     pub op: String,
     /// Node name.
     pub name: String,
+    /// Operator set domain (empty: the default ONNX domain).
+    pub domain: String,
     /// Input tensor names (an empty name is an omitted optional input).
     pub inputs: Vec<String>,
     /// Output tensor names.
@@ -85,18 +89,30 @@ pub struct Graph {
     pub inputs: Vec<String>,
     /// Graph output names.
     pub outputs: Vec<String>,
+    /// The model's version of the default operator set (`ai.onnx`), if it imports it.
+    pub opset: Option<i64>,
 }
 
 /// Parse an ONNX model file's bytes.
 pub fn parse(bytes: &[u8]) -> Result<Graph, String> {
     let mut graph = None;
+    let mut opset = None;
     let mut r = Reader::new(bytes);
     while let Some((field, value)) = r.next_field()? {
-        if field == 7 {
-            graph = Some(parse_graph(value.bytes("ModelProto.graph")?)?);
+        match field {
+            7 => graph = Some(parse_graph(value.bytes("ModelProto.graph")?)?),
+            8 => {
+                let (domain, version) = parse_opset(value.bytes("ModelProto.opset_import")?)?;
+                if domain.is_empty() || domain == "ai.onnx" {
+                    opset = Some(version);
+                }
+            }
+            _ => {}
         }
     }
-    graph.ok_or_else(|| "no graph in the model (not an ONNX file?)".to_owned())
+    let mut graph = graph.ok_or_else(|| "no graph in the model (not an ONNX file?)".to_owned())?;
+    graph.opset = opset;
+    Ok(graph)
 }
 
 fn parse_graph(bytes: &[u8]) -> Result<Graph, String> {
@@ -121,7 +137,20 @@ fn parse_graph(bytes: &[u8]) -> Result<Graph, String> {
     Ok(g)
 }
 
-fn value_info_name(bytes: &[u8]) -> Result<String, String> {
+fn parse_opset(bytes: &[u8]) -> Result<(String, i64), String> {
+    let (mut domain, mut version) = (String::new(), 0);
+    let mut r = Reader::new(bytes);
+    while let Some((field, value)) = r.next_field()? {
+        match field {
+            1 => domain = value.string("OperatorSetIdProto.domain")?,
+            2 => version = value.varint("OperatorSetIdProto.version")? as i64,
+            _ => {}
+        }
+    }
+    Ok((domain, version))
+}
+
+pub(crate) fn value_info_name(bytes: &[u8]) -> Result<String, String> {
     let mut r = Reader::new(bytes);
     let mut name = String::new();
     while let Some((field, value)) = r.next_field()? {
@@ -141,6 +170,7 @@ fn parse_node(bytes: &[u8]) -> Result<Node, String> {
             2 => n.outputs.push(value.string("NodeProto.output")?),
             3 => n.name = value.string("NodeProto.name")?,
             4 => n.op = value.string("NodeProto.op_type")?,
+            7 => n.domain = value.string("NodeProto.domain")?,
             5 => {
                 let (name, attr) = parse_attr(value.bytes("NodeProto.attribute")?)?;
                 n.attrs.insert(name, attr);
@@ -155,6 +185,7 @@ fn parse_attr(bytes: &[u8]) -> Result<(String, Attr), String> {
     let mut name = String::new();
     let (mut f, mut i, mut s, mut ints) = (None, None, None, Vec::new());
     let mut kind = 0;
+    let mut graph = false;
     let mut r = Reader::new(bytes);
     while let Some((field, value)) = r.next_field()? {
         match field {
@@ -162,6 +193,7 @@ fn parse_attr(bytes: &[u8]) -> Result<(String, Attr), String> {
             2 => f = Some(value.float("AttributeProto.f")?),
             3 => i = Some(value.varint("AttributeProto.i")? as i64),
             4 => s = Some(value.bytes("AttributeProto.s")?.to_vec()),
+            6 | 11 => graph = true,
             8 => value.varints_into("AttributeProto.ints", &mut ints)?,
             20 => kind = value.varint("AttributeProto.type")?,
             _ => {}
@@ -170,6 +202,8 @@ fn parse_attr(bytes: &[u8]) -> Result<(String, Attr), String> {
     // AttributeType: FLOAT 1, INT 2, STRING 3, INTS 7. Files from before `type` existed are
     // read by which field is present.
     let attr = match (kind, f, i, s) {
+        (5 | 11, ..) => Attr::Graph,
+        (0, ..) if graph => Attr::Graph,
         (1, Some(f), _, _) | (0, Some(f), None, None) => Attr::Float(f),
         (2, _, Some(i), _) | (0, None, Some(i), None) => Attr::Int(i),
         (3, _, _, Some(s)) | (0, None, None, Some(s)) => Attr::Str(s),
@@ -233,7 +267,7 @@ fn parse_tensor(bytes: &[u8]) -> Result<(String, Initializer), String> {
 }
 
 /// A field's value on the wire.
-enum Value<'a> {
+pub(crate) enum Value<'a> {
     Varint(u64),
     Fixed64,
     Bytes(&'a [u8]),
@@ -241,18 +275,18 @@ enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
-    fn bytes(&self, what: &str) -> Result<&'a [u8], String> {
+    pub(crate) fn bytes(&self, what: &str) -> Result<&'a [u8], String> {
         match self {
             Value::Bytes(b) => Ok(b),
             _ => Err(format!("{what}: expected a length-delimited field")),
         }
     }
 
-    fn string(&self, what: &str) -> Result<String, String> {
+    pub(crate) fn string(&self, what: &str) -> Result<String, String> {
         String::from_utf8(self.bytes(what)?.to_vec()).map_err(|_| format!("{what}: not UTF-8"))
     }
 
-    fn varint(&self, what: &str) -> Result<u64, String> {
+    pub(crate) fn varint(&self, what: &str) -> Result<u64, String> {
         match self {
             Value::Varint(v) => Ok(*v),
             _ => Err(format!("{what}: expected a varint")),
@@ -267,7 +301,7 @@ impl<'a> Value<'a> {
     }
 
     /// A repeated varint field, packed or one element.
-    fn varints_into(&self, what: &str, out: &mut Vec<i64>) -> Result<(), String> {
+    pub(crate) fn varints_into(&self, what: &str, out: &mut Vec<i64>) -> Result<(), String> {
         match self {
             Value::Varint(v) => out.push(*v as i64),
             Value::Bytes(b) => {
@@ -295,14 +329,17 @@ impl<'a> Value<'a> {
     }
 }
 
+/// A field's number, value and whole encoding.
+pub(crate) type RawField<'a> = (u32, Value<'a>, &'a [u8]);
+
 /// Protobuf wire-format reader over one message's bytes.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
     }
 
@@ -346,7 +383,15 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn next_field(&mut self) -> Result<Option<(u32, Value<'a>)>, String> {
+    /// The next field, with its whole encoding (key and value) for copying it unchanged.
+    pub(crate) fn next_raw(&mut self) -> Result<Option<RawField<'a>>, String> {
+        let start = self.pos;
+        Ok(self
+            .next_field()?
+            .map(|(field, value)| (field, value, &self.buf[start..self.pos])))
+    }
+
+    pub(crate) fn next_field(&mut self) -> Result<Option<(u32, Value<'a>)>, String> {
         if self.done() {
             return Ok(None);
         }

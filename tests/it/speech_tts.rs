@@ -111,6 +111,52 @@ fn assert_plausible(text: &str, audio: &Audio) {
 
 const TEXT: &str = "The weather today is sunny with a light breeze from the west.";
 
+/// The decoder's 1-D convolutions run as 2-D ones (ONNX Runtime's blocked kernels): all 23 of
+/// this voice's, and the audio stays the model's own. With the noise off both runs are
+/// deterministic, so the rewritten model must give the original's samples to rounding. After the
+/// idle call empties ONNX Runtime's arena, the same sentence comes out the same again.
+#[test]
+fn the_decoder_as_2d_convolutions_gives_the_models_own_audio() {
+    let env = local_assistant::speech::onnx::init(None, &models_dir()).expect("ONNX Runtime");
+    let load = |convs_2d| {
+        let options = PiperOptions {
+            convs_2d,
+            ..PiperOptions::default()
+        };
+        let mut voice = PiperVoice::load(env, &voice_path(), &options).expect("voice");
+        voice.set_noise(0.0, 0.0).expect("noise");
+        voice
+    };
+    let (mut original, mut rewritten) = (load(false), load(true));
+    assert_eq!(original.convs_2d(), 0);
+    assert_eq!(
+        rewritten.convs_2d(),
+        23,
+        "conv_pre, 3 upsamplers, 18 in resblocks, conv_post"
+    );
+    let phonemes = rewritten
+        .phonemize("Don't forget that Daniel has his piano lesson at half past five.")
+        .expect("phonemes");
+    let ids = rewritten.config().phoneme_ids(&phonemes[0]);
+    let a = original.synthesize_ids(&ids).expect("original");
+    let b = rewritten.synthesize_ids(&ids).expect("rewritten");
+    assert_eq!(a.len(), b.len());
+    assert!(a.len() > 22_050, "{} samples", a.len());
+    let diff = |x: &[f32], y: &[f32]| {
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max)
+    };
+    assert!(diff(&a, &b) < 1e-4, "largest difference {}", diff(&a, &b));
+    rewritten.idle();
+    let c = rewritten.synthesize_ids(&ids).expect("after idle");
+    assert_eq!(b.len(), c.len());
+    assert!(diff(&b, &c) < 1e-6, "after idle: {}", diff(&b, &c));
+    assert!(original.set_noise(-1.0, 0.8).is_err());
+    assert!(original.set_noise(0.667, f32::NAN).is_err());
+}
+
 #[test]
 fn piper_speaks_at_the_voices_rate_with_a_plausible_length_and_level() {
     let mut voice = piper();

@@ -133,6 +133,7 @@ fn open_source(
                     speaker: options.speaker,
                     speed: options.speed,
                     threads: options.threads,
+                    ..piper::PiperOptions::default()
                 },
             )?))
         }

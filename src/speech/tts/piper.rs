@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ort::environment::Environment;
-use ort::session::Session;
+use ort::session::{RunOptions, Session};
 use ort::value::Tensor;
 use serde::Deserialize;
 
 use super::{espeak, normalize};
+use crate::speech::onnx_2d;
 use crate::speech::{Audio, SpeechError, TextToSpeech};
 
 /// Beginning of an utterance, end, and the pad that follows every phoneme.
@@ -199,6 +200,9 @@ pub struct PiperOptions {
     pub speed: f32,
     /// ONNX Runtime intra-op threads.
     pub threads: usize,
+    /// Run the decoder's 1-D convolutions as 2-D ones ([`crate::speech::onnx_2d`]): the same
+    /// arithmetic in ONNX Runtime's faster blocked kernels. Off only to compare.
+    pub convs_2d: bool,
 }
 
 impl Default for PiperOptions {
@@ -207,6 +211,7 @@ impl Default for PiperOptions {
             speaker: 0,
             speed: 1.0,
             threads: 1,
+            convs_2d: true,
         }
     }
 }
@@ -218,6 +223,11 @@ pub struct PiperVoice {
     model: PathBuf,
     speaker: Option<i64>,
     speed: f32,
+    convs_2d: usize,
+    /// Run options that empty ONNX Runtime's arena ([`TextToSpeech::idle`]).
+    shrink: RunOptions,
+    /// Whether a sentence ran since the arena was last emptied.
+    arena_used: bool,
 }
 
 impl std::fmt::Debug for PiperVoice {
@@ -227,9 +237,13 @@ impl std::fmt::Debug for PiperVoice {
             .field("sample_rate", &self.config.sample_rate)
             .field("speaker", &self.speaker)
             .field("speed", &self.speed)
+            .field("convs_2d", &self.convs_2d)
             .finish_non_exhaustive()
     }
 }
+
+/// Prefix of the names of the decoder's nodes (HiFi-GAN) in Piper's exported voices.
+const DECODER: &str = "/dec/";
 
 /// `<model>.json` (Piper's convention: `voice.onnx` + `voice.onnx.json`).
 pub fn config_path(model: &Path) -> PathBuf {
@@ -271,13 +285,34 @@ impl PiperVoice {
         if let Phonemes::Espeak(_) = config.phonemes {
             espeak::available()?;
         }
-        let session = crate::speech::onnx::session_without_arena(env, model, options.threads)?;
+        let rewritten = if options.convs_2d {
+            std::fs::read(model)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| onnx_2d::convs_as_2d(&bytes, DECODER))
+                .inspect_err(|reason| {
+                    tracing::info!(model = %model.display(), %reason, "decoder convolutions stay 1-D");
+                })
+                .ok()
+        } else {
+            None
+        };
+        let session = crate::speech::onnx::session_from(
+            env,
+            model,
+            rewritten.as_ref().map(|r| r.bytes.as_slice()),
+            options.threads,
+            true,
+        )?;
+        let shrink = crate::speech::onnx::shrink_arena()?;
         let mut voice = Self {
             session,
             config,
             model: model.to_path_buf(),
             speaker,
             speed: 1.0,
+            convs_2d: rewritten.map_or(0, |r| r.convs),
+            shrink,
+            arena_used: false,
         };
         voice.set_speed(options.speed)?;
         Ok(voice)
@@ -299,6 +334,26 @@ impl PiperVoice {
         &self.config
     }
 
+    /// Set the noise of the voice's generator and of its durations (Piper's `noise_scale` and
+    /// `noise_w`; 0 and 0 make the output deterministic).
+    pub fn set_noise(&mut self, scale: f32, w: f32) -> Result<(), SpeechError> {
+        for (name, v) in [("noise scale", scale), ("noise w", w)] {
+            if !(v.is_finite() && (0.0..=2.0).contains(&v)) {
+                return Err(SpeechError::Unsupported(format!(
+                    "{name} {v} is outside 0..2"
+                )));
+            }
+        }
+        self.config.noise_scale = scale;
+        self.config.noise_w = w;
+        Ok(())
+    }
+
+    /// How many of the decoder's convolutions run as 2-D ones (0: the model runs as it is).
+    pub fn convs_2d(&self) -> usize {
+        self.convs_2d
+    }
+
     /// Text (already normalized) → sentences of phonemes.
     pub fn phonemize(&self, text: &str) -> Result<Vec<Vec<char>>, SpeechError> {
         match &self.config.phonemes {
@@ -309,6 +364,13 @@ impl PiperVoice {
 
     /// Run the model on one sentence's ids; audio peak-normalized.
     pub fn synthesize_ids(&mut self, ids: &[i64]) -> Result<Vec<f32>, SpeechError> {
+        let mut audio = self.run(ids, false)?;
+        normalize_peak(&mut audio);
+        Ok(audio)
+    }
+
+    /// Run the model on `ids`; with `shrink`, ONNX Runtime's arena is emptied after the run.
+    fn run(&mut self, ids: &[i64], shrink: bool) -> Result<Vec<f32>, SpeechError> {
         let infer = |reason: String| SpeechError::Inference {
             engine: "piper",
             reason,
@@ -331,18 +393,30 @@ impl PiperVoice {
             Some(sid) => {
                 let sid = Tensor::from_array(([1usize], vec![sid]))
                     .map_err(|e| infer(format!("sid tensor: {e}")))?;
-                self.session.run(ort::inputs![
+                let inputs = ort::inputs![
                     "input" => input,
                     "input_lengths" => lengths,
                     "scales" => scales,
                     "sid" => sid,
-                ])
+                ];
+                if shrink {
+                    self.session.run_with_options(inputs, &self.shrink)
+                } else {
+                    self.session.run(inputs)
+                }
             }
-            None => self.session.run(ort::inputs![
-                "input" => input,
-                "input_lengths" => lengths,
-                "scales" => scales,
-            ]),
+            None => {
+                let inputs = ort::inputs![
+                    "input" => input,
+                    "input_lengths" => lengths,
+                    "scales" => scales,
+                ];
+                if shrink {
+                    self.session.run_with_options(inputs, &self.shrink)
+                } else {
+                    self.session.run(inputs)
+                }
+            }
         }
         .map_err(|e| infer(format!("{}: {e}", self.model.display())))?;
         if outputs.len() == 0 {
@@ -351,9 +425,8 @@ impl PiperVoice {
         let (_, audio) = outputs[0]
             .try_extract_tensor::<f32>()
             .map_err(|e| infer(format!("output: {e}")))?;
-        let mut audio = audio.to_vec();
-        normalize_peak(&mut audio);
-        Ok(audio)
+        self.arena_used = !shrink;
+        Ok(audio.to_vec())
     }
 }
 
@@ -391,6 +464,16 @@ impl TextToSpeech for PiperVoice {
             samples.extend(self.synthesize_ids(&ids)?);
         }
         Ok(Audio::new(self.config.sample_rate, samples))
+    }
+
+    fn idle(&mut self) {
+        if !self.arena_used {
+            return;
+        }
+        let ids = self.config.phoneme_ids(&[]);
+        if let Err(e) = self.run(&ids, true) {
+            tracing::warn!(error = %e, "piper: cannot empty ONNX Runtime's arena");
+        }
     }
 }
 

@@ -169,6 +169,9 @@ impl TtsWorker {
                 };
                 while let Ok(job) = rx.recv_blocking() {
                     run_job(tts.as_mut(), &rt, job);
+                    if rx.is_empty() {
+                        tts.idle();
+                    }
                 }
             })
             .map_err(|e| SpeechError::Runtime {
@@ -413,6 +416,48 @@ mod tests {
             self.0.lock().unwrap().push(text.to_owned());
             Ok(Audio::new(1000, vec![0.1; text.len() * 10]))
         }
+    }
+
+    /// A voice that logs what it speaks and when it is told the worker is idle.
+    struct Idler(Arc<Mutex<Vec<String>>>);
+
+    impl TextToSpeech for Idler {
+        fn name(&self) -> &'static str {
+            "idler"
+        }
+        fn sample_rate(&self) -> u32 {
+            1000
+        }
+        fn synthesize(&mut self, text: &str) -> Result<Audio, SpeechError> {
+            self.0.lock().unwrap().push(text.to_owned());
+            Ok(Audio::new(1000, vec![0.1; 10]))
+        }
+        fn idle(&mut self) {
+            self.0.lock().unwrap().push("<idle>".into());
+        }
+    }
+
+    /// The worker tells the voice when nothing is left to speak (to give its working memory
+    /// back): after the last queued utterance, not between two that wait back to back.
+    #[test]
+    fn the_voice_is_told_when_the_worker_runs_out_of_work() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let worker = TtsWorker::spawn(Box::new(Idler(log.clone()))).unwrap();
+        let (s1, a1) = worker
+            .speak(StreamOptions::default(), CancellationToken::new())
+            .unwrap();
+        let (s2, a2) = worker
+            .speak(StreamOptions::default(), CancellationToken::new())
+            .unwrap();
+        s1.send_blocking("One.").unwrap();
+        s1.finish();
+        s2.send_blocking("Two.").unwrap();
+        s2.finish();
+        for audio in [a1, a2] {
+            while audio.recv_blocking().is_some() {}
+        }
+        worker.shutdown();
+        assert_eq!(*log.lock().unwrap(), ["One.", "Two.", "<idle>"]);
     }
 
     /// With `first_clause`, a long first sentence still being written is spoken from its first

@@ -1,0 +1,692 @@
+//! Rewrites a run of 1-D convolutions in an ONNX model as 2-D convolutions over `[N, C, 1, T]`,
+//! so that ONNX Runtime's graph optimizer runs them in its blocked-channel (NCHWc) kernels. On
+//! CPUs those exist only for 2-D convolutions; 1-D ones go through im2col and a general matrix
+//! product, which is slow for the few channels of a vocoder's last stages. The weights, the
+//! arithmetic and the result are the same (to rounding): `[O, I, k]` kernels become `[O, I, 1, k]`,
+//! the attributes gain a height of 1.
+//!
+//! The region is the nodes whose names start with a prefix (Piper's HiFi-GAN decoder: `/dec/`).
+//! It may hold only convolutions and element-wise operators whose other operand is a scalar
+//! constant or a tensor of the region, so that every tensor inside can be 4-D. Tensors entering it
+//! (the convolutions' data inputs) get an `Unsqueeze`; tensors leaving it a `Squeeze`, under their
+//! old names, so the rest of the graph is copied byte for byte. Anything else is refused with the
+//! reason, and the caller runs the model as it is.
+
+use std::collections::HashSet;
+
+use super::onnx_graph::{self, Attr, Node, Reader};
+
+/// Operators the region may hold.
+const CONVS: [&str; 2] = ["Conv", "ConvTranspose"];
+const UNARY: [&str; 4] = ["LeakyRelu", "Relu", "Tanh", "Sigmoid"];
+const BINARY: [&str; 4] = ["Add", "Sub", "Mul", "Div"];
+
+/// Suffix of the 4-D names given to tensors that cross the region's border.
+const SUFFIX: &str = "::2d";
+/// Name of the `[2]` axes constant of the inserted `Unsqueeze`/`Squeeze` (opset ≥ 13).
+const AXES: &str = "local-assistant::axes2";
+
+/// A rewritten model.
+#[derive(Debug)]
+pub struct Rewritten {
+    /// The model's new bytes.
+    pub bytes: Vec<u8>,
+    /// How many convolutions became 2-D.
+    pub convs: usize,
+}
+
+/// Rewrite the 1-D convolutions of the nodes named `prefix…` in the model `bytes` as 2-D ones.
+pub fn convs_as_2d(bytes: &[u8], prefix: &str) -> Result<Rewritten, String> {
+    let graph = onnx_graph::parse(bytes)?;
+    let plan = Plan::new(&graph, prefix)?;
+    let mut out = Vec::with_capacity(bytes.len() + 4096);
+    let mut r = Reader::new(bytes);
+    while let Some((field, value, raw)) = r.next_raw()? {
+        if field == 7 {
+            let g = plan.graph(&graph, value.bytes("ModelProto.graph")?)?;
+            put_bytes(&mut out, 7, &g);
+        } else {
+            out.extend_from_slice(raw);
+        }
+    }
+    Ok(Rewritten {
+        bytes: out,
+        convs: plan.weights.len(),
+    })
+}
+
+/// What to change, worked out from the parsed graph.
+struct Plan {
+    /// Indices of the region's nodes.
+    region: HashSet<usize>,
+    /// Tensors from outside that region nodes read (Conv data inputs), in first-use order.
+    entries: Vec<String>,
+    /// Region tensors read outside it or returned by the graph.
+    exits: HashSet<String>,
+    /// Tensors the region produces (their shapes change: their value_info goes).
+    produced: HashSet<String>,
+    /// The convolutions' weights.
+    weights: HashSet<String>,
+    /// Opset ≥ 13 takes `axes` as an input, older ones as an attribute.
+    axes_input: bool,
+}
+
+impl Plan {
+    fn new(g: &onnx_graph::Graph, prefix: &str) -> Result<Self, String> {
+        let region: HashSet<usize> = (0..g.nodes.len())
+            .filter(|&i| g.nodes[i].name.starts_with(prefix))
+            .collect();
+        if region.is_empty() {
+            return Err(format!("no node is named {prefix}…"));
+        }
+        let opset = g.opset.ok_or("the model imports no default operator set")?;
+        let produced: HashSet<String> = region
+            .iter()
+            .flat_map(|&i| g.nodes[i].outputs.iter().cloned())
+            .collect();
+        let scalar = |name: &str| {
+            g.initializers
+                .get(name)
+                .is_some_and(|t| t.dims.iter().all(|&d| d == 1) && t.dims.len() <= 1)
+        };
+        let mut entries = Vec::new();
+        let mut weights = HashSet::new();
+        for i in (0..g.nodes.len()).filter(|i| region.contains(i)) {
+            let n = &g.nodes[i];
+            let what = || format!("{} ({})", n.name, n.op);
+            if !n.domain.is_empty() && n.domain != "ai.onnx" {
+                return Err(format!("{}: operator domain {:?}", what(), n.domain));
+            }
+            let op = n.op.as_str();
+            if CONVS.contains(&op) {
+                check_conv_attrs(n).map_err(|e| format!("{}: {e}", what()))?;
+                let data = n
+                    .inputs
+                    .first()
+                    .ok_or_else(|| format!("{}: no input", what()))?;
+                if !produced.contains(data) {
+                    if g.initializers.contains_key(data) {
+                        return Err(format!("{}: a constant as data", what()));
+                    }
+                    if !entries.contains(data) {
+                        entries.push(data.clone());
+                    }
+                }
+                let w = n
+                    .inputs
+                    .get(1)
+                    .ok_or_else(|| format!("{}: no weight", what()))?;
+                match g.initializers.get(w) {
+                    Some(t) if t.dims.len() == 3 => {}
+                    Some(t) => return Err(format!("{}: weight of {} dims", what(), t.dims.len())),
+                    None => return Err(format!("{}: weight {w:?} is not a constant", what())),
+                }
+                if let Some(b) = n.inputs.get(2).filter(|b| !b.is_empty()) {
+                    if g.initializers.get(b).is_none_or(|t| t.dims.len() != 1) {
+                        return Err(format!("{}: bias {b:?} is not a 1-D constant", what()));
+                    }
+                }
+                if n.inputs.len() > 3 {
+                    return Err(format!("{}: {} inputs", what(), n.inputs.len()));
+                }
+                weights.insert(w.clone());
+            } else if UNARY.contains(&op) {
+                if n.inputs.len() != 1 || !produced.contains(&n.inputs[0]) {
+                    return Err(format!("{}: input from outside the region", what()));
+                }
+            } else if BINARY.contains(&op) {
+                let inside = n.inputs.iter().filter(|x| produced.contains(*x)).count();
+                let constant = n.inputs.iter().filter(|x| scalar(x)).count();
+                if n.inputs.len() != 2 || inside == 0 || inside + constant != 2 {
+                    return Err(format!(
+                        "{}: an operand that is neither a region tensor nor a scalar constant",
+                        what()
+                    ));
+                }
+            } else {
+                return Err(format!("{}: operator not supported in the region", what()));
+            }
+            if n.attrs
+                .values()
+                .any(|a| matches!(a, Attr::Other | Attr::Graph))
+            {
+                return Err(format!(
+                    "{}: an attribute that is not a number or text",
+                    what()
+                ));
+            }
+        }
+        let mut exits: HashSet<String> = g
+            .outputs
+            .iter()
+            .filter(|o| produced.contains(*o))
+            .cloned()
+            .collect();
+        for (i, n) in g.nodes.iter().enumerate() {
+            if region.contains(&i) {
+                continue;
+            }
+            if n.attrs.values().any(|a| matches!(a, Attr::Graph)) {
+                return Err(format!("{}: a subgraph could read region tensors", n.name));
+            }
+            let reads_weight = n.inputs.iter().any(|x| weights.contains(x));
+            if reads_weight {
+                return Err(format!("{}: shares a convolution weight", n.name));
+            }
+            exits.extend(n.inputs.iter().filter(|x| produced.contains(*x)).cloned());
+        }
+        // Names added must not exist already.
+        let taken: HashSet<&str> = g
+            .nodes
+            .iter()
+            .flat_map(|n| n.inputs.iter().chain(&n.outputs))
+            .map(String::as_str)
+            .chain(g.initializers.keys().map(String::as_str))
+            .collect();
+        for name in entries
+            .iter()
+            .chain(&exits)
+            .map(|x| format!("{x}{SUFFIX}"))
+            .chain([AXES.to_owned()])
+        {
+            if taken.contains(name.as_str()) {
+                return Err(format!("the model already has a tensor named {name:?}"));
+            }
+        }
+        Ok(Self {
+            region,
+            entries,
+            exits,
+            produced,
+            weights,
+            axes_input: opset >= 13,
+        })
+    }
+
+    /// The new `GraphProto`.
+    fn graph(&self, parsed: &onnx_graph::Graph, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(bytes.len() + 4096);
+        let mut r = Reader::new(bytes);
+        let mut index = 0;
+        let mut unsqueezed = HashSet::new();
+        while let Some((field, value, raw)) = r.next_raw()? {
+            match field {
+                1 => {
+                    let i = index;
+                    index += 1;
+                    if !self.region.contains(&i) {
+                        out.extend_from_slice(raw);
+                        continue;
+                    }
+                    let node = parsed
+                        .nodes
+                        .get(i)
+                        .ok_or("the graph changed between two reads")?;
+                    for x in node.inputs.iter().filter(|x| self.entries.contains(*x)) {
+                        if unsqueezed.insert(x.clone()) {
+                            let n = self.reshape("Unsqueeze", x, &format!("{x}{SUFFIX}"));
+                            put_bytes(&mut out, 1, &encode_node(&n)?);
+                        }
+                    }
+                    put_bytes(&mut out, 1, &encode_node(&self.node_2d(node))?);
+                    for x in node.outputs.iter().filter(|x| self.exits.contains(*x)) {
+                        let n = self.reshape("Squeeze", &format!("{x}{SUFFIX}"), x);
+                        put_bytes(&mut out, 1, &encode_node(&n)?);
+                    }
+                }
+                5 => {
+                    let t = value.bytes("GraphProto.initializer")?;
+                    match tensor_name(t)? {
+                        name if self.weights.contains(&name) => {
+                            put_bytes(&mut out, 5, &weight_2d(t)?);
+                        }
+                        _ => out.extend_from_slice(raw),
+                    }
+                }
+                13 => {
+                    let v = value.bytes("GraphProto.value_info")?;
+                    if !self.produced.contains(&onnx_graph::value_info_name(v)?) {
+                        out.extend_from_slice(raw);
+                    }
+                }
+                _ => out.extend_from_slice(raw),
+            }
+        }
+        if self.axes_input {
+            let mut t = Vec::new();
+            put_varint_field(&mut t, 1, 1); // dims [1]
+            put_varint_field(&mut t, 2, 7); // INT64
+            put_bytes(&mut t, 8, AXES.as_bytes());
+            put_bytes(&mut t, 9, &2i64.to_le_bytes());
+            put_bytes(&mut out, 5, &t);
+        }
+        Ok(out)
+    }
+
+    /// `Unsqueeze`/`Squeeze` of axis 2 from `input` to `output`.
+    fn reshape(&self, op: &str, input: &str, output: &str) -> Node {
+        let mut n = Node {
+            op: op.into(),
+            name: format!("{output}/{op}"),
+            inputs: vec![input.into()],
+            outputs: vec![output.into()],
+            ..Node::default()
+        };
+        if self.axes_input {
+            n.inputs.push(AXES.into());
+        } else {
+            n.attrs.insert("axes".into(), Attr::Ints(vec![2]));
+        }
+        n
+    }
+
+    /// The region node with 4-D names and, for a convolution, 2-D attributes.
+    fn node_2d(&self, node: &Node) -> Node {
+        let rename = |x: &String| {
+            if self.entries.contains(x) || self.exits.contains(x) {
+                format!("{x}{SUFFIX}")
+            } else {
+                x.clone()
+            }
+        };
+        let mut n = node.clone();
+        n.inputs = node.inputs.iter().map(rename).collect();
+        n.outputs = node.outputs.iter().map(rename).collect();
+        if CONVS.contains(&node.op.as_str()) {
+            for (name, attr) in &mut n.attrs {
+                if let Attr::Ints(v) = attr {
+                    match (name.as_str(), v.as_slice()) {
+                        ("pads", &[a, b]) => *v = vec![0, a, 0, b],
+                        ("kernel_shape" | "dilations" | "strides", &[x]) => *v = vec![1, x],
+                        ("output_padding", &[x]) => *v = vec![0, x],
+                        _ => {}
+                    }
+                }
+            }
+        }
+        n
+    }
+}
+
+/// The convolution attributes the rewrite understands, each with its 1-D length.
+fn check_conv_attrs(n: &Node) -> Result<(), String> {
+    for (name, attr) in &n.attrs {
+        match (name.as_str(), attr) {
+            ("kernel_shape" | "dilations" | "strides" | "output_padding", Attr::Ints(v))
+                if v.len() == 1 => {}
+            ("pads", Attr::Ints(v)) if v.len() == 2 => {}
+            ("group", Attr::Int(_)) => {}
+            ("auto_pad", Attr::Str(s)) if s == b"NOTSET" => {}
+            _ => {
+                return Err(format!(
+                    "attribute {name} = {attr:?} is not a 1-D one we rewrite"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn tensor_name(bytes: &[u8]) -> Result<String, String> {
+    let mut r = Reader::new(bytes);
+    let mut name = String::new();
+    while let Some((field, value)) = r.next_field()? {
+        if field == 8 {
+            name = value.string("TensorProto.name")?;
+        }
+    }
+    Ok(name)
+}
+
+/// A `[O, I, k]` weight `TensorProto` as `[O, I, 1, k]`; its data is copied as it is.
+fn weight_2d(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let mut dims = Vec::new();
+    let mut rest = Vec::with_capacity(bytes.len() + 8);
+    let mut r = Reader::new(bytes);
+    while let Some((field, value, raw)) = r.next_raw()? {
+        if field == 1 {
+            value.varints_into("TensorProto.dims", &mut dims)?;
+        } else {
+            rest.extend_from_slice(raw);
+        }
+    }
+    let &[o, i, k] = dims.as_slice() else {
+        return Err(format!("weight of dimensions {dims:?}, expected 3"));
+    };
+    let mut out = Vec::with_capacity(rest.len() + 40);
+    for d in [o, i, 1, k] {
+        put_varint_field(&mut out, 1, d as u64);
+    }
+    out.extend_from_slice(&rest);
+    Ok(out)
+}
+
+fn encode_node(n: &Node) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for x in &n.inputs {
+        put_bytes(&mut out, 1, x.as_bytes());
+    }
+    for x in &n.outputs {
+        put_bytes(&mut out, 2, x.as_bytes());
+    }
+    if !n.name.is_empty() {
+        put_bytes(&mut out, 3, n.name.as_bytes());
+    }
+    put_bytes(&mut out, 4, n.op.as_bytes());
+    let mut attrs: Vec<_> = n.attrs.iter().collect();
+    attrs.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, attr) in attrs {
+        let mut a = Vec::new();
+        put_bytes(&mut a, 1, name.as_bytes());
+        let kind = match attr {
+            Attr::Float(f) => {
+                put_key(&mut a, 2, 5);
+                a.extend_from_slice(&f.to_le_bytes());
+                1
+            }
+            Attr::Int(i) => {
+                put_varint_field(&mut a, 3, *i as u64);
+                2
+            }
+            Attr::Str(s) => {
+                put_bytes(&mut a, 4, s);
+                3
+            }
+            Attr::Ints(v) => {
+                for i in v {
+                    put_varint_field(&mut a, 8, *i as u64);
+                }
+                7
+            }
+            Attr::Graph | Attr::Other => {
+                return Err(format!("{}: attribute {name} cannot be re-encoded", n.name))
+            }
+        };
+        put_varint_field(&mut a, 20, kind);
+        put_bytes(&mut out, 5, &a);
+    }
+    if !n.domain.is_empty() {
+        put_bytes(&mut out, 7, n.domain.as_bytes());
+    }
+    Ok(out)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn put_key(out: &mut Vec<u8>, field: u32, wire: u8) {
+    put_varint(out, u64::from(field) << 3 | u64::from(wire));
+}
+
+fn put_varint_field(out: &mut Vec<u8>, field: u32, v: u64) {
+    put_key(out, field, 0);
+    put_varint(out, v);
+}
+
+fn put_bytes(out: &mut Vec<u8>, field: u32, payload: &[u8]) {
+    put_key(out, field, 2);
+    put_varint(out, payload.len() as u64);
+    out.extend_from_slice(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ints(v: &[i64]) -> Attr {
+        Attr::Ints(v.to_vec())
+    }
+
+    fn node(
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: &[(&str, Attr)],
+    ) -> Node {
+        Node {
+            op: op.into(),
+            name: name.into(),
+            inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
+            outputs: outputs.iter().map(|s| (*s).to_owned()).collect(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            ..Node::default()
+        }
+    }
+
+    fn tensor(name: &str, dims: &[i64], data: &[f32]) -> Vec<u8> {
+        let mut t = Vec::new();
+        for &d in dims {
+            put_varint_field(&mut t, 1, d as u64);
+        }
+        put_varint_field(&mut t, 2, 1);
+        put_bytes(&mut t, 8, name.as_bytes());
+        let raw: Vec<u8> = data.iter().flat_map(|f| f.to_le_bytes()).collect();
+        put_bytes(&mut t, 9, &raw);
+        t
+    }
+
+    fn value_info(name: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        put_bytes(&mut v, 1, name.as_bytes());
+        v
+    }
+
+    /// A model: `x` → pre (outside) → `/dec/` region (Conv, LeakyRelu, ConvTranspose, a residual
+    /// Add, a Div by a scalar) → `/post` outside → `y`.
+    fn model(nodes: &[Node], opset: u64) -> Vec<u8> {
+        let mut g = Vec::new();
+        for n in nodes {
+            put_bytes(&mut g, 1, &encode_node(n).unwrap());
+        }
+        put_bytes(&mut g, 2, b"test");
+        put_bytes(&mut g, 5, &tensor("w1", &[4, 2, 3], &[0.5; 24]));
+        put_bytes(&mut g, 5, &tensor("b1", &[4], &[0.1; 4]));
+        put_bytes(&mut g, 5, &tensor("wt", &[4, 4, 4], &[0.25; 64]));
+        put_bytes(&mut g, 5, &tensor("three", &[], &[3.0]));
+        put_bytes(&mut g, 5, &tensor("row", &[1, 4, 1], &[1.0; 4]));
+        put_bytes(&mut g, 11, &value_info("x"));
+        put_bytes(&mut g, 12, &value_info("y"));
+        put_bytes(&mut g, 13, &value_info("h"));
+        put_bytes(&mut g, 13, &value_info("x1"));
+        let mut m = Vec::new();
+        put_varint_field(&mut m, 1, 8);
+        put_bytes(&mut m, 2, b"tests");
+        let mut op = Vec::new();
+        put_bytes(&mut op, 1, b"");
+        put_varint_field(&mut op, 2, opset);
+        put_bytes(&mut m, 8, &op);
+        put_bytes(&mut m, 7, &g);
+        m
+    }
+
+    fn decoder() -> Vec<Node> {
+        vec![
+            node("Relu", "/pre", &["x"], &["x1"], &[]),
+            node(
+                "Conv",
+                "/dec/conv",
+                &["x1", "w1", "b1"],
+                &["h"],
+                &[
+                    ("kernel_shape", ints(&[3])),
+                    ("dilations", ints(&[2])),
+                    ("pads", ints(&[2, 2])),
+                    ("strides", ints(&[1])),
+                    ("group", Attr::Int(1)),
+                ],
+            ),
+            node(
+                "LeakyRelu",
+                "/dec/act",
+                &["h"],
+                &["a"],
+                &[("alpha", Attr::Float(0.1))],
+            ),
+            node(
+                "ConvTranspose",
+                "/dec/up",
+                &["a", "wt"],
+                &["u"],
+                &[
+                    ("kernel_shape", ints(&[4])),
+                    ("strides", ints(&[2])),
+                    ("pads", ints(&[1, 1])),
+                ],
+            ),
+            node("Add", "/dec/res", &["u", "u"], &["s"], &[]),
+            node("Div", "/dec/div", &["s", "three"], &["d"], &[]),
+            node("Tanh", "/post", &["d"], &["y"], &[]),
+        ]
+    }
+
+    #[test]
+    fn the_region_becomes_2d_and_the_rest_is_kept() {
+        let before = model(&decoder(), 15);
+        let out = convs_as_2d(&before, "/dec/").unwrap();
+        assert_eq!(out.convs, 2);
+        let g = onnx_graph::parse(&out.bytes).unwrap();
+        assert_eq!(g.opset, Some(15));
+        let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.as_str()).collect();
+        assert_eq!(
+            ops,
+            [
+                "Relu",
+                "Unsqueeze",
+                "Conv",
+                "LeakyRelu",
+                "ConvTranspose",
+                "Add",
+                "Div",
+                "Squeeze",
+                "Tanh"
+            ]
+        );
+        let conv = &g.nodes[2];
+        assert_eq!(conv.inputs, ["x1::2d", "w1", "b1"]);
+        assert_eq!(conv.attrs["kernel_shape"], ints(&[1, 3]));
+        assert_eq!(conv.attrs["dilations"], ints(&[1, 2]));
+        assert_eq!(conv.attrs["pads"], ints(&[0, 2, 0, 2]));
+        assert_eq!(conv.attrs["strides"], ints(&[1, 1]));
+        assert_eq!(conv.attrs["group"], Attr::Int(1));
+        assert_eq!(g.nodes[3].attrs["alpha"], Attr::Float(0.1));
+        assert_eq!(g.nodes[4].attrs["pads"], ints(&[0, 1, 0, 1]));
+        assert_eq!(g.nodes[1].inputs, ["x1", AXES]);
+        assert_eq!(g.nodes[1].outputs, ["x1::2d"]);
+        assert_eq!(g.nodes[6].outputs, ["d::2d"]);
+        assert_eq!(g.nodes[7].inputs, ["d::2d", AXES]);
+        assert_eq!(g.nodes[7].outputs, ["d"]);
+        assert_eq!(g.nodes[8].inputs, ["d"]);
+        assert_eq!(g.initializers["w1"].dims, [4, 2, 1, 3]);
+        assert_eq!(g.initializers["w1"].f32s(), Some(&[0.5; 24][..]));
+        assert_eq!(g.initializers["wt"].dims, [4, 4, 1, 4]);
+        assert_eq!(g.initializers["b1"].dims, [4]);
+        assert_eq!(g.initializers[AXES].i64s(), Some(&[2][..]));
+        assert_eq!(g.inputs, ["x"]);
+        assert_eq!(g.outputs, ["y"]);
+        // The value_info of a region tensor (now 4-D) is dropped; others are kept, as are the
+        // model's other fields.
+        assert_eq!(value_infos(&out.bytes), ["x1"]);
+        assert_eq!(value_infos(&before), ["h", "x1"]);
+        assert!(out.bytes.windows(5).any(|w| w == b"tests"));
+        let again = convs_as_2d(&out.bytes, "/dec/");
+        assert!(again.is_err(), "a 2-D model is refused: {again:?}");
+    }
+
+    fn value_infos(model: &[u8]) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut r = Reader::new(model);
+        while let Some((field, value)) = r.next_field().unwrap() {
+            if field == 7 {
+                let mut g = Reader::new(value.bytes("graph").unwrap());
+                while let Some((field, value)) = g.next_field().unwrap() {
+                    if field == 13 {
+                        let v = value.bytes("value_info").unwrap();
+                        names.push(onnx_graph::value_info_name(v).unwrap());
+                    }
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn old_opsets_get_axes_as_an_attribute() {
+        let out = convs_as_2d(&model(&decoder(), 11), "/dec/").unwrap();
+        let g = onnx_graph::parse(&out.bytes).unwrap();
+        assert_eq!(g.nodes[1].inputs, ["x1"]);
+        assert_eq!(g.nodes[1].attrs["axes"], ints(&[2]));
+        assert!(!g.initializers.contains_key(AXES));
+    }
+
+    #[test]
+    fn a_region_that_cannot_be_2d_is_refused_with_the_reason() {
+        type Change = Box<dyn Fn(&mut Vec<Node>)>;
+        let cases: Vec<(Change, &str)> = vec![
+            (Box::new(|n| n[2].op = "Softmax".into()), "not supported"),
+            (
+                Box::new(|n| n[5].inputs[1] = "row".into()),
+                "scalar constant",
+            ),
+            (Box::new(|n| n[5].inputs[1] = "x".into()), "scalar constant"),
+            (
+                Box::new(|n| n[2].inputs[0] = "x".into()),
+                "outside the region",
+            ),
+            (
+                Box::new(|n| {
+                    n[1].attrs
+                        .insert("auto_pad".into(), Attr::Str(b"SAME_UPPER".to_vec()));
+                }),
+                "auto_pad",
+            ),
+            (
+                Box::new(|n| {
+                    n[1].attrs.insert("kernel_shape".into(), ints(&[3, 3]));
+                }),
+                "kernel_shape",
+            ),
+            (
+                Box::new(|n| n[6].inputs.push("w1".into())),
+                "shares a convolution weight",
+            ),
+            (
+                Box::new(|n| n[1].inputs[1] = "three".into()),
+                "weight of 0 dims",
+            ),
+            (Box::new(|n| n[1].inputs[1] = "x".into()), "not a constant"),
+            (
+                Box::new(|n| n[1].inputs[0] = "w1".into()),
+                "a constant as data",
+            ),
+            (Box::new(|n| n[1].domain = "com.microsoft".into()), "domain"),
+            (
+                Box::new(|n| {
+                    n.iter_mut()
+                        .for_each(|n| n.name = n.name.replace("/dec/", "/x/"))
+                }),
+                "no node",
+            ),
+        ];
+        for (change, reason) in cases {
+            let mut nodes = decoder();
+            change(&mut nodes);
+            let err = convs_as_2d(&model(&nodes, 15), "/dec/").unwrap_err();
+            assert!(err.contains(reason), "{err:?} should say {reason:?}");
+        }
+        let err = convs_as_2d(b"\x0a\x05ab", "/dec/").unwrap_err();
+        assert!(err.contains("past the end"), "{err}");
+    }
+}
