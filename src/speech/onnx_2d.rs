@@ -236,7 +236,7 @@ impl Plan {
                 }
                 5 => {
                     let t = value.bytes("GraphProto.initializer")?;
-                    match tensor_name(t)? {
+                    match onnx_graph::string_field(t, 8, "TensorProto.name")? {
                         name if self.weights.contains(&name) => {
                             put_bytes(&mut out, 5, &weight_2d(t)?);
                         }
@@ -325,17 +325,6 @@ fn check_conv_attrs(n: &Node) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn tensor_name(bytes: &[u8]) -> Result<String, String> {
-    let mut r = Reader::new(bytes);
-    let mut name = String::new();
-    while let Some((field, value)) = r.next_field()? {
-        if field == 8 {
-            name = value.string("TensorProto.name")?;
-        }
-    }
-    Ok(name)
 }
 
 /// A `[O, I, k]` weight `TensorProto` as `[O, I, 1, k]`; its data is copied as it is.

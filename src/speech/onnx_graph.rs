@@ -151,14 +151,19 @@ fn parse_opset(bytes: &[u8]) -> Result<(String, i64), String> {
 }
 
 pub(crate) fn value_info_name(bytes: &[u8]) -> Result<String, String> {
+    string_field(bytes, 1, "ValueInfoProto.name")
+}
+
+/// The last value of the string field `field` of a message (empty if absent).
+pub(crate) fn string_field(bytes: &[u8], field: u32, what: &str) -> Result<String, String> {
     let mut r = Reader::new(bytes);
-    let mut name = String::new();
-    while let Some((field, value)) = r.next_field()? {
-        if field == 1 {
-            name = value.string("ValueInfoProto.name")?;
+    let mut s = String::new();
+    while let Some((f, value)) = r.next_field()? {
+        if f == field {
+            s = value.string(what)?;
         }
     }
-    Ok(name)
+    Ok(s)
 }
 
 fn parse_node(bytes: &[u8]) -> Result<Node, String> {

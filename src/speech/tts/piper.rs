@@ -226,6 +226,8 @@ pub struct PiperVoice {
     convs_2d: usize,
     /// Run options that empty ONNX Runtime's arena ([`TextToSpeech::idle`]).
     shrink: RunOptions,
+    /// Run options of a sentence.
+    plain: RunOptions,
     /// Whether a sentence ran since the arena was last emptied.
     arena_used: bool,
 }
@@ -304,6 +306,10 @@ impl PiperVoice {
             true,
         )?;
         let shrink = crate::speech::onnx::shrink_arena()?;
+        let plain = RunOptions::new().map_err(|e| SpeechError::Runtime {
+            library: "ONNX Runtime".into(),
+            reason: format!("run options: {e}"),
+        })?;
         let mut voice = Self {
             session,
             config,
@@ -312,6 +318,7 @@ impl PiperVoice {
             speed: 1.0,
             convs_2d: rewritten.map_or(0, |r| r.convs),
             shrink,
+            plain,
             arena_used: false,
         };
         voice.set_speed(options.speed)?;
@@ -389,34 +396,29 @@ impl PiperVoice {
             ],
         ))
         .map_err(|e| infer(format!("scales tensor: {e}")))?;
+        let options = if shrink { &self.shrink } else { &self.plain };
         let outputs = match self.speaker {
             Some(sid) => {
                 let sid = Tensor::from_array(([1usize], vec![sid]))
                     .map_err(|e| infer(format!("sid tensor: {e}")))?;
-                let inputs = ort::inputs![
+                self.session.run_with_options(
+                    ort::inputs![
+                        "input" => input,
+                        "input_lengths" => lengths,
+                        "scales" => scales,
+                        "sid" => sid,
+                    ],
+                    options,
+                )
+            }
+            None => self.session.run_with_options(
+                ort::inputs![
                     "input" => input,
                     "input_lengths" => lengths,
                     "scales" => scales,
-                    "sid" => sid,
-                ];
-                if shrink {
-                    self.session.run_with_options(inputs, &self.shrink)
-                } else {
-                    self.session.run(inputs)
-                }
-            }
-            None => {
-                let inputs = ort::inputs![
-                    "input" => input,
-                    "input_lengths" => lengths,
-                    "scales" => scales,
-                ];
-                if shrink {
-                    self.session.run_with_options(inputs, &self.shrink)
-                } else {
-                    self.session.run(inputs)
-                }
-            }
+                ],
+                options,
+            ),
         }
         .map_err(|e| infer(format!("{}: {e}", self.model.display())))?;
         if outputs.len() == 0 {
