@@ -86,19 +86,7 @@ fn runtime_err(reason: String) -> SpeechError {
 
 /// A session for the model at `path` with `threads` intra-op threads (inter-op 1).
 pub fn session(env: &Environment, path: &Path, threads: usize) -> Result<Session, SpeechError> {
-    session_with(env, path, None, threads, true)
-}
-
-/// A session for the model at `path`, or for `bytes` (the model rewritten) if given; `arena`
-/// keeps intermediate tensors in ONNX Runtime's arena between runs (see [`shrink_arena`]).
-pub fn session_from(
-    env: &Environment,
-    path: &Path,
-    bytes: Option<&[u8]>,
-    threads: usize,
-    arena: bool,
-) -> Result<Session, SpeechError> {
-    session_with(env, path, bytes, threads, arena)
+    session_from(env, path, None, threads, true)
 }
 
 /// Run options that return the CPU arena's free memory to the system at the end of the run.
@@ -115,7 +103,9 @@ pub fn shrink_arena() -> Result<ort::session::RunOptions, SpeechError> {
     Ok(options)
 }
 
-fn session_with(
+/// A session for the model at `path`, or for `bytes` (the model rewritten) if given; `arena`
+/// keeps intermediate tensors in ONNX Runtime's arena between runs (see [`shrink_arena`]).
+pub fn session_from(
     env: &Environment,
     path: &Path,
     bytes: Option<&[u8]>,

@@ -51,7 +51,7 @@ pub fn convs_as_2d(bytes: &[u8], prefix: &str) -> Result<Rewritten, String> {
     }
     Ok(Rewritten {
         bytes: out,
-        convs: plan.weights.len(),
+        convs: plan.convs,
     })
 }
 
@@ -67,6 +67,8 @@ struct Plan {
     produced: HashSet<String>,
     /// The convolutions' weights.
     weights: HashSet<String>,
+    /// How many convolutions the region holds.
+    convs: usize,
     /// Opset ≥ 13 takes `axes` as an input, older ones as an attribute.
     axes_input: bool,
 }
@@ -91,6 +93,7 @@ impl Plan {
         };
         let mut entries = Vec::new();
         let mut weights = HashSet::new();
+        let mut convs = 0;
         for i in (0..g.nodes.len()).filter(|i| region.contains(i)) {
             let n = &g.nodes[i];
             let what = || format!("{} ({})", n.name, n.op);
@@ -130,6 +133,7 @@ impl Plan {
                     return Err(format!("{}: {} inputs", what(), n.inputs.len()));
                 }
                 weights.insert(w.clone());
+                convs += 1;
             } else if UNARY.contains(&op) {
                 if n.inputs.len() != 1 || !produced.contains(&n.inputs[0]) {
                     return Err(format!("{}: input from outside the region", what()));
@@ -199,6 +203,7 @@ impl Plan {
             exits,
             produced,
             weights,
+            convs,
             axes_input: opset >= 13,
         })
     }
@@ -609,6 +614,54 @@ mod tests {
             }
         }
         names
+    }
+
+    /// A multi-speaker voice's decoder also reads the speaker embedding `g` (`[1, C, 1]`)
+    /// through a 1x1 convolution added to the main path: a second entry, unsqueezed once, before
+    /// the first node that reads it.
+    #[test]
+    fn a_second_entry_such_as_a_speaker_embedding_is_unsqueezed_once() {
+        let mut nodes = decoder();
+        nodes.insert(
+            2,
+            node(
+                "Conv",
+                "/dec/cond",
+                &["g", "w1", "b1"],
+                &["c"],
+                &[("kernel_shape", ints(&[1]))],
+            ),
+        );
+        nodes.insert(3, node("Add", "/dec/plus", &["h", "c"], &["hc"], &[]));
+        nodes[4].inputs[0] = "hc".into();
+        // `w1` is [4, 2, 3] and now read by two convolutions (rewritten once): the test checks
+        // structure, not shapes.
+        let out = convs_as_2d(&model(&nodes, 15), "/dec/").unwrap();
+        assert_eq!(out.convs, 3);
+        let g = onnx_graph::parse(&out.bytes).unwrap();
+        let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.as_str()).collect();
+        assert_eq!(
+            ops,
+            [
+                "Relu",
+                "Unsqueeze",
+                "Conv",
+                "Unsqueeze",
+                "Conv",
+                "Add",
+                "LeakyRelu",
+                "ConvTranspose",
+                "Add",
+                "Div",
+                "Squeeze",
+                "Tanh"
+            ]
+        );
+        assert_eq!(g.nodes[3].inputs, ["g", AXES]);
+        assert_eq!(g.nodes[4].inputs, ["g::2d", "w1", "b1"]);
+        assert_eq!(g.nodes[4].attrs["kernel_shape"], ints(&[1, 1]));
+        assert_eq!(g.nodes[5].inputs, ["h", "c"]);
+        assert_eq!(g.initializers["w1"].dims, [4, 2, 1, 3]);
     }
 
     #[test]
