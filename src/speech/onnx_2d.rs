@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 
-use super::onnx_graph::{self, Attr, Node, Reader};
+use super::onnx_graph::{self, put_bytes, put_key, put_varint_field, Attr, Node, Reader};
 
 /// Operators the region may hold.
 const CONVS: [&str; 2] = ["Conv", "ConvTranspose"];
@@ -405,33 +405,6 @@ fn encode_node(n: &Node) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-fn put_key(out: &mut Vec<u8>, field: u32, wire: u8) {
-    put_varint(out, u64::from(field) << 3 | u64::from(wire));
-}
-
-fn put_varint_field(out: &mut Vec<u8>, field: u32, v: u64) {
-    put_key(out, field, 0);
-    put_varint(out, v);
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u32, payload: &[u8]) {
-    put_key(out, field, 2);
-    put_varint(out, payload.len() as u64);
-    out.extend_from_slice(payload);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,9 +526,8 @@ mod tests {
         assert_eq!(out.convs, 2);
         let g = onnx_graph::parse(&out.bytes).unwrap();
         assert_eq!(g.opset, Some(15));
-        let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.as_str()).collect();
         assert_eq!(
-            ops,
+            ops(&g),
             [
                 "Relu",
                 "Unsqueeze",
@@ -599,6 +571,10 @@ mod tests {
         assert!(again.is_err(), "a 2-D model is refused: {again:?}");
     }
 
+    fn ops(g: &onnx_graph::Graph) -> Vec<&str> {
+        g.nodes.iter().map(|n| n.op.as_str()).collect()
+    }
+
     fn value_infos(model: &[u8]) -> Vec<String> {
         let mut names = Vec::new();
         let mut r = Reader::new(model);
@@ -639,9 +615,8 @@ mod tests {
         let out = convs_as_2d(&model(&nodes, 15), "/dec/").unwrap();
         assert_eq!(out.convs, 3);
         let g = onnx_graph::parse(&out.bytes).unwrap();
-        let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.as_str()).collect();
         assert_eq!(
-            ops,
+            ops(&g),
             [
                 "Relu",
                 "Unsqueeze",

@@ -422,33 +422,43 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Protobuf wire-format writing (for rewritten models and tests).
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+pub(crate) fn put_key(out: &mut Vec<u8>, field: u32, wire: u8) {
+    put_varint(out, u64::from(field) << 3 | u64::from(wire));
+}
+
+pub(crate) fn put_varint_field(out: &mut Vec<u8>, field: u32, v: u64) {
+    put_key(out, field, 0);
+    put_varint(out, v);
+}
+
+pub(crate) fn put_bytes(out: &mut Vec<u8>, field: u32, payload: &[u8]) {
+    put_key(out, field, 2);
+    put_varint(out, payload.len() as u64);
+    out.extend_from_slice(payload);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
-
-    fn field(n: u32, payload: &[u8], out: &mut Vec<u8>) {
-        varint(u64::from(n) << 3 | 2, out);
-        varint(payload.len() as u64, out);
-        out.extend_from_slice(payload);
-    }
-
     fn model_with(graph: &[u8]) -> Vec<u8> {
         let mut m = Vec::new();
-        varint(1 << 3, &mut m); // ir_version = 7
-        varint(7, &mut m);
-        field(7, graph, &mut m);
+        put_varint(&mut m, 1 << 3); // ir_version = 7
+        put_varint(&mut m, 7);
+        put_bytes(&mut m, 7, graph);
         m
     }
 
@@ -457,56 +467,56 @@ mod tests {
         // A Conv node with ints and an int attribute, and a raw float initializer with a
         // negative int64 dimension list packed.
         let mut attr = Vec::new();
-        field(1, b"pads", &mut attr);
+        put_bytes(&mut attr, 1, b"pads");
         let mut packed = Vec::new();
         for v in [0u64, 1, 0, 1] {
-            varint(v, &mut packed);
+            put_varint(&mut packed, v);
         }
-        field(8, &packed, &mut attr);
-        varint(20 << 3, &mut attr);
-        varint(7, &mut attr);
+        put_bytes(&mut attr, 8, &packed);
+        put_varint(&mut attr, 20 << 3);
+        put_varint(&mut attr, 7);
         let mut alpha = Vec::new();
-        field(1, b"alpha", &mut alpha);
+        put_bytes(&mut alpha, 1, b"alpha");
         alpha.push(2 << 3 | 5);
         alpha.extend_from_slice(&0.2f32.to_le_bytes());
         let mut node = Vec::new();
-        field(1, b"x", &mut node);
-        field(1, b"w", &mut node);
-        field(2, b"y", &mut node);
-        field(4, b"Conv", &mut node);
-        field(5, &attr, &mut node);
-        field(5, &alpha, &mut node);
+        put_bytes(&mut node, 1, b"x");
+        put_bytes(&mut node, 1, b"w");
+        put_bytes(&mut node, 2, b"y");
+        put_bytes(&mut node, 4, b"Conv");
+        put_bytes(&mut node, 5, &attr);
+        put_bytes(&mut node, 5, &alpha);
         let mut tensor = Vec::new();
-        varint(1 << 3, &mut tensor);
-        varint(2, &mut tensor);
-        varint(1 << 3, &mut tensor);
-        varint(1, &mut tensor);
-        varint(2 << 3, &mut tensor);
-        varint(1, &mut tensor);
-        field(8, b"w", &mut tensor);
+        put_varint(&mut tensor, 1 << 3);
+        put_varint(&mut tensor, 2);
+        put_varint(&mut tensor, 1 << 3);
+        put_varint(&mut tensor, 1);
+        put_varint(&mut tensor, 2 << 3);
+        put_varint(&mut tensor, 1);
+        put_bytes(&mut tensor, 8, b"w");
         let raw: Vec<u8> = [1.5f32, -2.0]
             .iter()
             .flat_map(|f| f.to_le_bytes())
             .collect();
-        field(9, &raw, &mut tensor);
+        put_bytes(&mut tensor, 9, &raw);
         // An int64 tensor with its values unpacked, one of them negative.
         let mut shape = Vec::new();
-        varint(1 << 3, &mut shape);
-        varint(2, &mut shape);
-        varint(2 << 3, &mut shape);
-        varint(7, &mut shape);
+        put_varint(&mut shape, 1 << 3);
+        put_varint(&mut shape, 2);
+        put_varint(&mut shape, 2 << 3);
+        put_varint(&mut shape, 7);
         for v in [-1i64, 96] {
-            varint(7 << 3, &mut shape);
-            varint(v as u64, &mut shape);
+            put_varint(&mut shape, 7 << 3);
+            put_varint(&mut shape, v as u64);
         }
-        field(8, b"shape", &mut shape);
+        put_bytes(&mut shape, 8, b"shape");
         let mut input = Vec::new();
-        field(1, b"x", &mut input);
+        put_bytes(&mut input, 1, b"x");
         let mut graph = Vec::new();
-        field(1, &node, &mut graph);
-        field(5, &tensor, &mut graph);
-        field(5, &shape, &mut graph);
-        field(11, &input, &mut graph);
+        put_bytes(&mut graph, 1, &node);
+        put_bytes(&mut graph, 5, &tensor);
+        put_bytes(&mut graph, 5, &shape);
+        put_bytes(&mut graph, 11, &input);
         let g = parse(&model_with(&graph)).unwrap();
         assert_eq!(g.inputs, ["x"]);
         let n = &g.nodes[0];
@@ -525,7 +535,7 @@ mod tests {
     #[test]
     fn a_truncated_or_malformed_file_names_what_is_wrong() {
         let mut graph = Vec::new();
-        field(1, b"\x22\x04Conv", &mut graph);
+        put_bytes(&mut graph, 1, b"\x22\x04Conv");
         let good = model_with(&graph);
         assert!(parse(&good).is_ok());
         let cut = &good[..good.len() - 2];
@@ -538,14 +548,14 @@ mod tests {
         assert!(parse(&[0x08, 0x07]).unwrap_err().contains("no graph"));
         // A tensor whose values do not fill its dimensions.
         let mut tensor = Vec::new();
-        varint(1 << 3, &mut tensor);
-        varint(3, &mut tensor);
-        varint(2 << 3, &mut tensor);
-        varint(1, &mut tensor);
-        field(8, b"t", &mut tensor);
-        field(9, &[0u8; 8], &mut tensor);
+        put_varint(&mut tensor, 1 << 3);
+        put_varint(&mut tensor, 3);
+        put_varint(&mut tensor, 2 << 3);
+        put_varint(&mut tensor, 1);
+        put_bytes(&mut tensor, 8, b"t");
+        put_bytes(&mut tensor, 9, &[0u8; 8]);
         let mut graph = Vec::new();
-        field(5, &tensor, &mut graph);
+        put_bytes(&mut graph, 5, &tensor);
         let e = parse(&model_with(&graph)).unwrap_err();
         assert!(e.contains("2 values for dimensions [3]"), "{e}");
     }
