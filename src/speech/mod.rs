@@ -11,6 +11,7 @@
 //! text and events, and text into audio.
 
 pub mod audio;
+pub mod bf16;
 pub mod cli_say;
 pub mod cli_transcribe;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod listen;
 pub mod onnx;
 pub mod onnx_2d;
 pub mod onnx_graph;
+pub mod region;
 pub mod stt;
 pub mod tts;
 pub mod vad;

@@ -55,6 +55,151 @@ pub fn convs_as_2d(bytes: &[u8], prefix: &str) -> Result<Rewritten, String> {
     })
 }
 
+/// A model cut in two at a region: the part before it, for ONNX Runtime, and what the region
+/// takes and gives.
+#[derive(Debug)]
+pub struct Split {
+    /// The model without the region: its outputs are the region's entries.
+    pub front: Vec<u8>,
+    /// The tensors the region reads from the rest of the graph, in first-use order.
+    pub entries: Vec<String>,
+    /// The one region tensor the graph returns (through shape-only operators, if any).
+    pub exit: String,
+}
+
+/// Operators that only reshape (the data's order unchanged) allowed after the region.
+const SHAPE_ONLY: [&str; 5] = ["Unsqueeze", "Squeeze", "Reshape", "Flatten", "Identity"];
+
+/// Cut the nodes named `prefix…` out of the model `bytes` (the same region [`convs_as_2d`]
+/// accepts, with one tensor leaving it), so that they can run elsewhere
+/// ([`super::region::Region`]). The graph's outputs must come from the region, through
+/// shape-only operators at most; those are cut too. Initializers only the cut nodes read go.
+pub fn split(bytes: &[u8], prefix: &str) -> Result<Split, String> {
+    let graph = onnx_graph::parse(bytes)?;
+    let plan = Plan::new(&graph, prefix)?;
+    let mut exits: Vec<&String> = plan.exits.iter().collect();
+    let exit = match exits.pop() {
+        Some(e) if exits.is_empty() => e.clone(),
+        Some(e) => {
+            return Err(format!(
+                "{} region tensors leave it ({e}, …); one may",
+                exits.len() + 1
+            ))
+        }
+        None => return Err("no region tensor leaves the region".into()),
+    };
+    let mut cut = plan.region.clone();
+    let mut tail: HashSet<&str> = HashSet::new();
+    for (i, n) in graph.nodes.iter().enumerate() {
+        if cut.contains(&i)
+            || !n
+                .inputs
+                .iter()
+                .any(|x| plan.produced.contains(x) || tail.contains(x.as_str()))
+        {
+            continue;
+        }
+        let from = n.inputs.first().map(String::as_str);
+        if !SHAPE_ONLY.contains(&n.op.as_str())
+            || !(from == Some(exit.as_str()) || from.is_some_and(|f| tail.contains(f)))
+        {
+            return Err(format!(
+                "{} ({}) reads the region's output: only shape operators may",
+                n.name, n.op
+            ));
+        }
+        cut.insert(i);
+        tail.extend(n.outputs.iter().map(String::as_str));
+    }
+    for o in &graph.outputs {
+        if *o != exit && !tail.contains(o.as_str()) {
+            return Err(format!(
+                "the graph output {o} does not come from the region"
+            ));
+        }
+    }
+    let kept_reads: HashSet<&str> = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !cut.contains(i))
+        .flat_map(|(_, n)| n.inputs.iter().map(String::as_str))
+        .collect();
+    let dropped: HashSet<&str> = graph
+        .initializers
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !kept_reads.contains(k))
+        .collect();
+    let removed_tensors: HashSet<&str> = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| cut.contains(i))
+        .flat_map(|(_, n)| n.outputs.iter().map(String::as_str))
+        .collect();
+    let front_graph = |g: &[u8]| -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(g.len());
+        let mut r = Reader::new(g);
+        let mut index = 0;
+        while let Some((field, value, raw)) = r.next_raw()? {
+            let keep = match field {
+                1 => {
+                    index += 1;
+                    !cut.contains(&(index - 1))
+                }
+                5 => {
+                    let t = value.bytes("GraphProto.initializer")?;
+                    !dropped.contains(onnx_graph::string_field(t, 8, "TensorProto.name")?.as_str())
+                }
+                11 => {
+                    let v = value.bytes("GraphProto.input")?;
+                    !dropped.contains(onnx_graph::value_info_name(v)?.as_str())
+                }
+                12 => false,
+                13 => {
+                    let v = value.bytes("GraphProto.value_info")?;
+                    !removed_tensors.contains(onnx_graph::value_info_name(v)?.as_str())
+                }
+                _ => true,
+            };
+            if keep {
+                out.extend_from_slice(raw);
+            }
+        }
+        for e in &plan.entries {
+            // ValueInfoProto { name, type: TypeProto { tensor_type: { elem_type: FLOAT } } }
+            let mut tensor = Vec::new();
+            put_varint_field(&mut tensor, 1, 1);
+            let mut ty = Vec::new();
+            put_bytes(&mut ty, 1, &tensor);
+            let mut vi = Vec::new();
+            put_bytes(&mut vi, 1, e.as_bytes());
+            put_bytes(&mut vi, 2, &ty);
+            put_bytes(&mut out, 12, &vi);
+        }
+        Ok(out)
+    };
+    let mut front = Vec::with_capacity(bytes.len());
+    let mut r = Reader::new(bytes);
+    while let Some((field, value, raw)) = r.next_raw()? {
+        if field == 7 {
+            put_bytes(
+                &mut front,
+                7,
+                &front_graph(value.bytes("ModelProto.graph")?)?,
+            );
+        } else {
+            front.extend_from_slice(raw);
+        }
+    }
+    Ok(Split {
+        front,
+        entries: plan.entries.clone(),
+        exit,
+    })
+}
+
 /// What to change, worked out from the parsed graph.
 struct Plan {
     /// Indices of the region's nodes.
@@ -517,6 +662,50 @@ mod tests {
             node("Div", "/dec/div", &["s", "three"], &["d"], &[]),
             node("Tanh", "/post", &["d"], &["y"], &[]),
         ]
+    }
+
+    /// The region cut out: the front ends at its entry; what only the region read goes.
+    #[test]
+    fn the_region_is_cut_out_with_what_only_it_reads() {
+        let mut nodes = decoder();
+        let last = nodes.len() - 1;
+        nodes[last] = node("Unsqueeze", "/post", &["d", "axes"], &["y"], &[]);
+        nodes.insert(0, node("Constant", "/axes", &[], &["axes"], &[]));
+        let split = split(&model(&nodes, 15), "/dec/").unwrap();
+        assert_eq!(split.entries, ["x1"]);
+        assert_eq!(split.exit, "d");
+        let g = onnx_graph::parse(&split.front).unwrap();
+        assert_eq!(ops(&g), ["Constant", "Relu"]);
+        assert_eq!(g.outputs, ["x1"]);
+        assert_eq!(g.inputs, ["x"]);
+        assert!(g.initializers.is_empty(), "{:?}", g.initializers.keys());
+        // The region compiles for our kernels: the leaky ReLU folds into the transposed
+        // convolution, the rest are steps; the field reaches 2 steps back through the dilated
+        // convolution and 3 more through the transposed one, at half rate.
+        let parsed = onnx_graph::parse(&model(&nodes, 15)).unwrap();
+        let region = crate::speech::region::Region::new(
+            &parsed,
+            "/dec/",
+            &split.entries,
+            &split.exit,
+            crate::speech::bf16::Engine::Portable,
+            2,
+        )
+        .unwrap();
+        assert_eq!(region.steps(), 4);
+        assert_eq!(region.margin(), 6);
+        // Anything but a shape operator reading the region's output is refused, and so is a
+        // second tensor leaving the region.
+        let e = split_refused(&decoder());
+        assert!(e.contains("/post (Tanh) reads the region's output"), "{e}");
+        let mut two = nodes.clone();
+        two.push(node("Relu", "/other", &["h"], &["z"], &[]));
+        let e = split_refused(&two);
+        assert!(e.contains("2 region tensors leave it"), "{e}");
+    }
+
+    fn split_refused(nodes: &[Node]) -> String {
+        split(&model(nodes, 15), "/dec/").unwrap_err()
     }
 
     #[test]

@@ -1,0 +1,843 @@
+//! Runs a region of an ONNX graph (Piper's HiFi-GAN decoder, the nodes named `/dec/…`) with our
+//! own bfloat16 kernels ([`super::bf16`]) instead of ONNX Runtime. The region is the one
+//! [`super::onnx_2d::split`] cuts out of the model: convolutions, transposed convolutions and
+//! element-wise operators over `[1, C, T]` tensors, with one tensor leaving it (the audio).
+//!
+//! The nodes are compiled once into steps over numbered slots. A leaky ReLU read only by
+//! convolutions is applied while their input is converted to bfloat16; an `Add` of a
+//! convolution's output (read nowhere else) and a tensor of the same shape is added while the
+//! convolution stores its sums. A slot is freed after its last reader, its buffer kept for the
+//! next step (fresh pages cost more than the arithmetic on them); [`Region::idle`] gives the
+//! buffers back.
+
+use std::collections::{HashMap, HashSet};
+
+use super::bf16::{Conv1d, ConvTranspose1d, Engine, Input, Scratch};
+use super::onnx_graph::{Attr, Graph, Node};
+
+/// A `[C, T]` tensor (batch 1).
+#[derive(Debug, Default)]
+struct Tensor {
+    c: usize,
+    t: usize,
+    data: Vec<f32>,
+}
+
+/// An operand of an element-wise operator.
+#[derive(Debug, Clone, Copy)]
+enum Operand {
+    Slot(usize),
+    Const(f32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Unary {
+    Leaky(f32),
+    Relu,
+    Tanh,
+    Sigmoid,
+}
+
+#[derive(Debug)]
+enum Op {
+    Conv {
+        conv: Conv1d,
+        input: usize,
+        leaky: Option<f32>,
+        res: Option<usize>,
+    },
+    ConvT {
+        conv: ConvTranspose1d,
+        input: usize,
+        leaky: Option<f32>,
+    },
+    Unary(Unary, usize),
+    Binary(Binary, Operand, Operand),
+}
+
+#[derive(Debug)]
+struct Step {
+    name: String,
+    op: Op,
+    out: usize,
+    /// Slots whose last reader this step is.
+    frees: Vec<usize>,
+}
+
+/// A compiled region.
+#[derive(Debug)]
+pub struct Region {
+    steps: Vec<Step>,
+    /// Entry tensors (names), their slots in the same order.
+    entries: Vec<(String, usize)>,
+    exit: usize,
+    slots: usize,
+    /// One per thread.
+    works: Vec<Work>,
+    /// Input steps of context a piece needs on each side (the receptive field's radius).
+    margin: usize,
+}
+
+/// What the steps work with: the kernels' engine and buffers.
+#[derive(Debug)]
+struct Work {
+    engine: Engine,
+    scratch: Scratch,
+    pool: Vec<Vec<f32>>,
+}
+
+fn ints(n: &Node, name: &str) -> Option<Vec<i64>> {
+    match n.attrs.get(name) {
+        Some(Attr::Ints(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+/// A `LeakyRelu`'s slope (ONNX's default 0.01).
+fn alpha(n: &Node) -> f32 {
+    match n.attrs.get("alpha") {
+        Some(Attr::Float(a)) => *a,
+        _ => 0.01,
+    }
+}
+
+/// The step of a `Conv` or `ConvTranspose` node, adding slot `res` if given (a `Conv`'s only).
+fn conv_op(
+    n: &Node,
+    res: Option<usize>,
+    graph: &Graph,
+    folded: &HashMap<&str, (&str, f32)>,
+    slot_of: &HashMap<String, usize>,
+) -> Result<Op, String> {
+    let (data, leaky) = match n.inputs.first().map(|d| (d, folded.get(d.as_str()))) {
+        Some((_, Some(&(src, a)))) => (src, Some(a)),
+        Some((d, None)) => (d.as_str(), None),
+        None => return Err("no input".into()),
+    };
+    let input = *slot_of
+        .get(data)
+        .ok_or_else(|| format!("tensor {data:?} is read before it is written"))?;
+    let init = |name: &str| graph.initializers.get(name);
+    let w = n
+        .inputs
+        .get(1)
+        .and_then(|w| init(w))
+        .ok_or("weight is not a constant")?;
+    let wv = w.f32s().ok_or("weight is not float32")?;
+    let dims: Vec<usize> = w
+        .dims
+        .iter()
+        .map(|&d| usize_of(d, "dimension"))
+        .collect::<Result<_, _>>()?;
+    let &[d0, d1, d2] = dims.as_slice() else {
+        return Err(format!("weight of dimensions {dims:?}"));
+    };
+    let bias = match n.inputs.get(2).filter(|b| !b.is_empty()) {
+        Some(b) => Some(
+            init(b)
+                .and_then(|t| t.f32s())
+                .ok_or("bias is not a float32 constant")?,
+        ),
+        None => None,
+    };
+    let one = |name: &str, default: i64| -> Result<usize, String> {
+        match ints(n, name).as_deref() {
+            None => usize_of(default, name),
+            Some([v]) => usize_of(*v, name),
+            Some(v) => Err(format!("{name} {v:?}")),
+        }
+    };
+    match n.attrs.get("group") {
+        None | Some(Attr::Int(1)) => {}
+        Some(a) => return Err(format!("group {a:?}")),
+    }
+    let pads = match ints(n, "pads").as_deref() {
+        None => (0, 0),
+        Some([a, b]) => (usize_of(*a, "pad")?, usize_of(*b, "pad")?),
+        Some(v) => return Err(format!("pads {v:?}")),
+    };
+    if matches!(n.attrs.get("auto_pad"), Some(Attr::Str(s)) if s != b"NOTSET") {
+        return Err("auto_pad".into());
+    }
+    if n.op == "Conv" {
+        if one("strides", 1)? != 1 {
+            return Err("stride other than 1".into());
+        }
+        let dil = one("dilations", 1)?;
+        let conv = Conv1d::new(wv, [d0, d1, d2], bias, dil, pads)?;
+        Ok(Op::Conv {
+            conv,
+            input,
+            leaky,
+            res,
+        })
+    } else {
+        if res.is_some() {
+            return Err("a residual on a transposed convolution".into());
+        }
+        if one("dilations", 1)? != 1 {
+            return Err("dilation other than 1".into());
+        }
+        if n.attrs.contains_key("output_shape") {
+            return Err("output_shape".into());
+        }
+        let stride = one("strides", 1)?;
+        let extra = one("output_padding", 0)?;
+        let conv = ConvTranspose1d::new(wv, [d0, d1, d2], bias, stride, pads, extra)?;
+        Ok(Op::ConvT { conv, input, leaky })
+    }
+}
+
+fn usize_of(v: i64, what: &str) -> Result<usize, String> {
+    usize::try_from(v).map_err(|_| format!("{what} {v} is negative"))
+}
+
+impl Region {
+    /// Compile the nodes named `prefix…` of `graph`, whose tensors enter from `entries` and leave
+    /// as `exit` (as [`super::onnx_2d::split`] found them).
+    pub fn new(
+        graph: &Graph,
+        prefix: &str,
+        entries: &[String],
+        exit: &str,
+        engine: Engine,
+        threads: usize,
+    ) -> Result<Self, String> {
+        let nodes: Vec<&Node> = graph
+            .nodes
+            .iter()
+            .filter(|n| n.name.starts_with(prefix))
+            .collect();
+        let mut readers: HashMap<&str, Vec<&Node>> = HashMap::new();
+        for n in &nodes {
+            for x in &n.inputs {
+                readers.entry(x.as_str()).or_default().push(n);
+            }
+        }
+        let mut slot_of: HashMap<String, usize> = HashMap::new();
+        let mut slots = 0;
+        let mut new_slot = |name: &str, slot_of: &mut HashMap<String, usize>| {
+            let s = slots;
+            slots += 1;
+            slot_of.insert(name.to_owned(), s);
+            s
+        };
+        let entry_slots: Vec<(String, usize)> = entries
+            .iter()
+            .map(|e| (e.clone(), new_slot(e, &mut slot_of)))
+            .collect();
+        let scalar = |name: &str| -> Option<f32> {
+            let t = graph.initializers.get(name)?;
+            match t.f32s() {
+                Some([v]) if t.dims.iter().all(|&d| d == 1) => Some(*v),
+                _ => None,
+            }
+        };
+        let slot = |name: &str, slot_of: &HashMap<String, usize>| {
+            slot_of
+                .get(name)
+                .copied()
+                .ok_or_else(|| format!("tensor {name:?} is read before it is written"))
+        };
+        // Leaky ReLUs folded into the convolutions that read them: output → (input, slope).
+        let mut folded: HashMap<&str, (&str, f32)> = HashMap::new();
+        for n in &nodes {
+            if n.op == "LeakyRelu" {
+                let alpha = alpha(n);
+                let only_convs = readers.get(n.outputs[0].as_str()).is_some_and(|rs| {
+                    rs.iter().all(|r| {
+                        (r.op == "Conv" || r.op == "ConvTranspose") && r.inputs[0] == n.outputs[0]
+                    })
+                });
+                if only_convs && n.outputs[0] != exit {
+                    folded.insert(n.outputs[0].as_str(), (n.inputs[0].as_str(), alpha));
+                }
+            }
+        }
+        // Adds that take a convolution's output as a residual: add output → (conv output, other).
+        let mut fused: HashMap<&str, (&str, &str)> = HashMap::new();
+        let mut fused_convs: HashSet<&str> = HashSet::new();
+        for n in &nodes {
+            if n.op != "Add" || n.inputs.len() != 2 {
+                continue;
+            }
+            for (a, b) in [(0, 1), (1, 0)] {
+                let conv_out = n.inputs[a].as_str();
+                let is_conv = nodes
+                    .iter()
+                    .any(|m| m.op == "Conv" && m.outputs.first().is_some_and(|o| o == conv_out));
+                let read_once = readers.get(conv_out).is_some_and(|r| r.len() == 1);
+                let other = n.inputs[b].as_str();
+                if is_conv
+                    && read_once
+                    && conv_out != exit
+                    && scalar(other).is_none()
+                    && !fused_convs.contains(conv_out)
+                {
+                    fused.insert(n.outputs[0].as_str(), (conv_out, other));
+                    fused_convs.insert(conv_out);
+                    break;
+                }
+            }
+        }
+        let mut steps = Vec::new();
+        for n in &nodes {
+            let what = |e: String| format!("{} ({}): {e}", n.name, n.op);
+            let out_name = n.outputs.first().ok_or_else(|| what("no output".into()))?;
+            if folded.contains_key(out_name.as_str()) || fused_convs.contains(out_name.as_str()) {
+                continue;
+            }
+            let op = match n.op.as_str() {
+                "Conv" | "ConvTranspose" => {
+                    conv_op(n, None, graph, &folded, &slot_of).map_err(what)?
+                }
+                "Add" if fused.contains_key(out_name.as_str()) => {
+                    // The convolution writes this sum: it runs here, under the Add's output.
+                    let (conv_out, other) = fused[out_name.as_str()];
+                    let conv = nodes
+                        .iter()
+                        .find(|m| m.outputs.first().is_some_and(|o| o == conv_out))
+                        .ok_or_else(|| what("fused convolution vanished".into()))?;
+                    let res = slot(other, &slot_of).map_err(what)?;
+                    conv_op(conv, Some(res), graph, &folded, &slot_of)
+                        .map_err(|e| format!("{} ({}): {e}", conv.name, conv.op))?
+                }
+                "LeakyRelu" | "Relu" | "Tanh" | "Sigmoid" => {
+                    let u = match n.op.as_str() {
+                        "LeakyRelu" => Unary::Leaky(alpha(n)),
+                        "Relu" => Unary::Relu,
+                        "Tanh" => Unary::Tanh,
+                        _ => Unary::Sigmoid,
+                    };
+                    Op::Unary(u, slot(&n.inputs[0], &slot_of).map_err(what)?)
+                }
+                "Add" | "Sub" | "Mul" | "Div" => {
+                    if n.inputs.len() != 2 {
+                        return Err(what(format!("{} inputs", n.inputs.len())));
+                    }
+                    let kind = match n.op.as_str() {
+                        "Add" => Binary::Add,
+                        "Sub" => Binary::Sub,
+                        "Mul" => Binary::Mul,
+                        _ => Binary::Div,
+                    };
+                    let operand = |x: &str| -> Result<Operand, String> {
+                        match scalar(x) {
+                            Some(v) => Ok(Operand::Const(v)),
+                            None => slot(x, &slot_of).map(Operand::Slot),
+                        }
+                    };
+                    Op::Binary(
+                        kind,
+                        operand(&n.inputs[0]).map_err(what)?,
+                        operand(&n.inputs[1]).map_err(what)?,
+                    )
+                }
+                other => return Err(what(format!("operator {other} is not supported here"))),
+            };
+            let out = new_slot(out_name, &mut slot_of);
+            steps.push(Step {
+                name: n.name.clone(),
+                op,
+                out,
+                frees: Vec::new(),
+            });
+        }
+        let exit = slot(exit, &slot_of).map_err(|e| format!("the region's exit: {e}"))?;
+        let margin = receptive_radius(&steps, &entry_slots, exit, slots)?;
+        // Free each slot after its last reader (the exit never).
+        let mut last: HashMap<usize, usize> = HashMap::new();
+        for (i, s) in steps.iter().enumerate() {
+            for r in reads(&s.op) {
+                last.insert(r, i);
+            }
+        }
+        for (slot, i) in last {
+            if slot != exit {
+                steps[i].frees.push(slot);
+            }
+        }
+        Ok(Self {
+            steps,
+            entries: entry_slots,
+            exit,
+            slots,
+            works: (0..threads.max(1))
+                .map(|_| Work {
+                    engine,
+                    scratch: Scratch::default(),
+                    pool: Vec::new(),
+                })
+                .collect(),
+            margin,
+        })
+    }
+
+    /// The engine that runs the kernels.
+    pub fn engine(&self) -> Engine {
+        self.works.first().map_or(Engine::Portable, |w| w.engine)
+    }
+
+    /// How many steps (nodes after folding) the region runs.
+    pub fn steps(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Run on the entry tensors (`[1, C, T]` each, in the order given at [`Region::new`]): the
+    /// exit tensor's values. With more than one thread, a long input is cut along time into one
+    /// piece per thread, each with [`Region::margin`] steps of context on both sides; the
+    /// pieces' outputs without their margins are the whole input's output, sample for sample.
+    pub fn run(&mut self, inputs: &[(&[i64], &[f32])]) -> Result<Vec<f32>, String> {
+        if inputs.len() != self.entries.len() {
+            return Err(format!(
+                "{} inputs, the region takes {}",
+                inputs.len(),
+                self.entries.len()
+            ));
+        }
+        let mut shaped = Vec::with_capacity(inputs.len());
+        for ((name, _), (dims, data)) in self.entries.iter().zip(inputs) {
+            let &[1, c, t] = *dims else {
+                return Err(format!(
+                    "input {name} of dimensions {dims:?}, expected [1, C, T]"
+                ));
+            };
+            let (c, t) = (usize_of(c, "channels")?, usize_of(t, "steps")?);
+            if data.len() != c * t || t == 0 {
+                return Err(format!("input {name}: {} values for {dims:?}", data.len()));
+            }
+            shaped.push((c, t, *data));
+        }
+        let frames = shaped.iter().map(|s| s.1).max().unwrap_or(0);
+        let pieces = self.works.len().min(frames / MIN_PIECE).max(1);
+        let splittable = shaped.iter().all(|&(_, t, _)| t == frames || t == 1);
+        let Self {
+            steps,
+            entries,
+            exit,
+            slots,
+            works,
+            margin,
+        } = self;
+        let plan = Plan {
+            steps,
+            entries,
+            exit: *exit,
+            slots: *slots,
+        };
+        if pieces == 1 || !splittable {
+            let first = works.first_mut().ok_or("no worker")?;
+            return plan.run(first, &shaped, 0, frames).map(|t| t.data);
+        }
+        let bounds: Vec<(usize, usize)> = (0..pieces)
+            .map(|k| (frames * k / pieces, frames * (k + 1) / pieces))
+            .collect();
+        let margin = *margin;
+        let plan = &plan;
+        let shaped = &shaped;
+        let outs: Vec<Result<(Tensor, usize, usize), String>> = std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            let (first, rest) = works.split_at_mut(1);
+            for (w, &(a, b)) in rest.iter_mut().zip(&bounds[1..]) {
+                handles.push(s.spawn(move || plan.piece(w, shaped, a, b, frames, margin)));
+            }
+            let mut outs = vec![plan.piece(
+                &mut first[0],
+                shaped,
+                bounds[0].0,
+                bounds[0].1,
+                frames,
+                margin,
+            )];
+            for h in handles {
+                outs.push(
+                    h.join()
+                        .unwrap_or_else(|_| Err("a decoder thread panicked".into())),
+                );
+            }
+            outs
+        });
+        let mut pieces_out = Vec::with_capacity(outs.len());
+        for o in outs {
+            pieces_out.push(o?);
+        }
+        let c = pieces_out.first().map_or(0, |p| p.0.c);
+        let total: usize = pieces_out.iter().map(|p| p.2 - p.1).sum();
+        let mut data = Vec::with_capacity(c * total);
+        for ch in 0..c {
+            for (t, from, to) in &pieces_out {
+                data.extend_from_slice(&t.data[ch * t.t + from..ch * t.t + to]);
+            }
+        }
+        for ((t, _, _), w) in pieces_out.into_iter().zip(works.iter_mut()) {
+            w.pool.push(t.data);
+        }
+        Ok(data)
+    }
+
+    /// Steps of context each piece of a split input gets on both sides.
+    pub fn margin(&self) -> usize {
+        self.margin
+    }
+
+    /// Give the buffers kept between runs back.
+    pub fn idle(&mut self) {
+        for w in &mut self.works {
+            w.pool = Vec::new();
+            w.scratch.clear();
+        }
+    }
+}
+
+/// The shortest piece of input (in steps) worth a thread of its own.
+const MIN_PIECE: usize = 48;
+
+/// What a run reads of the region.
+struct Plan<'a> {
+    steps: &'a [Step],
+    entries: &'a [(String, usize)],
+    exit: usize,
+    slots: usize,
+}
+
+impl Plan<'_> {
+    /// Inputs `[lo, hi)` of `shaped` (inputs of one step are taken whole): the exit tensor.
+    fn run(
+        &self,
+        work: &mut Work,
+        shaped: &[(usize, usize, &[f32])],
+        lo: usize,
+        hi: usize,
+    ) -> Result<Tensor, String> {
+        let mut slots: Vec<Option<Tensor>> = (0..self.slots).map(|_| None).collect();
+        for ((_, slot), &(c, t, data)) in self.entries.iter().zip(shaped) {
+            let (from, len) = if t == 1 { (0, 1) } else { (lo, hi - lo) };
+            let mut buf = work.take(c * len);
+            for ch in 0..c {
+                buf[ch * len..(ch + 1) * len]
+                    .copy_from_slice(&data[ch * t + from..ch * t + from + len]);
+            }
+            slots[*slot] = Some(Tensor {
+                c,
+                t: len,
+                data: buf,
+            });
+        }
+        for step in self.steps {
+            let out = work
+                .step(step, &slots)
+                .map_err(|e| format!("{}: {e}", step.name))?;
+            slots[step.out] = Some(out);
+            for &f in &step.frees {
+                if let Some(t) = slots[f].take() {
+                    work.pool.push(t.data);
+                }
+            }
+        }
+        let out = slots[self.exit]
+            .take()
+            .ok_or("the region wrote no output")?;
+        for t in slots.into_iter().flatten() {
+            work.pool.push(t.data);
+        }
+        Ok(out)
+    }
+
+    /// The output of input steps `[a, b)` of `frames`: run on `[a − margin, b + margin)`
+    /// (within the input) and return the output with the range of `[a, b)` in it.
+    fn piece(
+        &self,
+        work: &mut Work,
+        shaped: &[(usize, usize, &[f32])],
+        a: usize,
+        b: usize,
+        frames: usize,
+        margin: usize,
+    ) -> Result<(Tensor, usize, usize), String> {
+        let (lo, hi) = (a.saturating_sub(margin), (b + margin).min(frames));
+        let out = self.run(work, shaped, lo, hi)?;
+        let hop = out.t / (hi - lo);
+        if hop == 0 || out.t != hop * (hi - lo) {
+            return Err(format!(
+                "{} output steps for {} input steps: the region does not upsample by a whole factor",
+                out.t,
+                hi - lo
+            ));
+        }
+        Ok((out, (a - lo) * hop, (b - lo) * hop))
+    }
+}
+
+impl Work {
+    /// A buffer of `n` values (contents unspecified) from the pool.
+    fn take(&mut self, n: usize) -> Vec<f32> {
+        let best = self
+            .pool
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= n)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        let mut b = match best {
+            Some(i) => self.pool.swap_remove(i),
+            None => self
+                .pool
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, b)| b.capacity())
+                .map(|(i, _)| i)
+                .map(|i| self.pool.swap_remove(i))
+                .unwrap_or_default(),
+        };
+        b.resize(n, 0.0);
+        b
+    }
+
+    fn step(&mut self, step: &Step, slots: &[Option<Tensor>]) -> Result<Tensor, String> {
+        let get = |s: usize| {
+            slots[s]
+                .as_ref()
+                .ok_or_else(|| "an input was freed too early".to_owned())
+        };
+        let engine = self.engine;
+        match &step.op {
+            Op::Conv {
+                conv,
+                input,
+                leaky,
+                res,
+            } => {
+                let x = get(*input)?;
+                if x.c != conv.ins() {
+                    return Err(format!(
+                        "{} input channels, the weight takes {}",
+                        x.c,
+                        conv.ins()
+                    ));
+                }
+                let n = conv.out_len(x.t).ok_or("input shorter than the kernel")?;
+                let r = match res {
+                    Some(r) => Some(get(*r)?),
+                    None => None,
+                };
+                let same = r.is_some_and(|r| r.c == conv.outs() && r.t == n);
+                let mut out = self.take(conv.outs() * n);
+                conv.run(
+                    engine,
+                    Input {
+                        data: &x.data,
+                        steps: x.t,
+                        leaky: *leaky,
+                    },
+                    r.filter(|_| same).map(|r| r.data.as_slice()),
+                    &mut out,
+                    &mut self.scratch,
+                )?;
+                let mut y = Tensor {
+                    c: conv.outs(),
+                    t: n,
+                    data: out,
+                };
+                if let (Some(r), false) = (r, same) {
+                    binary_in_place(Binary::Add, &mut y, r, true)?;
+                }
+                Ok(y)
+            }
+            Op::ConvT { conv, input, leaky } => {
+                let x = get(*input)?;
+                if x.c != conv.ins() {
+                    return Err(format!(
+                        "{} input channels, the weight takes {}",
+                        x.c,
+                        conv.ins()
+                    ));
+                }
+                let n = conv.out_len(x.t).ok_or("input too short")?;
+                let mut out = self.take(conv.outs() * n);
+                let input = Input {
+                    data: &x.data,
+                    steps: x.t,
+                    leaky: *leaky,
+                };
+                conv.run(engine, input, &mut out, &mut self.scratch)?;
+                Ok(Tensor {
+                    c: conv.outs(),
+                    t: n,
+                    data: out,
+                })
+            }
+            Op::Unary(u, input) => {
+                let x = get(*input)?;
+                let mut out = self.take(x.data.len());
+                for (y, &v) in out.iter_mut().zip(&x.data) {
+                    *y = match *u {
+                        Unary::Leaky(a) => {
+                            if v < 0.0 {
+                                v * a
+                            } else {
+                                v
+                            }
+                        }
+                        Unary::Relu => v.max(0.0),
+                        Unary::Tanh => v.tanh(),
+                        Unary::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+                    };
+                }
+                Ok(Tensor {
+                    c: x.c,
+                    t: x.t,
+                    data: out,
+                })
+            }
+            Op::Binary(kind, a, b) => match (a, b) {
+                (Operand::Slot(a), Operand::Slot(b)) => {
+                    let (a, b) = (get(*a)?, get(*b)?);
+                    // The larger operand's shape; the other broadcasts over time.
+                    let (big, small, flipped) = if b.t > a.t {
+                        (b, a, true)
+                    } else {
+                        (a, b, false)
+                    };
+                    let mut out = self.take(big.data.len());
+                    out.copy_from_slice(&big.data);
+                    let mut y = Tensor {
+                        c: big.c,
+                        t: big.t,
+                        data: out,
+                    };
+                    binary_in_place(*kind, &mut y, small, !flipped)?;
+                    Ok(y)
+                }
+                (Operand::Slot(a), Operand::Const(c)) | (Operand::Const(c), Operand::Slot(a)) => {
+                    let x = get(*a)?;
+                    let const_first = matches!(b, Operand::Slot(_));
+                    let mut out = self.take(x.data.len());
+                    for (y, &v) in out.iter_mut().zip(&x.data) {
+                        let (l, r) = if const_first { (*c, v) } else { (v, *c) };
+                        *y = apply(*kind, l, r);
+                    }
+                    Ok(Tensor {
+                        c: x.c,
+                        t: x.t,
+                        data: out,
+                    })
+                }
+                (Operand::Const(_), Operand::Const(_)) => Err("two constants".into()),
+            },
+        }
+    }
+}
+
+fn apply(kind: Binary, l: f32, r: f32) -> f32 {
+    match kind {
+        Binary::Add => l + r,
+        Binary::Sub => l - r,
+        Binary::Mul => l * r,
+        Binary::Div => l / r,
+    }
+}
+
+/// `y = y ∘ x` (or `x ∘ y` when `!y_first`), `x` of `y`'s shape or `[C, 1]`.
+fn binary_in_place(kind: Binary, y: &mut Tensor, x: &Tensor, y_first: bool) -> Result<(), String> {
+    let f = |a: f32, b: f32| {
+        if y_first {
+            apply(kind, a, b)
+        } else {
+            apply(kind, b, a)
+        }
+    };
+    if x.c == y.c && x.t == y.t {
+        for (a, &b) in y.data.iter_mut().zip(&x.data) {
+            *a = f(*a, b);
+        }
+    } else if x.c == y.c && x.t == 1 {
+        for (row, &b) in y.data.chunks_mut(y.t.max(1)).zip(&x.data) {
+            for a in row {
+                *a = f(*a, b);
+            }
+        }
+    } else {
+        return Err(format!(
+            "operands of shapes [{}, {}] and [{}, {}] do not broadcast",
+            y.c, y.t, x.c, x.t
+        ));
+    }
+    Ok(())
+}
+
+/// How many input steps on each side can change one output of the exit (rounded up, plus
+/// one): rates and radii are followed from the entries (1 sample per step, radius 0).
+fn receptive_radius(
+    steps: &[Step],
+    entries: &[(String, usize)],
+    exit: usize,
+    slots: usize,
+) -> Result<usize, String> {
+    // Per slot: samples per input step, radius in input steps.
+    let mut field: Vec<Option<(f64, f64)>> = vec![None; slots];
+    for (_, s) in entries {
+        field[*s] = Some((1.0, 0.0));
+    }
+    for step in steps {
+        let of =
+            |s: usize| field[s].ok_or_else(|| format!("{}: an input without a field", step.name));
+        let out = match &step.op {
+            Op::Conv {
+                conv, input, res, ..
+            } => {
+                let (rate, r) = of(*input)?;
+                let mut r = r + conv.reach() as f64 / rate;
+                if let Some(res) = res {
+                    r = r.max(of(*res)?.1);
+                }
+                (rate, r)
+            }
+            Op::ConvT { conv, input, .. } => {
+                let (rate, r) = of(*input)?;
+                (
+                    rate * conv.stride() as f64,
+                    r + conv.reach_in() as f64 / rate,
+                )
+            }
+            Op::Unary(_, x) => of(*x)?,
+            Op::Binary(_, a, b) => {
+                let mut best: Option<(f64, f64)> = None;
+                for o in [a, b] {
+                    if let Operand::Slot(s) = o {
+                        let (rate, r) = of(*s)?;
+                        best = Some(
+                            best.map_or((rate, r), |(br, bradius)| (br.max(rate), bradius.max(r))),
+                        );
+                    }
+                }
+                best.ok_or_else(|| format!("{}: no tensor operand", step.name))?
+            }
+        };
+        field[step.out] = Some(out);
+    }
+    let (_, r) = field[exit].ok_or("the exit has no field")?;
+    Ok(r.ceil() as usize + 1)
+}
+
+fn reads(op: &Op) -> Vec<usize> {
+    match op {
+        Op::Conv { input, res, .. } => std::iter::once(*input).chain(*res).collect(),
+        Op::ConvT { input, .. } => vec![*input],
+        Op::Unary(_, x) => vec![*x],
+        Op::Binary(_, a, b) => [a, b]
+            .into_iter()
+            .filter_map(|o| match o {
+                Operand::Slot(s) => Some(*s),
+                Operand::Const(_) => None,
+            })
+            .collect(),
+    }
+}
