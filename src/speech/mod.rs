@@ -12,6 +12,7 @@
 
 pub mod audio;
 pub mod bf16;
+pub mod bf16_op;
 pub mod cli_say;
 pub mod cli_transcribe;
 pub mod error;

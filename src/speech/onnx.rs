@@ -86,7 +86,7 @@ fn runtime_err(reason: String) -> SpeechError {
 
 /// A session for the model at `path` with `threads` intra-op threads (inter-op 1).
 pub fn session(env: &Environment, path: &Path, threads: usize) -> Result<Session, SpeechError> {
-    session_from(env, path, None, threads, true)
+    session_from(env, path, None, threads, true, None)
 }
 
 /// Run options that return the CPU arena's free memory to the system at the end of the run.
@@ -104,13 +104,15 @@ pub fn shrink_arena() -> Result<ort::session::RunOptions, SpeechError> {
 }
 
 /// A session for the model at `path`, or for `bytes` (the model rewritten) if given; `arena`
-/// keeps intermediate tensors in ONNX Runtime's arena between runs (see [`shrink_arena`]).
+/// keeps intermediate tensors in ONNX Runtime's arena between runs (see [`shrink_arena`]);
+/// `operators` are the custom operators the model uses, if any.
 pub fn session_from(
     env: &Environment,
     path: &Path,
     bytes: Option<&[u8]>,
     threads: usize,
     arena: bool,
+    operators: Option<ort::operator::OperatorDomain>,
 ) -> Result<Session, SpeechError> {
     let model_err = |reason: String| SpeechError::Model {
         path: path.to_path_buf(),
@@ -133,6 +135,11 @@ pub fn session_from(
         .map_err(|e| model_err(e.to_string()))?
         .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(arena).build()])
         .map_err(|e| model_err(e.to_string()))?;
+    if let Some(domain) = operators {
+        builder = builder
+            .with_operators(domain)
+            .map_err(|e| model_err(e.to_string()))?;
+    }
     match bytes {
         Some(bytes) => builder.commit_from_memory(bytes),
         None => builder.commit_from_file(path),

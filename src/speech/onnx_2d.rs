@@ -200,6 +200,76 @@ pub fn split(bytes: &[u8], prefix: &str) -> Result<Split, String> {
     })
 }
 
+/// Move the 1-D `Conv` nodes named `prefix…` that our bfloat16 operator runs
+/// ([`super::bf16_op`]: group 1, stride 1, explicit pads, constant float weight `[O, I, k]` and
+/// bias) to the operator domain `domain` (version 1, imported by the model), copying everything
+/// else byte for byte. Returns the new bytes and how many nodes moved (none: an error).
+pub fn convs_to_domain(
+    bytes: &[u8],
+    prefix: &str,
+    domain: &str,
+) -> Result<(Vec<u8>, usize), String> {
+    let graph = onnx_graph::parse(bytes)?;
+    let eligible = |n: &Node| -> bool {
+        let constant = |name: Option<&String>, dims: usize| {
+            name.and_then(|x| graph.initializers.get(x))
+                .is_some_and(|t| t.dims.len() == dims && t.f32s().is_some())
+        };
+        let attrs_ok = n.attrs.iter().all(|(name, a)| match (name.as_str(), a) {
+            ("kernel_shape" | "dilations", Attr::Ints(v)) => v.len() == 1,
+            ("strides", Attr::Ints(v)) => v == &[1],
+            ("pads", Attr::Ints(v)) => v.len() == 2,
+            ("group", Attr::Int(g)) => *g == 1,
+            ("auto_pad", Attr::Str(s)) => s == b"NOTSET",
+            _ => false,
+        });
+        n.op == "Conv"
+            && n.name.starts_with(prefix)
+            && n.domain.is_empty()
+            && (2..=3).contains(&n.inputs.len())
+            && constant(n.inputs.get(1), 3)
+            && (n.inputs.len() == 2 || constant(n.inputs.get(2), 1))
+            && attrs_ok
+    };
+    let moved: HashSet<usize> = (0..graph.nodes.len())
+        .filter(|&i| eligible(&graph.nodes[i]))
+        .collect();
+    if moved.is_empty() {
+        return Err(format!("no 1-D convolution named {prefix}… to move"));
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 64);
+    let mut r = Reader::new(bytes);
+    while let Some((field, value, raw)) = r.next_raw()? {
+        if field != 7 {
+            out.extend_from_slice(raw);
+            continue;
+        }
+        let g = value.bytes("ModelProto.graph")?;
+        let mut ng = Vec::with_capacity(g.len() + 64 * moved.len());
+        let mut gr = Reader::new(g);
+        let mut index = 0;
+        while let Some((f, v, raw)) = gr.next_raw()? {
+            if f == 1 {
+                index += 1;
+                if moved.contains(&(index - 1)) {
+                    // The domain field after the others: the node had none.
+                    let mut node = v.bytes("GraphProto.node")?.to_vec();
+                    put_bytes(&mut node, 7, domain.as_bytes());
+                    put_bytes(&mut ng, 1, &node);
+                    continue;
+                }
+            }
+            ng.extend_from_slice(raw);
+        }
+        put_bytes(&mut out, 7, &ng);
+    }
+    let mut opset = Vec::new();
+    put_bytes(&mut opset, 1, domain.as_bytes());
+    put_varint_field(&mut opset, 2, 1);
+    put_bytes(&mut out, 8, &opset);
+    Ok((out, moved.len()))
+}
+
 /// What to change, worked out from the parsed graph.
 struct Plan {
     /// Indices of the region's nodes.
@@ -702,6 +772,43 @@ mod tests {
         two.push(node("Relu", "/other", &["h"], &["z"], &[]));
         let e = split_refused(&two);
         assert!(e.contains("2 region tensors leave it"), "{e}");
+    }
+
+    /// Eligible convolutions move to the custom domain, which the model then imports; others
+    /// (another prefix, a stride, a weight that is not a constant) stay.
+    #[test]
+    fn convolutions_move_to_a_custom_domain() {
+        let mut nodes = decoder();
+        nodes.push(node(
+            "Conv",
+            "/dec/strided",
+            &["h", "w1"],
+            &["q"],
+            &[("strides", ints(&[2]))],
+        ));
+        nodes.push(node("Conv", "/dec/computed", &["h", "x1"], &["r"], &[]));
+        let (bytes, moved) = convs_to_domain(&model(&nodes, 15), "/dec/", "my.domain").unwrap();
+        assert_eq!(moved, 1);
+        let g = onnx_graph::parse(&bytes).unwrap();
+        let domains: Vec<(&str, &str)> = g
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.domain.as_str()))
+            .collect();
+        assert_eq!(domains[1], ("/dec/conv", "my.domain"));
+        assert!(domains.iter().filter(|d| d.1 == "my.domain").count() == 1);
+        assert_eq!(g.nodes[1].inputs, ["x1", "w1", "b1"]);
+        let mut r = Reader::new(&bytes);
+        let mut imports = Vec::new();
+        while let Some((field, value)) = r.next_field().unwrap() {
+            if field == 8 {
+                let op = value.bytes("opset").unwrap();
+                imports.push(onnx_graph::string_field(op, 1, "domain").unwrap());
+            }
+        }
+        assert_eq!(imports, ["", "my.domain"]);
+        let e = convs_to_domain(&model(&nodes, 15), "/enc/", "my.domain").unwrap_err();
+        assert!(e.contains("no 1-D convolution named /enc/"), "{e}");
     }
 
     fn split_refused(nodes: &[Node]) -> String {

@@ -84,6 +84,10 @@ pub struct Region {
     works: Vec<Work>,
     /// Input steps of context a piece needs on each side (the receptive field's radius).
     margin: usize,
+    /// Segments run piece by piece.
+    segments: Vec<Segment>,
+    /// Values per piece of a segment's input ([`TILE_VALUES`]; 0: segments run whole).
+    tile: usize,
 }
 
 /// What the steps work with: the kernels' engine and buffers.
@@ -365,6 +369,7 @@ impl Region {
                 steps[i].frees.push(slot);
             }
         }
+        let segments = segments(&steps, exit);
         Ok(Self {
             steps,
             entries: entry_slots,
@@ -378,6 +383,8 @@ impl Region {
                 })
                 .collect(),
             margin,
+            segments,
+            tile: TILE_VALUES,
         })
     }
 
@@ -426,9 +433,13 @@ impl Region {
             slots,
             works,
             margin,
+            segments,
+            tile,
         } = self;
         let plan = Plan {
             steps,
+            segments,
+            tile: *tile,
             entries,
             exit: *exit,
             slots: *slots,
@@ -483,6 +494,16 @@ impl Region {
         Ok(data)
     }
 
+    /// How many segments run piece by piece along time.
+    pub fn segments(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Set the values per piece of a segment's input (0: segments run whole), to compare.
+    pub fn set_tile(&mut self, values: usize) {
+        self.tile = values;
+    }
+
     /// Steps of context each piece of a split input gets on both sides.
     pub fn margin(&self) -> usize {
         self.margin
@@ -497,12 +518,118 @@ impl Region {
     }
 }
 
+/// Run one step: its output into its slot, the slots it read last freed.
+fn run_step(step: &Step, work: &mut Work, slots: &mut [Option<Tensor>]) -> Result<(), String> {
+    let out = work
+        .step(step, slots)
+        .map_err(|e| format!("{}: {e}", step.name))?;
+    slots[step.out] = Some(out);
+    for &f in &step.frees {
+        if let Some(t) = slots[f].take() {
+            work.pool.push(t.data);
+        }
+    }
+    Ok(())
+}
+
+/// Steps `start..end` that keep the time axis (no transposed convolution), read one tensor from
+/// before them and leave one for after them: they can run piece by piece along time.
+#[derive(Debug, Clone)]
+struct Segment {
+    start: usize,
+    end: usize,
+    input: usize,
+    output: usize,
+    /// Steps of context an output needs on each side.
+    radius: usize,
+    /// Whether the input's last reader is in the segment.
+    frees_input: bool,
+}
+
+/// Values (channels × steps) of a segment's input piece: about 256 KB, so that the few tensors
+/// alive in a piece stay in the second-level cache.
+const TILE_VALUES: usize = 1 << 16;
+/// Wider inputs are not cut (their margins would cost more than their cache misses).
+const MAX_TILED_CHANNELS: usize = 64;
+
+/// The segments of `steps` (between transposed convolutions) that can run piece by piece.
+fn segments(steps: &[Step], exit: usize) -> Vec<Segment> {
+    let mut found = Vec::new();
+    let mut start = 0;
+    while start < steps.len() {
+        let end = (start..steps.len())
+            .find(|&i| matches!(steps[i].op, Op::ConvT { .. }))
+            .unwrap_or(steps.len());
+        if end > start {
+            if let Some(seg) = segment(steps, start, end, exit) {
+                found.push(seg);
+            }
+        }
+        start = end + 1;
+    }
+    found
+}
+
+fn segment(steps: &[Step], start: usize, end: usize, exit: usize) -> Option<Segment> {
+    let inside = &steps[start..end];
+    let produced: HashSet<usize> = inside.iter().map(|s| s.out).collect();
+    let mut outside: HashSet<usize> = HashSet::new();
+    for s in inside {
+        outside.extend(reads(&s.op).into_iter().filter(|r| !produced.contains(r)));
+    }
+    let mut read_after: HashSet<usize> = steps[end..]
+        .iter()
+        .flat_map(|s| reads(&s.op))
+        .filter(|r| produced.contains(r))
+        .collect();
+    if produced.contains(&exit) {
+        read_after.insert(exit);
+    }
+    let (&input, &output) = match (outside.len(), read_after.len()) {
+        (1, 1) => (outside.iter().next()?, read_after.iter().next()?),
+        _ => return None,
+    };
+    let mut radius: HashMap<usize, usize> = HashMap::from([(input, 0)]);
+    for s in inside {
+        let r = match &s.op {
+            Op::Conv {
+                conv, input, res, ..
+            } => {
+                let r = radius.get(input)? + conv.reach();
+                res.map_or(Some(r), |x| radius.get(&x).map(|v| r.max(*v)))?
+            }
+            Op::Unary(_, x) => *radius.get(x)?,
+            Op::Binary(_, a, b) => {
+                let mut r = 0;
+                for o in [a, b] {
+                    if let Operand::Slot(x) = o {
+                        r = r.max(*radius.get(x)?);
+                    }
+                }
+                r
+            }
+            Op::ConvT { .. } => return None,
+        };
+        radius.insert(s.out, r);
+    }
+    Some(Segment {
+        start,
+        end,
+        input,
+        output,
+        radius: *radius.get(&output)?,
+        frees_input: inside.iter().any(|s| s.frees.contains(&input)),
+    })
+}
+
 /// The shortest piece of input (in steps) worth a thread of its own.
 const MIN_PIECE: usize = 48;
 
 /// What a run reads of the region.
 struct Plan<'a> {
     steps: &'a [Step],
+    segments: &'a [Segment],
+    tile: usize,
     entries: &'a [(String, usize)],
     exit: usize,
     slots: usize,
@@ -531,16 +658,16 @@ impl Plan<'_> {
                 data: buf,
             });
         }
-        for step in self.steps {
-            let out = work
-                .step(step, &slots)
-                .map_err(|e| format!("{}: {e}", step.name))?;
-            slots[step.out] = Some(out);
-            for &f in &step.frees {
-                if let Some(t) = slots[f].take() {
-                    work.pool.push(t.data);
+        let mut i = 0;
+        while i < self.steps.len() {
+            if let Some(seg) = self.segments.iter().find(|s| s.start == i) {
+                if self.run_segment(seg, work, &mut slots)? {
+                    i = seg.end;
+                    continue;
                 }
             }
+            run_step(&self.steps[i], work, &mut slots)?;
+            i += 1;
         }
         let out = slots[self.exit]
             .take()
@@ -549,6 +676,79 @@ impl Plan<'_> {
             work.pool.push(t.data);
         }
         Ok(out)
+    }
+
+    /// Run a segment in pieces of [`Plan::tile`] steps of its input, each with the segment's
+    /// radius of context on both sides, so that its tensors stay in cache; the output is the
+    /// pieces' outputs without their context, the same samples as one run. `false`: the input
+    /// is too short (or too wide) to be worth it; nothing was run.
+    fn run_segment(
+        &self,
+        seg: &Segment,
+        work: &mut Work,
+        slots: &mut [Option<Tensor>],
+    ) -> Result<bool, String> {
+        let Some(x) = slots[seg.input].as_ref() else {
+            return Err("a segment's input is missing".into());
+        };
+        let (c, t) = (x.c, x.t);
+        let tile = self.tile / c.max(1);
+        if c > MAX_TILED_CHANNELS || tile == 0 || t <= tile + 2 * seg.radius {
+            return Ok(false);
+        }
+        let mut local: Vec<Option<Tensor>> = (0..slots.len()).map(|_| None).collect();
+        let mut full: Option<Tensor> = None;
+        let mut a = 0;
+        while a < t {
+            let b = (a + tile).min(t);
+            let (lo, hi) = (a.saturating_sub(seg.radius), (b + seg.radius).min(t));
+            let len = hi - lo;
+            let mut buf = work.take(c * len);
+            if let Some(x) = slots[seg.input].as_ref() {
+                for ch in 0..c {
+                    buf[ch * len..(ch + 1) * len]
+                        .copy_from_slice(&x.data[ch * t + lo..ch * t + hi]);
+                }
+            }
+            local[seg.input] = Some(Tensor {
+                c,
+                t: len,
+                data: buf,
+            });
+            for step in &self.steps[seg.start..seg.end] {
+                run_step(step, work, &mut local)?;
+            }
+            let out = local[seg.output]
+                .take()
+                .ok_or("a segment wrote no output")?;
+            for left in local.iter_mut().filter_map(Option::take) {
+                work.pool.push(left.data);
+            }
+            if out.t != len {
+                return Err(format!("a segment made {} steps of {len}", out.t));
+            }
+            let f = match &mut full {
+                Some(f) => f,
+                None => full.insert(Tensor {
+                    c: out.c,
+                    t,
+                    data: work.take(out.c * t),
+                }),
+            };
+            for ch in 0..out.c {
+                f.data[ch * t + a..ch * t + b]
+                    .copy_from_slice(&out.data[ch * len + a - lo..ch * len + b - lo]);
+            }
+            work.pool.push(out.data);
+            a = b;
+        }
+        slots[seg.output] = full;
+        if seg.frees_input {
+            if let Some(x) = slots[seg.input].take() {
+                work.pool.push(x.data);
+            }
+        }
+        Ok(true)
     }
 
     /// The output of input steps `[a, b)` of `frames`: run on `[a − margin, b + margin)`

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use super::{espeak, normalize};
 use crate::speech::bf16::{self, Engine};
+use crate::speech::bf16_op;
 use crate::speech::region::Region;
 use crate::speech::{onnx_2d, onnx_graph};
 use crate::speech::{Audio, SpeechError, TextToSpeech};
@@ -200,10 +201,11 @@ pub struct PiperOptions {
     pub speaker: u32,
     /// Speaking rate (divides the voice's length scale).
     pub speed: f32,
-    /// ONNX Runtime intra-op threads.
+    /// ONNX Runtime intra-op threads, and the threads of our decoder ([`Self::bf16_decoder`]).
     pub threads: usize,
-    /// Run the decoder's 1-D convolutions as 2-D ones ([`crate::speech::onnx_2d`]): the same
-    /// arithmetic in ONNX Runtime's blocked (NCHWc) kernels. Taken only with one thread: there it
+    /// When ONNX Runtime runs the decoder: its 1-D convolutions as 2-D ones
+    /// ([`crate::speech::onnx_2d`]), the same arithmetic in ONNX Runtime's blocked (NCHWc)
+    /// kernels. Taken only with one thread: there it
     /// was 0.83–0.86× the 1-D run's time here, while with two ONNX Runtime splits the blocked
     /// kernels' work worse than its im2col path (1.05–1.13×). Off to compare.
     pub convs_2d: bool,
@@ -212,6 +214,13 @@ pub struct PiperOptions {
     /// The audio differs from float32's by about −40 dB (far less than the voice's own noise
     /// changes it from run to run). Off to compare, or for float32's exact samples.
     pub bf16_decoder: bool,
+    /// With [`Self::bf16_decoder`] in effect and one thread: the flow's convolutions too, as a
+    /// custom operator inside ONNX Runtime ([`crate::speech::bf16_op`]; one thread, so with more
+    /// ONNX Runtime's own parallel kernels stay: 163 vs 171 ms here). Its audio is further from
+    /// float32's sample by sample (about 24–28 dB with the noise off: the flow's output is
+    /// inverted into the decoder), while its spectrum stays close (log-spectral distance 0.016,
+    /// against 0.15 between two float32 runs that differ by the voice's own noise).
+    pub bf16_flow: bool,
 }
 
 impl Default for PiperOptions {
@@ -222,6 +231,7 @@ impl Default for PiperOptions {
             threads: 1,
             convs_2d: true,
             bf16_decoder: true,
+            bf16_flow: true,
         }
     }
 }
@@ -234,6 +244,8 @@ pub struct PiperVoice {
     speaker: Option<i64>,
     speed: f32,
     convs_2d: usize,
+    /// How many of the flow's convolutions run on our kernels.
+    flow_convs: usize,
     /// Run options that empty ONNX Runtime's arena ([`TextToSpeech::idle`]).
     shrink: RunOptions,
     /// Run options of a sentence.
@@ -260,6 +272,8 @@ impl std::fmt::Debug for PiperVoice {
 
 /// Prefix of the names of the decoder's nodes (HiFi-GAN) in Piper's exported voices.
 const DECODER: &str = "/dec/";
+/// Prefix of the flow's nodes (VITS's normalizing flow, run in reverse).
+const FLOW: &str = "/flow/";
 
 /// `<model>.json` (Piper's convention: `voice.onnx` + `voice.onnx.json`).
 pub fn config_path(model: &Path) -> PathBuf {
@@ -325,13 +339,33 @@ impl PiperVoice {
             _ => None,
         };
         drop(bytes);
-        let session_bytes = match (&split, &rewritten) {
-            (Some((front, _, _)), _) => Some(front.as_slice()),
-            (None, Some(r)) => Some(r.bytes.as_slice()),
-            (None, None) => None,
+        // The flow's convolutions on our kernels too, inside ONNX Runtime (a custom operator).
+        let flow = match &split {
+            Some((front, _, _)) if options.bf16_flow && options.threads == 1 => onnx_2d::convs_to_domain(front, FLOW, bf16_op::DOMAIN)
+                .inspect_err(|reason| {
+                    tracing::info!(model = %model.display(), %reason, "the flow stays in ONNX Runtime's kernels");
+                })
+                .ok(),
+            _ => None,
         };
-        let session =
-            crate::speech::onnx::session_from(env, model, session_bytes, options.threads, true)?;
+        let session_bytes = match (&flow, &split, &rewritten) {
+            (Some((bytes, _)), _, _) => Some(bytes.as_slice()),
+            (None, Some((front, _, _)), _) => Some(front.as_slice()),
+            (None, None, Some(r)) => Some(r.bytes.as_slice()),
+            (None, None, None) => None,
+        };
+        let operators = match &flow {
+            Some(_) => Some(bf16_op::domain().map_err(|e| model_err(e.to_string()))?),
+            None => None,
+        };
+        let session = crate::speech::onnx::session_from(
+            env,
+            model,
+            session_bytes,
+            options.threads,
+            true,
+            operators,
+        )?;
         let shrink = crate::speech::onnx::shrink_arena()?;
         let plain = RunOptions::new().map_err(|e| SpeechError::Runtime {
             library: "ONNX Runtime".into(),
@@ -344,6 +378,7 @@ impl PiperVoice {
             speaker,
             speed: 1.0,
             convs_2d: rewritten.map_or(0, |r| r.convs),
+            flow_convs: flow.map_or(0, |(_, n)| n),
             shrink,
             plain,
             arena_used: false,
@@ -392,6 +427,18 @@ impl PiperVoice {
     /// Whether our bfloat16 kernels run the decoder.
     pub fn bf16_decoder(&self) -> bool {
         self.decoder.is_some()
+    }
+
+    /// How many of the flow's convolutions run on our bfloat16 kernels.
+    pub fn bf16_flow_convs(&self) -> usize {
+        self.flow_convs
+    }
+
+    /// Values per piece of the decoder's segments ([`Region::set_tile`]; 0: whole), to compare.
+    pub fn set_decoder_tile(&mut self, values: usize) {
+        if let Some((region, _)) = &mut self.decoder {
+            region.set_tile(values);
+        }
     }
 
     /// Text (already normalized) → sentences of phonemes.

@@ -1,0 +1,124 @@
+//! Our bfloat16 convolution ([`super::bf16::Conv1d`]) as an ONNX Runtime custom operator, so
+//! that single `Conv` nodes of a model ONNX Runtime runs (Piper's flow) use it while ONNX
+//! Runtime keeps everything around them. [`super::onnx_2d::convs_to_domain`] moves the nodes to
+//! [`DOMAIN`]; the operator reads the same attributes and inputs as ONNX's `Conv` (1-D, group 1,
+//! stride 1, constant weight and bias) and packs the weight once when the session is made. It
+//! runs on one thread (ONNX Runtime's intra-op threads would wait), so it is meant for sessions
+//! of one thread.
+
+use ort::operator::{
+    BoxedKernel, ComputeContext, KernelContext, Operator, OperatorDomain, OperatorInput,
+    OperatorOutput,
+};
+use ort::value::TensorElementType;
+
+use super::bf16::{Conv1d, Engine, Input, Scratch};
+
+/// The operator domain of the rewritten nodes.
+pub const DOMAIN: &str = "local-assistant.bf16";
+
+/// `Conv` in [`DOMAIN`], on one thread.
+#[derive(Debug, Clone, Copy)]
+pub struct Bf16Conv;
+
+/// The domain with its one operator, for a session builder's `with_operators`.
+pub fn domain() -> ort::Result<OperatorDomain> {
+    OperatorDomain::new(DOMAIN)?.add(Bf16Conv)
+}
+
+fn err(reason: impl std::fmt::Display) -> ort::Error {
+    ort::Error::new(format!("{DOMAIN}:Conv: {reason}"))
+}
+
+fn one_pair(v: Option<Vec<i64>>, default: (usize, usize)) -> ort::Result<(usize, usize)> {
+    match v.as_deref() {
+        None => Ok(default),
+        Some(&[a, b]) => Ok((
+            usize::try_from(a).map_err(err)?,
+            usize::try_from(b).map_err(err)?,
+        )),
+        Some(v) => Err(err(format!("pads {v:?}"))),
+    }
+}
+
+impl Operator for Bf16Conv {
+    type Kernel<'attr> = BoxedKernel<'attr>;
+
+    fn name(&self) -> &str {
+        "Conv"
+    }
+
+    fn inputs(&self) -> impl IntoIterator<Item = OperatorInput> {
+        [
+            OperatorInput::required(TensorElementType::Float32),
+            OperatorInput::required(TensorElementType::Float32),
+            OperatorInput::optional(TensorElementType::Float32),
+        ]
+    }
+
+    fn outputs(&self) -> impl IntoIterator<Item = OperatorOutput> {
+        [OperatorOutput::required(TensorElementType::Float32)]
+    }
+
+    fn create_kernel<'attr>(&self, k: &KernelContext<'attr>) -> ort::Result<Self::Kernel<'attr>> {
+        let w = k.constant_input::<ort::value::TensorValueType<f32>>(1)?;
+        let (shape, weight) = w.try_extract_tensor::<f32>()?;
+        let dims: Vec<usize> = shape
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(err))
+            .collect::<ort::Result<_>>()?;
+        let &[o, i, taps] = dims.as_slice() else {
+            return Err(err(format!("weight of dimensions {dims:?}")));
+        };
+        let bias_value = if k.inputs()?.len() > 2 {
+            Some(k.constant_input::<ort::value::TensorValueType<f32>>(2)?)
+        } else {
+            None
+        };
+        let bias = match &bias_value {
+            Some(b) => Some(b.try_extract_tensor::<f32>()?.1),
+            None => None,
+        };
+        let dil = match k.get::<Vec<i64>>("dilations").as_deref() {
+            None => 1,
+            Some(&[d]) => usize::try_from(d).map_err(err)?,
+            Some(v) => return Err(err(format!("dilations {v:?}"))),
+        };
+        let pads = one_pair(k.get::<Vec<i64>>("pads"), (0, 0))?;
+        let conv = Conv1d::new(weight, [o, i, taps], bias, dil, pads).map_err(err)?;
+        let engine = Engine::best();
+        let mut scratch = Scratch::default();
+        let mut out = Vec::new();
+        Ok(Box::new(move |ctx: &ComputeContext| {
+            let x = ctx.input(0)?.ok_or_else(|| err("no input"))?;
+            let (shape, data) = x.try_extract_tensor::<f32>()?;
+            let &[1, c, t] = &shape[..] else {
+                return Err(err(format!(
+                    "input of dimensions {:?}, expected [1, C, T]",
+                    &shape[..]
+                )));
+            };
+            let t = usize::try_from(t).map_err(err)?;
+            if usize::try_from(c).ok() != Some(conv.ins()) {
+                return Err(err(format!(
+                    "{c} input channels, the weight takes {}",
+                    conv.ins()
+                )));
+            }
+            let input = Input {
+                data,
+                steps: t,
+                leaky: None,
+            };
+            let n = conv
+                .run(engine, input, None, &mut out, &mut scratch)
+                .map_err(err)?;
+            let mut y = ctx
+                .output(0, vec![1, conv.outs() as i64, n as i64])?
+                .ok_or_else(|| err("no output"))?;
+            let (_, ys) = y.try_extract_tensor_mut::<f32>()?;
+            ys.copy_from_slice(&out);
+            Ok(())
+        }))
+    }
+}
