@@ -109,6 +109,21 @@ pub struct Input<'a> {
     pub leaky: Option<f32>,
 }
 
+impl Input<'_> {
+    /// Whether the data holds `channels` rows of `steps`.
+    fn check(&self, channels: usize) -> Result<(), String> {
+        if self.data.len() == channels * self.steps {
+            Ok(())
+        } else {
+            Err(format!(
+                "input of {} values, expected {channels} channels × {}",
+                self.data.len(),
+                self.steps
+            ))
+        }
+    }
+}
+
 /// Input converted to pairs: `rows` rows of `row` u32, the data at columns `left..left + t`.
 struct Pairs<'a> {
     data: &'a [u32],
@@ -298,14 +313,8 @@ impl Conv1d {
         out: &mut Vec<f32>,
         scratch: &mut Scratch,
     ) -> Result<usize, String> {
-        let (x, t) = (input.data, input.steps);
-        if x.len() != self.ins * t {
-            return Err(format!(
-                "input of {} values, expected {} channels × {t}",
-                x.len(),
-                self.ins
-            ));
-        }
+        let t = input.steps;
+        input.check(self.ins)?;
         let n = self
             .out_len(t)
             .filter(|&n| n > 0)
@@ -472,14 +481,8 @@ impl ConvTranspose1d {
         out: &mut Vec<f32>,
         scratch: &mut Scratch,
     ) -> Result<usize, String> {
-        let (x, t) = (input.data, input.steps);
-        if x.len() != self.ins * t {
-            return Err(format!(
-                "input of {} values, expected {} channels × {t}",
-                x.len(),
-                self.ins
-            ));
-        }
+        let t = input.steps;
+        input.check(self.ins)?;
         let len = self
             .out_len(t)
             .filter(|&n| n > 0)

@@ -61,64 +61,83 @@ impl Operator for Bf16Conv {
     }
 
     fn create_kernel<'attr>(&self, k: &KernelContext<'attr>) -> ort::Result<Self::Kernel<'attr>> {
-        let w = k.constant_input::<ort::value::TensorValueType<f32>>(1)?;
-        let (shape, weight) = w.try_extract_tensor::<f32>()?;
-        let dims: Vec<usize> = shape
-            .iter()
-            .map(|&d| usize::try_from(d).map_err(err))
-            .collect::<ort::Result<_>>()?;
-        let &[o, i, taps] = dims.as_slice() else {
-            return Err(err(format!("weight of dimensions {dims:?}")));
-        };
-        let bias_value = if k.inputs()?.len() > 2 {
-            Some(k.constant_input::<ort::value::TensorValueType<f32>>(2)?)
-        } else {
-            None
-        };
-        let bias = match &bias_value {
-            Some(b) => Some(b.try_extract_tensor::<f32>()?.1),
-            None => None,
-        };
-        let dil = match k.get::<Vec<i64>>("dilations").as_deref() {
-            None => 1,
-            Some(&[d]) => usize::try_from(d).map_err(err)?,
-            Some(v) => return Err(err(format!("dilations {v:?}"))),
-        };
-        let pads = one_pair(k.get::<Vec<i64>>("pads"), (0, 0))?;
-        let conv = Conv1d::new(weight, [o, i, taps], bias, dil, pads).map_err(err)?;
+        // ONNX Runtime calls this from C: no panic may unwind into it.
+        let conv = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(k)))
+            .unwrap_or_else(|_| Err(err("packing the weight panicked")))?;
         let engine = Engine::best();
         let mut scratch = Scratch::default();
         let mut out = Vec::new();
         Ok(Box::new(move |ctx: &ComputeContext| {
-            let x = ctx.input(0)?.ok_or_else(|| err("no input"))?;
-            let (shape, data) = x.try_extract_tensor::<f32>()?;
-            let &[1, c, t] = &shape[..] else {
-                return Err(err(format!(
-                    "input of dimensions {:?}, expected [1, C, T]",
-                    &shape[..]
-                )));
-            };
-            let t = usize::try_from(t).map_err(err)?;
-            if usize::try_from(c).ok() != Some(conv.ins()) {
-                return Err(err(format!(
-                    "{c} input channels, the weight takes {}",
-                    conv.ins()
-                )));
-            }
-            let input = Input {
-                data,
-                steps: t,
-                leaky: None,
-            };
-            let n = conv
-                .run(engine, input, None, &mut out, &mut scratch)
-                .map_err(err)?;
-            let mut y = ctx
-                .output(0, vec![1, conv.outs() as i64, n as i64])?
-                .ok_or_else(|| err("no output"))?;
-            let (_, ys) = y.try_extract_tensor_mut::<f32>()?;
-            ys.copy_from_slice(&out);
-            Ok(())
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                compute(ctx, &conv, engine, &mut out, &mut scratch)
+            }))
+            .unwrap_or_else(|_| Err(err("the convolution panicked")))
         }))
     }
+}
+
+/// The packed convolution of a node: its constant weight and bias, and its attributes.
+fn prepare(k: &KernelContext<'_>) -> ort::Result<Conv1d> {
+    let w = k.constant_input::<ort::value::TensorValueType<f32>>(1)?;
+    let (shape, weight) = w.try_extract_tensor::<f32>()?;
+    let dims: Vec<usize> = shape
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(err))
+        .collect::<ort::Result<_>>()?;
+    let &[o, i, taps] = dims.as_slice() else {
+        return Err(err(format!("weight of dimensions {dims:?}")));
+    };
+    let bias_value = if k.inputs()?.len() > 2 {
+        Some(k.constant_input::<ort::value::TensorValueType<f32>>(2)?)
+    } else {
+        None
+    };
+    let bias = match &bias_value {
+        Some(b) => Some(b.try_extract_tensor::<f32>()?.1),
+        None => None,
+    };
+    let dil = match k.get::<Vec<i64>>("dilations").as_deref() {
+        None => 1,
+        Some(&[d]) => usize::try_from(d).map_err(err)?,
+        Some(v) => return Err(err(format!("dilations {v:?}"))),
+    };
+    let pads = one_pair(k.get::<Vec<i64>>("pads"), (0, 0))?;
+    Conv1d::new(weight, [o, i, taps], bias, dil, pads).map_err(err)
+}
+
+/// One run: the input convolved into the output ONNX Runtime allocates.
+fn compute(
+    ctx: &ComputeContext,
+    conv: &Conv1d,
+    engine: Engine,
+    out: &mut Vec<f32>,
+    scratch: &mut Scratch,
+) -> ort::Result<()> {
+    let x = ctx.input(0)?.ok_or_else(|| err("no input"))?;
+    let (shape, data) = x.try_extract_tensor::<f32>()?;
+    let &[1, c, t] = &shape[..] else {
+        return Err(err(format!(
+            "input of dimensions {:?}, expected [1, C, T]",
+            &shape[..]
+        )));
+    };
+    let t = usize::try_from(t).map_err(err)?;
+    if usize::try_from(c).ok() != Some(conv.ins()) {
+        return Err(err(format!(
+            "{c} input channels, the weight takes {}",
+            conv.ins()
+        )));
+    }
+    let input = Input {
+        data,
+        steps: t,
+        leaky: None,
+    };
+    let n = conv.run(engine, input, None, out, scratch).map_err(err)?;
+    let mut y = ctx
+        .output(0, vec![1, conv.outs() as i64, n as i64])?
+        .ok_or_else(|| err("no output"))?;
+    let (_, ys) = y.try_extract_tensor_mut::<f32>()?;
+    ys.copy_from_slice(out);
+    Ok(())
 }

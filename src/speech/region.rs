@@ -816,13 +816,7 @@ impl Work {
                 res,
             } => {
                 let x = get(*input)?;
-                if x.c != conv.ins() {
-                    return Err(format!(
-                        "{} input channels, the weight takes {}",
-                        x.c,
-                        conv.ins()
-                    ));
-                }
+                channels(x, conv.ins())?;
                 let n = conv.out_len(x.t).ok_or("input shorter than the kernel")?;
                 let r = match res {
                     Some(r) => Some(get(*r)?),
@@ -853,13 +847,7 @@ impl Work {
             }
             Op::ConvT { conv, input, leaky } => {
                 let x = get(*input)?;
-                if x.c != conv.ins() {
-                    return Err(format!(
-                        "{} input channels, the weight takes {}",
-                        x.c,
-                        conv.ins()
-                    ));
-                }
+                channels(x, conv.ins())?;
                 let n = conv.out_len(x.t).ok_or("input too short")?;
                 let mut out = self.take(conv.outs() * n);
                 let input = Input {
@@ -933,6 +921,15 @@ impl Work {
                 (Operand::Const(_), Operand::Const(_)) => Err("two constants".into()),
             },
         }
+    }
+}
+
+/// Whether `x` has the `ins` channels a convolution's weight takes.
+fn channels(x: &Tensor, ins: usize) -> Result<(), String> {
+    if x.c == ins {
+        Ok(())
+    } else {
+        Err(format!("{} input channels, the weight takes {ins}", x.c))
     }
 }
 
