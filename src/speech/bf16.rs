@@ -257,17 +257,7 @@ impl Conv1d {
         pads: (usize, usize),
     ) -> Result<Self, String> {
         let [outs, ins, taps] = dims;
-        if outs == 0 || ins == 0 || taps == 0 || dil == 0 {
-            return Err(format!(
-                "convolution of dimensions {dims:?}, dilation {dil}"
-            ));
-        }
-        if weight.len() != outs * ins * taps {
-            return Err(format!(
-                "weight of {} values for dimensions {dims:?}",
-                weight.len()
-            ));
-        }
+        check_weight(weight, dims, ("convolution", "dilation", dil))?;
         let bias = bias_of(bias, outs)?;
         let w = pack(outs, ins, taps, |o, i, j| weight[(o * ins + i) * taps + j]);
         Ok(Self {
@@ -349,6 +339,25 @@ impl Conv1d {
     }
 }
 
+/// A weight of `dims` (none 0) holds their product of values; `step` (dilation or stride) is
+/// not 0.
+fn check_weight(
+    weight: &[f32],
+    dims: [usize; 3],
+    (kind, step_name, step): (&str, &str, usize),
+) -> Result<(), String> {
+    if dims.contains(&0) || step == 0 {
+        return Err(format!("{kind} of dimensions {dims:?}, {step_name} {step}"));
+    }
+    if weight.len() != dims.iter().product::<usize>() {
+        return Err(format!(
+            "weight of {} values for dimensions {dims:?}",
+            weight.len()
+        ));
+    }
+    Ok(())
+}
+
 fn bias_of(bias: Option<&[f32]>, outs: usize) -> Result<Vec<f32>, String> {
     match bias {
         Some(b) if b.len() != outs => Err(format!(
@@ -395,17 +404,7 @@ impl ConvTranspose1d {
         extra: usize,
     ) -> Result<Self, String> {
         let [ins, outs, taps] = dims;
-        if outs == 0 || ins == 0 || taps == 0 || stride == 0 {
-            return Err(format!(
-                "transposed convolution of dimensions {dims:?}, stride {stride}"
-            ));
-        }
-        if weight.len() != outs * ins * taps {
-            return Err(format!(
-                "weight of {} values for dimensions {dims:?}",
-                weight.len()
-            ));
-        }
+        check_weight(weight, dims, ("transposed convolution", "stride", stride))?;
         let bias = bias_of(bias, outs)?;
         let phases = (0..stride.min(taps))
             .map(|rho| {
