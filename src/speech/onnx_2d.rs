@@ -75,8 +75,16 @@ const SHAPE_ONLY: [&str; 5] = ["Unsqueeze", "Squeeze", "Reshape", "Flatten", "Id
 /// ([`super::region::Region`]). The graph's outputs must come from the region, through
 /// shape-only operators at most; those are cut too. Initializers only the cut nodes read go.
 pub fn split(bytes: &[u8], prefix: &str) -> Result<Split, String> {
-    let graph = onnx_graph::parse(bytes)?;
-    let plan = Plan::new(&graph, prefix)?;
+    split_parsed(bytes, &onnx_graph::parse(bytes)?, prefix)
+}
+
+/// [`split`] with the model already parsed (`graph` is `bytes` parsed).
+pub fn split_parsed(
+    bytes: &[u8],
+    graph: &onnx_graph::Graph,
+    prefix: &str,
+) -> Result<Split, String> {
+    let plan = Plan::new(graph, prefix)?;
     let mut exits: Vec<&String> = plan.exits.iter().collect();
     let exit = match exits.pop() {
         Some(e) if exits.is_empty() => e.clone(),

@@ -315,13 +315,14 @@ impl PiperVoice {
         if let Phonemes::Espeak(_) = config.phonemes {
             espeak::available()?;
         }
-        let bytes = if options.bf16_decoder || options.convs_2d {
+        let ours = options.bf16_decoder && bf16::available();
+        let bytes = if ours || (options.convs_2d && options.threads == 1) {
             Some(std::fs::read(model).map_err(|e| model_err(format!("cannot read it: {e}")))?)
         } else {
             None
         };
         let split = match &bytes {
-            Some(b) if options.bf16_decoder && bf16::available() => split_decoder(b, options.threads)
+            Some(b) if ours => split_decoder(b, options.threads)
                 .inspect_err(|reason| {
                     tracing::info!(model = %model.display(), %reason, "the decoder stays in ONNX Runtime");
                 })
@@ -539,8 +540,8 @@ impl PiperVoice {
 /// Piper's model cut before its decoder, and the decoder compiled for our kernels, with the
 /// tensors it reads.
 fn split_decoder(bytes: &[u8], threads: usize) -> Result<(Vec<u8>, Region, Vec<String>), String> {
-    let split = onnx_2d::split(bytes, DECODER)?;
     let graph = onnx_graph::parse(bytes)?;
+    let split = onnx_2d::split_parsed(bytes, &graph, DECODER)?;
     let region = Region::new(
         &graph,
         DECODER,
