@@ -141,9 +141,11 @@ fn to_pairs<'a>(
 ) -> Pairs<'a> {
     let (x, t, leaky) = (input.data, input.steps, input.leaky);
     let rows = c.div_ceil(2);
-    buf.clear();
+    // Every column is written below (the padding with zeros), so the old contents may stay.
     buf.resize(rows * row, 0);
     for p in 0..rows {
+        buf[p * row..p * row + left].fill(0);
+        buf[p * row + left + t..(p + 1) * row].fill(0);
         let lo = &x[2 * p * t..(2 * p + 1) * t];
         let hi = if 2 * p + 1 < c {
             Some(&x[(2 * p + 1) * t..(2 * p + 2) * t])
@@ -321,7 +323,7 @@ impl Conv1d {
             (self.pads.0, row),
             &mut scratch.pairs,
         );
-        out.clear();
+        // The kernel writes every output.
         out.resize(self.outs * n, 0.0);
         let call = Call {
             x: &pairs,
@@ -502,13 +504,13 @@ impl ConvTranspose1d {
         row = row.max(left + t);
         let Scratch { pairs, phase } = scratch;
         let xp = to_pairs(engine, &input, self.ins, (left, row), pairs);
-        out.clear();
+        // The phases write every output a tap reaches, the bias the others (below).
         out.resize(self.outs * len, 0.0);
         for (p, &(lo, count)) in self.phases.iter().zip(&ranges) {
             if count == 0 {
                 continue;
             }
-            phase.clear();
+            // The kernel writes every value.
             phase.resize(self.outs * count, 0.0);
             let call = Call {
                 x: &xp,

@@ -221,7 +221,13 @@ impl Region {
             .filter(|n| n.name.starts_with(prefix))
             .collect();
         let mut readers: HashMap<&str, Vec<&Node>> = HashMap::new();
+        let mut producer: HashMap<&str, &Node> = HashMap::new();
         for n in &nodes {
+            let out = n
+                .outputs
+                .first()
+                .ok_or_else(|| format!("{} ({}): no output", n.name, n.op))?;
+            producer.insert(out.as_str(), n);
             for x in &n.inputs {
                 readers.entry(x.as_str()).or_default().push(n);
             }
@@ -254,15 +260,17 @@ impl Region {
         // Leaky ReLUs folded into the convolutions that read them: output → (input, slope).
         let mut folded: HashMap<&str, (&str, f32)> = HashMap::new();
         for n in &nodes {
+            let (Some(out), Some(input)) = (n.outputs.first(), n.inputs.first()) else {
+                continue;
+            };
             if n.op == "LeakyRelu" {
-                let alpha = alpha(n);
-                let only_convs = readers.get(n.outputs[0].as_str()).is_some_and(|rs| {
+                let only_convs = readers.get(out.as_str()).is_some_and(|rs| {
                     rs.iter().all(|r| {
-                        (r.op == "Conv" || r.op == "ConvTranspose") && r.inputs[0] == n.outputs[0]
+                        (r.op == "Conv" || r.op == "ConvTranspose") && r.inputs.first() == Some(out)
                     })
                 });
-                if only_convs && n.outputs[0] != exit {
-                    folded.insert(n.outputs[0].as_str(), (n.inputs[0].as_str(), alpha));
+                if only_convs && out != exit {
+                    folded.insert(out.as_str(), (input.as_str(), alpha(n)));
                 }
             }
         }
@@ -275,9 +283,7 @@ impl Region {
             }
             for (a, b) in [(0, 1), (1, 0)] {
                 let conv_out = n.inputs[a].as_str();
-                let is_conv = nodes
-                    .iter()
-                    .any(|m| m.op == "Conv" && m.outputs.first().is_some_and(|o| o == conv_out));
+                let is_conv = producer.get(conv_out).is_some_and(|m| m.op == "Conv");
                 let read_once = readers.get(conv_out).is_some_and(|r| r.len() == 1);
                 let other = n.inputs[b].as_str();
                 if is_conv
@@ -306,9 +312,8 @@ impl Region {
                 "Add" if fused.contains_key(out_name.as_str()) => {
                     // The convolution writes this sum: it runs here, under the Add's output.
                     let (conv_out, other) = fused[out_name.as_str()];
-                    let conv = nodes
-                        .iter()
-                        .find(|m| m.outputs.first().is_some_and(|o| o == conv_out))
+                    let conv = producer
+                        .get(conv_out)
                         .ok_or_else(|| what("fused convolution vanished".into()))?;
                     let res = slot(other, &slot_of).map_err(what)?;
                     conv_op(conv, Some(res), graph, &folded, &slot_of)
@@ -321,7 +326,8 @@ impl Region {
                         "Tanh" => Unary::Tanh,
                         _ => Unary::Sigmoid,
                     };
-                    Op::Unary(u, slot(&n.inputs[0], &slot_of).map_err(what)?)
+                    let x = n.inputs.first().ok_or_else(|| what("no input".into()))?;
+                    Op::Unary(u, slot(x, &slot_of).map_err(what)?)
                 }
                 "Add" | "Sub" | "Mul" | "Div" => {
                     if n.inputs.len() != 2 {
