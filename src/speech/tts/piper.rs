@@ -214,9 +214,9 @@ pub struct PiperOptions {
     /// The audio differs from float32's by about −40 dB (far less than the voice's own noise
     /// changes it from run to run). Off to compare, or for float32's exact samples.
     pub bf16_decoder: bool,
-    /// With [`Self::bf16_decoder`] in effect and one thread: the flow's convolutions too, as a
-    /// custom operator inside ONNX Runtime ([`crate::speech::bf16_op`]; one thread, so with more
-    /// ONNX Runtime's own parallel kernels stay: 163 vs 171 ms here). Its audio is further from
+    /// With [`Self::bf16_decoder`] in effect: the flow's convolutions too, as a custom operator
+    /// inside ONNX Runtime ([`crate::speech::bf16_op`]; one thread, still faster than ONNX
+    /// Runtime's float32 kernels on two: 128–133 vs 134–135 ms here). Its audio is further from
     /// float32's sample by sample (about 24–28 dB with the noise off: the flow's output is
     /// inverted into the decoder), while its spectrum stays close (log-spectral distance 0.016,
     /// against 0.15 between two float32 runs that differ by the voice's own noise).
@@ -342,7 +342,7 @@ impl PiperVoice {
         drop(bytes);
         // The flow's convolutions on our kernels too, inside ONNX Runtime (a custom operator).
         let flow = match &split {
-            Some((front, _, _)) if options.bf16_flow && options.threads == 1 => onnx_2d::convs_to_domain(front, FLOW, bf16_op::DOMAIN)
+            Some((front, _, _)) if options.bf16_flow => onnx_2d::convs_to_domain(front, FLOW, bf16_op::DOMAIN)
                 .inspect_err(|reason| {
                     tracing::info!(model = %model.display(), %reason, "the flow stays in ONNX Runtime's kernels");
                 })
