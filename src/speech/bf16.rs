@@ -181,7 +181,8 @@ struct Dest<'a> {
     n: usize,
 }
 
-/// One kernel call: `out[o][t] = bias[o] + res[o][t] + Σ_{p,j} x[p][off + t + j·dil] · w[o][p][j]`.
+/// One kernel call: `out[o][t] = Σ_{p,j} x[p][off + t + j·dil] · w[o][p][j] + bias[o] + res₁[o][t]
+/// + res₂[o][t]`, added in that order (the residuals that are given).
 struct Call<'a> {
     x: &'a Pairs<'a>,
     off: usize,
@@ -191,7 +192,7 @@ struct Call<'a> {
     dil: usize,
     outs: usize,
     bias: &'a [f32],
-    res: Option<&'a [f32]>,
+    res: [Option<&'a [f32]>; 2],
 }
 
 fn kernel(engine: Engine, call: &Call<'_>, dest: &mut Dest<'_>) {
@@ -296,12 +297,13 @@ impl Conv1d {
     }
 
     /// Convolve `x` (`ins` rows of `t`), after a leaky ReLU of slope `leaky` if given, adding
-    /// `res` (`outs` rows of the output length) if given; the output replaces `out`'s contents.
+    /// the residuals `res` (at most two, each `outs` rows of the output length) one after the
+    /// other; the output replaces `out`'s contents.
     pub fn run(
         &self,
         engine: Engine,
         input: Input<'_>,
-        res: Option<&[f32]>,
+        res: &[&[f32]],
         out: &mut Vec<f32>,
         scratch: &mut Scratch,
     ) -> Result<usize, String> {
@@ -311,9 +313,15 @@ impl Conv1d {
             .out_len(t)
             .filter(|&n| n > 0)
             .ok_or_else(|| format!("input of {t} steps is shorter than the kernel"))?;
-        if res.is_some_and(|r| r.len() != self.outs * n) {
+        if res.iter().any(|r| r.len() != self.outs * n) {
             return Err("residual of another shape than the output".into());
         }
+        let res = match *res {
+            [] => [None, None],
+            [a] => [Some(a), None],
+            [a, b] => [Some(a), Some(b)],
+            _ => return Err(format!("{} residuals, at most 2", res.len())),
+        };
         let row = n.next_multiple_of(TSPAN) + self.dil * (self.taps - 1) + 16;
         let row = row.max(self.pads.0 + t);
         let pairs = to_pairs(
@@ -521,7 +529,7 @@ impl ConvTranspose1d {
                 dil: 1,
                 outs: self.outs,
                 bias: &self.bias,
-                res: None,
+                res: [None, None],
             };
             kernel(
                 engine,
@@ -575,8 +583,11 @@ pub mod portable {
                             + from_bf16((xv >> 16) as u16) * from_bf16((wv >> 16) as u16);
                     }
                 }
-                let r = call.res.map_or(0.0, |r| r[o * dest.n + t]);
-                *y = s + call.bias[o] + r;
+                let mut y0 = s + call.bias[o];
+                for r in call.res.iter().flatten() {
+                    y0 += r[o * dest.n + t];
+                }
+                *y = y0;
             }
         }
     }
@@ -688,7 +699,7 @@ mod avx {
                             (1u16 << left) - 1
                         };
                         let mut y = _mm512_add_ps(*v, bias);
-                        if let Some(r) = call.res {
+                        for r in call.res.iter().flatten() {
                             y = _mm512_add_ps(
                                 y,
                                 _mm512_maskz_loadu_ps(m, r.as_ptr().add(o * dest.n + t)),
@@ -841,6 +852,7 @@ mod tests {
             let w = values(o * i * k, seed + 100);
             let b = values(o, seed + 200);
             let res = values(o * (t + pads.0 + pads.1 - dil * (k - 1)), seed + 300);
+            let res2 = values(res.len(), seed + 400);
             let conv = Conv1d::new(&w, [o, i, k], Some(&b), dil, pads).unwrap();
             let mut want = conv_ref(&x, t, &w, [o, i, k], &b, dil, pads, leaky);
             for engine in engines() {
@@ -855,7 +867,7 @@ mod tests {
                             steps: t,
                             leaky,
                         },
-                        None,
+                        &[],
                         &mut out,
                         &mut scratch,
                     )
@@ -869,13 +881,27 @@ mod tests {
                         steps: t,
                         leaky,
                     },
-                    Some(&res),
+                    &[&res],
                     &mut out,
                     &mut scratch,
                 )
                 .unwrap();
                 let with: Vec<f32> = want.iter().zip(&res).map(|(a, b)| a + b).collect();
                 close(&out, &with, &format!("{what} + residual"));
+                conv.run(
+                    engine,
+                    Input {
+                        data: &x,
+                        steps: t,
+                        leaky,
+                    },
+                    &[&res, &res2],
+                    &mut out,
+                    &mut scratch,
+                )
+                .unwrap();
+                let with: Vec<f32> = with.iter().zip(&res2).map(|(a, b)| a + b).collect();
+                close(&out, &with, &format!("{what} + two residuals"));
             }
             want.clear();
         }
@@ -935,7 +961,7 @@ mod tests {
                     steps: 3,
                     leaky: None,
                 },
-                None,
+                &[],
                 &mut Vec::new(),
                 &mut Scratch::default(),
             )
@@ -949,12 +975,34 @@ mod tests {
                     steps: 3,
                     leaky: None,
                 },
-                None,
+                &[],
                 &mut Vec::new(),
                 &mut Scratch::default(),
             )
             .unwrap_err();
         assert!(e.contains("5 values"), "{e}");
+        let conv = Conv1d::new(&[0.0; 8], [2, 2, 2], None, 1, (0, 0)).unwrap();
+        let input = Input {
+            data: &[0.0; 6],
+            steps: 3,
+            leaky: None,
+        };
+        let (r, short) = ([0.0; 4], [0.0; 3]);
+        for (res, reason) in [
+            (&[&r[..], &r, &r][..], "3 residuals"),
+            (&[&r[..], &short], "another shape"),
+        ] {
+            let e = conv
+                .run(
+                    Engine::Portable,
+                    input,
+                    res,
+                    &mut Vec::new(),
+                    &mut Scratch::default(),
+                )
+                .unwrap_err();
+            assert!(e.contains(reason), "{e}");
+        }
         assert!(ConvTranspose1d::new(&[0.0; 8], [2, 2, 2], None, 0, (0, 0), 0).is_err());
     }
 }

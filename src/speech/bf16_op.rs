@@ -133,7 +133,7 @@ fn compute(
         steps: t,
         leaky: None,
     };
-    let n = conv.run(engine, input, None, out, scratch).map_err(err)?;
+    let n = conv.run(engine, input, &[], out, scratch).map_err(err)?;
     let mut y = ctx
         .output(0, vec![1, conv.outs() as i64, n as i64])?
         .ok_or_else(|| err("no output"))?;
