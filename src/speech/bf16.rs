@@ -464,6 +464,27 @@ impl ConvTranspose1d {
             .checked_sub(self.pads.0 + self.pads.1)
     }
 
+    /// The inputs `[i_lo, i_hi)` (of `t`) that outputs `[lo, hi)` (of the output of all `t`)
+    /// read, and where output `lo` is in the output of those inputs alone. There outputs
+    /// `[lo, hi)` have the same values as in the whole output (the same products, in the same
+    /// order). `None` if `[lo, hi)` is empty or past the output.
+    pub fn inputs_for(&self, lo: usize, hi: usize, t: usize) -> Option<(usize, usize, usize)> {
+        let s = self.stride;
+        if lo >= hi || hi > self.out_len(t)? {
+            return None;
+        }
+        // Output u takes inputs i with stride·i + k = u + pad for a tap k < taps.
+        let first = (lo + self.pads.0).saturating_sub(self.taps - 1).div_ceil(s);
+        // Output lo is at lo − stride·i_lo of the piece's output: not before it.
+        let i_lo = first.min(lo / s);
+        let mut i_hi = ((hi - 1 + self.pads.0) / s + 1).min(t);
+        // The piece's output (its right pad cut off) must reach hi.
+        while i_hi < t && self.out_len(i_hi - i_lo)? < hi - s * i_lo {
+            i_hi += 1;
+        }
+        Some((i_lo, i_hi, lo - s * i_lo))
+    }
+
     /// The phase's output range `m_lo..m_lo + count` (outputs `u = stride·m + rho`).
     fn range(&self, rho: usize, len: usize) -> (usize, usize) {
         let (s, pad) = (self.stride, self.pads.0);
@@ -942,8 +963,37 @@ mod tests {
                     .unwrap();
                 assert_eq!(Some(n), ct.out_len(t), "{what}");
                 close(&out, &want, &what);
+                // Any range of outputs from only the inputs it reads: the same values.
+                for (lo, hi) in [(0, 1), (0, n), (n / 3, n / 2 + 1), (n - 1, n), (n / 2, n)] {
+                    if lo >= hi {
+                        continue;
+                    }
+                    let (a, b, at) = ct.inputs_for(lo, hi, t).unwrap();
+                    let mut piece = Vec::new();
+                    let m = ct
+                        .run(
+                            engine,
+                            Input {
+                                data: &rows(&x, t, a, b),
+                                steps: b - a,
+                                leaky: None,
+                            },
+                            &mut piece,
+                            &mut Scratch::default(),
+                        )
+                        .unwrap();
+                    let got = rows(&piece, m, at, at + hi - lo);
+                    assert_eq!(got, rows(&out, n, lo, hi), "{what} outputs {lo}..{hi}");
+                }
+                assert_eq!(ct.inputs_for(0, n + 1, t), None);
+                assert_eq!(ct.inputs_for(n, n, t), None);
             }
         }
+    }
+
+    /// Columns `[a, b)` of every row of `x` (rows of `t`).
+    fn rows(x: &[f32], t: usize, a: usize, b: usize) -> Vec<f32> {
+        x.chunks(t).flat_map(|r| r[a..b].iter().copied()).collect()
     }
 
     #[test]

@@ -586,6 +586,18 @@ struct Segment {
     radius: usize,
     /// Whether the input's last reader is in the segment.
     frees_input: bool,
+    /// The transposed convolution before the segment, when only the segment reads its output
+    /// (the input): each piece computes its own part of it, so that the whole never exists.
+    up: Option<Up>,
+}
+
+/// A segment's transposed convolution: its step, input, and whether it is its input's last
+/// reader.
+#[derive(Debug, Clone, Copy)]
+struct Up {
+    step: usize,
+    input: usize,
+    frees: bool,
 }
 
 /// Values (channels × steps) of a segment's input piece: about 256 KB, so that the few tensors
@@ -657,6 +669,17 @@ fn segment(steps: &[Step], start: usize, end: usize, exit: usize) -> Option<Segm
         };
         radius.insert(s.out, r);
     }
+    let up = start
+        .checked_sub(1)
+        .and_then(|i| match &steps[i].op {
+            Op::ConvT { input: x, .. } if steps[i].out == input => Some(Up {
+                step: i,
+                input: *x,
+                frees: steps[i].frees.contains(x),
+            }),
+            _ => None,
+        })
+        .filter(|_| input != exit && !steps[end..].iter().any(|s| reads(&s.op).contains(&input)));
     Some(Segment {
         start,
         end,
@@ -664,6 +687,7 @@ fn segment(steps: &[Step], start: usize, end: usize, exit: usize) -> Option<Segm
         output,
         radius: *radius.get(&output)?,
         frees_input: inside.iter().any(|s| s.frees.contains(&input)),
+        up,
     })
 }
 
@@ -705,8 +729,9 @@ impl Plan<'_> {
         }
         let mut i = 0;
         while i < self.steps.len() {
-            if let Some(seg) = self.segments.iter().find(|s| s.start == i) {
-                if self.run_segment(seg, work, &mut slots)? {
+            let at = |s: &&Segment| s.start == i || s.up.is_some_and(|u| u.step == i);
+            if let Some(seg) = self.segments.iter().find(at) {
+                if self.run_segment(seg, seg.start != i, work, &mut slots)? {
                     i = seg.end;
                     continue;
                 }
@@ -725,18 +750,41 @@ impl Plan<'_> {
 
     /// Run a segment in pieces of [`Plan::tile`] steps of its input, each with the segment's
     /// radius of context on both sides, so that its tensors stay in cache; the output is the
-    /// pieces' outputs without their context, the same samples as one run. `false`: the input
-    /// is too short (or too wide) to be worth it; nothing was run.
+    /// pieces' outputs without their context, the same samples as one run. With `up`, the
+    /// segment's transposed convolution runs too, each piece computing the part of its output
+    /// it needs from the inputs that part reads ([`ConvTranspose1d::inputs_for`]: the same
+    /// values). `false`: the input is too short (or too wide) to be worth it; nothing was run.
     fn run_segment(
         &self,
         seg: &Segment,
+        up: bool,
         work: &mut Work,
         slots: &mut [Option<Tensor>],
     ) -> Result<bool, String> {
-        let Some(x) = slots[seg.input].as_ref() else {
-            return Err("a segment's input is missing".into());
+        let up = match seg.up.filter(|_| up) {
+            Some(u) => match &self.steps[u.step].op {
+                Op::ConvT { conv, leaky, .. } => Some((u, conv, *leaky)),
+                _ => return Err("a segment's transposed convolution is missing".into()),
+            },
+            None => None,
         };
-        let (c, t) = (x.c, x.t);
+        // The segment's input: channels and steps, and the transposed convolution's input.
+        let (c, t, from) = match up {
+            Some((u, conv, _)) => {
+                let x = slots[u.input]
+                    .as_ref()
+                    .ok_or("a segment's input is missing")?;
+                channels(x, conv.ins())?;
+                let t = conv.out_len(x.t).ok_or("input too short")?;
+                (conv.outs(), t, u.input)
+            }
+            None => {
+                let x = slots[seg.input]
+                    .as_ref()
+                    .ok_or("a segment's input is missing")?;
+                (x.c, x.t, seg.input)
+            }
+        };
         let tile = self.tile / c.max(1);
         if c > MAX_TILED_CHANNELS || tile == 0 || t <= tile + 2 * seg.radius {
             return Ok(false);
@@ -748,17 +796,38 @@ impl Plan<'_> {
             let b = (a + tile).min(t);
             let (lo, hi) = (a.saturating_sub(seg.radius), (b + seg.radius).min(t));
             let len = hi - lo;
-            let mut buf = work.take(c * len);
-            if let Some(x) = slots[seg.input].as_ref() {
-                for ch in 0..c {
-                    buf[ch * len..(ch + 1) * len]
-                        .copy_from_slice(&x.data[ch * t + lo..ch * t + hi]);
+            let x = slots[from].as_ref().ok_or("a segment's input is missing")?;
+            let piece = match up {
+                Some((_, conv, leaky)) => {
+                    let (i_lo, i_hi, at) = conv
+                        .inputs_for(lo, hi, x.t)
+                        .ok_or("outputs past the transposed convolution's")?;
+                    let n = i_hi - i_lo;
+                    let mut xs = work.take(x.c * n);
+                    copy_columns(&x.data, x.t, (i_lo, i_hi), &mut xs);
+                    let mut ys = work.take(0);
+                    let input = Input {
+                        data: &xs,
+                        steps: n,
+                        leaky,
+                    };
+                    let m = conv.run(work.engine, input, &mut ys, &mut work.scratch)?;
+                    let mut buf = work.take(c * len);
+                    copy_columns(&ys, m, (at, at + len), &mut buf);
+                    work.pool.push(xs);
+                    work.pool.push(ys);
+                    buf
                 }
-            }
+                None => {
+                    let mut buf = work.take(c * len);
+                    copy_columns(&x.data, x.t, (lo, hi), &mut buf);
+                    buf
+                }
+            };
             local[seg.input] = Some(Tensor {
                 c,
                 t: len,
-                data: buf,
+                data: piece,
             });
             for step in &self.steps[seg.start..seg.end] {
                 run_step(step, work, &mut local)?;
@@ -788,10 +857,12 @@ impl Plan<'_> {
             a = b;
         }
         slots[seg.output] = full;
-        if seg.frees_input {
-            if let Some(x) = slots[seg.input].take() {
-                work.pool.push(x.data);
-            }
+        let freed = match up {
+            Some((u, _, _)) => u.frees.then_some(u.input),
+            None => seg.frees_input.then_some(seg.input),
+        };
+        if let Some(x) = freed.and_then(|f| slots[f].take()) {
+            work.pool.push(x.data);
         }
         Ok(true)
     }
@@ -969,6 +1040,13 @@ impl Work {
                 (Operand::Const(_), Operand::Const(_)) => Err("two constants".into()),
             },
         }
+    }
+}
+
+/// Columns `[a, b)` of every row of `x` (rows of `t`) into `out` (rows of `b − a`).
+fn copy_columns(x: &[f32], t: usize, (a, b): (usize, usize), out: &mut [f32]) {
+    for (row, to) in x.chunks(t.max(1)).zip(out.chunks_mut((b - a).max(1))) {
+        to.copy_from_slice(&row[a..b]);
     }
 }
 
