@@ -208,15 +208,16 @@ pub fn split_parsed(
     })
 }
 
-/// Move the 1-D `Conv` nodes named `prefix…` that our bfloat16 operator runs
+/// Move the 1-D `Conv` nodes named with one of `prefixes` that our bfloat16 operator runs
 /// ([`super::bf16_op`]: group 1, stride 1, explicit pads, constant float weight `[O, I, k]` and
 /// bias) to the operator domain `domain` (version 1, imported by the model), copying everything
-/// else byte for byte. Returns the new bytes and how many nodes moved (none: an error).
+/// else byte for byte. Returns the new bytes and how many nodes moved per prefix (none at all:
+/// an error).
 pub fn convs_to_domain(
     bytes: &[u8],
-    prefix: &str,
+    prefixes: &[&str],
     domain: &str,
-) -> Result<(Vec<u8>, usize), String> {
+) -> Result<(Vec<u8>, Vec<usize>), String> {
     let graph = onnx_graph::parse(bytes)?;
     let eligible = |n: &Node| -> bool {
         let constant = |name: Option<&String>, dims: usize| {
@@ -232,7 +233,7 @@ pub fn convs_to_domain(
             _ => false,
         });
         n.op == "Conv"
-            && n.name.starts_with(prefix)
+            && prefixes.iter().any(|p| n.name.starts_with(p))
             && n.domain.is_empty()
             && (2..=3).contains(&n.inputs.len())
             && constant(n.inputs.get(1), 3)
@@ -242,8 +243,20 @@ pub fn convs_to_domain(
     let moved: HashSet<usize> = (0..graph.nodes.len())
         .filter(|&i| eligible(&graph.nodes[i]))
         .collect();
+    let counts: Vec<usize> = prefixes
+        .iter()
+        .map(|p| {
+            moved
+                .iter()
+                .filter(|&&i| graph.nodes[i].name.starts_with(p))
+                .count()
+        })
+        .collect();
     if moved.is_empty() {
-        return Err(format!("no 1-D convolution named {prefix}… to move"));
+        return Err(format!(
+            "no 1-D convolution named {}… to move",
+            prefixes.join("… or ")
+        ));
     }
     let mut out = Vec::with_capacity(bytes.len() + 64);
     let mut r = Reader::new(bytes);
@@ -275,7 +288,7 @@ pub fn convs_to_domain(
     put_bytes(&mut opset, 1, domain.as_bytes());
     put_varint_field(&mut opset, 2, 1);
     put_bytes(&mut out, 8, &opset);
-    Ok((out, moved.len()))
+    Ok((out, counts))
 }
 
 /// What to change, worked out from the parsed graph.
@@ -795,8 +808,8 @@ mod tests {
             &[("strides", ints(&[2]))],
         ));
         nodes.push(node("Conv", "/dec/computed", &["h", "x1"], &["r"], &[]));
-        let (bytes, moved) = convs_to_domain(&model(&nodes, 15), "/dec/", "my.domain").unwrap();
-        assert_eq!(moved, 1);
+        let (bytes, moved) = convs_to_domain(&model(&nodes, 15), &["/dec/"], "my.domain").unwrap();
+        assert_eq!(moved, [1]);
         let g = onnx_graph::parse(&bytes).unwrap();
         let domains: Vec<(&str, &str)> = g
             .nodes
@@ -815,7 +828,9 @@ mod tests {
             }
         }
         assert_eq!(imports, ["", "my.domain"]);
-        let e = convs_to_domain(&model(&nodes, 15), "/enc/", "my.domain").unwrap_err();
+        let (_, moved) = convs_to_domain(&model(&nodes, 15), &["/enc/", "/dec/"], "d").unwrap();
+        assert_eq!(moved, [0, 1]);
+        let e = convs_to_domain(&model(&nodes, 15), &["/enc/"], "my.domain").unwrap_err();
         assert!(e.contains("no 1-D convolution named /enc/"), "{e}");
     }
 

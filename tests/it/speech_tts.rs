@@ -203,6 +203,34 @@ fn log_spectrogram(x: &[f32]) -> Vec<f64> {
     out.into_iter().map(|p| (p + floor).log10()).collect()
 }
 
+/// [`spectral_distance`] after aligning the frames in time (dynamic time warping: each frame
+/// of one matched to the nearest of the other along a monotonic path), for audio whose
+/// durations differ.
+fn aligned_spectral_distance(a: &[f32], b: &[f32]) -> f64 {
+    let (x, y) = (log_spectrogram(a), log_spectrogram(b));
+    let (n, m) = (x.len() / 32, y.len() / 32);
+    let d = |i: usize, j: usize| -> f64 {
+        (0..32)
+            .map(|k| (x[i * 32 + k] - y[j * 32 + k]).powi(2))
+            .sum()
+    };
+    // cost[i][j]: (sum, steps) of the cheapest path to (i, j).
+    let mut cost = vec![(f64::INFINITY, 0usize); n * m];
+    for i in 0..n {
+        for j in 0..m {
+            let best = [(i > 0, 1, 0), (j > 0, 0, 1), (i > 0 && j > 0, 1, 1)]
+                .into_iter()
+                .filter(|c| c.0)
+                .map(|(_, di, dj)| cost[(i - di) * m + j - dj])
+                .min_by(|p, q| p.0.total_cmp(&q.0))
+                .unwrap_or((0.0, 0));
+            cost[i * m + j] = (best.0 + d(i, j), best.1 + 1);
+        }
+    }
+    let (sum, steps) = cost[n * m - 1];
+    (sum / (steps * 32) as f64).sqrt()
+}
+
 fn spectral_distance(a: &[f32], b: &[f32]) -> f64 {
     let (x, y) = (log_spectrogram(a), log_spectrogram(b));
     assert_eq!(x.len(), y.len());
@@ -218,6 +246,8 @@ fn spectral_distance(a: &[f32], b: &[f32]) -> f64 {
 ///   the spectrum stays close: the log-spectral distance must be under a third of the distance
 ///   between two float32 runs that differ only by the voice's own noise (measured 0.016 against
 ///   0.15; the decoder alone 0.004).
+/// * with the text encoder's convolutions too, durations may move by a frame: the length stays
+///   within 1 % and the spectrum aligned in time (dynamic time warping) as close.
 ///
 /// Two threads cut the decoder's input in two along time, each piece with its context: the
 /// samples equal one thread's exactly, and so do the decoder's stages run in pieces of any size
@@ -225,19 +255,20 @@ fn spectral_distance(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn the_bfloat16_kernels_keep_the_voice() {
     let env = local_assistant::speech::onnx::init(None, &models_dir()).expect("ONNX Runtime");
-    let load = |bf16_decoder, bf16_flow, threads| {
+    let load = |bf16_decoder, bf16_flow, bf16_encoder, threads| {
         let options = PiperOptions {
             threads,
             bf16_decoder,
             bf16_flow,
+            bf16_encoder,
             ..PiperOptions::default()
         };
         let mut voice = PiperVoice::load(env, &voice_path(), &options).expect("voice");
         voice.set_noise(0.0, 0.0).expect("noise");
         voice
     };
-    let mut float = load(false, false, 1);
-    let mut both = load(true, true, 1);
+    let mut float = load(false, false, false, 1);
+    let mut both = load(true, true, false, 1);
     assert!(!float.bf16_decoder());
     let available = local_assistant::speech::bf16::available();
     assert_eq!(both.bf16_decoder(), available);
@@ -250,10 +281,18 @@ fn the_bfloat16_kernels_keep_the_voice() {
         40,
         "4 coupling layers: pre, 4 dilated, 4 residual/skip, post"
     );
-    let mut decoder = load(true, false, 1);
+    assert_eq!(both.bf16_encoder_convs(), 0);
+    let mut decoder = load(true, false, false, 1);
     assert_eq!(decoder.bf16_flow_convs(), 0);
-    let mut two = load(true, true, 2);
+    let mut all = load(true, true, true, 1);
+    assert_eq!(
+        all.bf16_encoder_convs(),
+        37,
+        "6 layers: q, k, v, o and 2 feed-forward; the projection"
+    );
+    let mut two = load(true, true, true, 2);
     assert_eq!(two.bf16_flow_convs(), 40);
+    assert_eq!(two.bf16_encoder_convs(), 37);
     let phonemes = both
         .phonemize("It is sunny and twelve degrees outside, with light rain expected after four in the afternoon.")
         .expect("phonemes");
@@ -282,8 +321,30 @@ fn the_bfloat16_kernels_keep_the_voice() {
         ours < own / 3.0,
         "log-spectral distance {ours:.4} to float32, against {own:.4} between two of its runs"
     );
+    // With the encoder too, a phoneme's duration may move by a frame (the encoder feeds the
+    // duration predictor): the length stays within 1 %, and the spectrum, aligned in time,
+    // as close as with the decoder and the flow alone.
+    let e = all
+        .synthesize_ids(&ids)
+        .expect("bfloat16 encoder, flow and decoder");
+    let frames = |x: &[f32]| x.len() as f64 / 256.0;
+    assert!(
+        (frames(&e) - frames(&f)).abs() <= 0.01 * frames(&f),
+        "{} frames against float32's {}",
+        frames(&e),
+        frames(&f)
+    );
+    let (with_encoder, own_aligned) = (
+        aligned_spectral_distance(&f, &e),
+        aligned_spectral_distance(&n1, &n2),
+    );
+    eprintln!("with the encoder (aligned): {with_encoder:.4}; two float32 runs {own_aligned:.4}");
+    assert!(
+        with_encoder < own_aligned / 3.0,
+        "aligned log-spectral distance {with_encoder:.4} to float32, against {own_aligned:.4} between two of its runs"
+    );
     let b = two.synthesize_ids(&ids).expect("two threads");
-    same(&c, &b, "two pieces must give one piece's samples");
+    same(&e, &b, "two pieces must give one piece's samples");
     // The stages of 64 and 32 channels run in pieces along time (cache-sized); whole, or in
     // smaller pieces, the samples are the same.
     decoder.set_decoder_tile(0);
