@@ -15,6 +15,8 @@
 //!
 //! [`portable`] is the same arithmetic in plain Rust (the reference of the tests; any CPU).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 /// Output channels per block of the kernel.
 pub const OB: usize = 8;
 /// Vectors of 16 time steps per block of the kernel.
@@ -307,12 +309,42 @@ impl Conv1d {
         out: &mut Vec<f32>,
         scratch: &mut Scratch,
     ) -> Result<usize, String> {
+        input.check(self.ins)?;
+        let n = self.out_steps(input.steps)?;
+        // The kernel writes every output.
+        out.resize(self.outs * n, 0.0);
+        self.run_into(engine, input, res, out, scratch, (1, &scoped))
+    }
+
+    /// Output length for an input of `t` steps, or why there is none.
+    pub fn out_steps(&self, t: usize) -> Result<usize, String> {
+        self.out_len(t)
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("input of {t} steps is shorter than the kernel"))
+    }
+
+    /// [`Conv1d::run`] into `out` (`outs` rows of the output length), its output channels cut
+    /// into `parts` that `par` runs (in parallel; [`scoped`] on threads of our own), the input
+    /// converted once and read by all.
+    pub fn run_into(
+        &self,
+        engine: Engine,
+        input: Input<'_>,
+        res: &[&[f32]],
+        out: &mut [f32],
+        scratch: &mut Scratch,
+        (parts, par): (usize, &Parallel<'_>),
+    ) -> Result<usize, String> {
         let t = input.steps;
         input.check(self.ins)?;
-        let n = self
-            .out_len(t)
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("input of {t} steps is shorter than the kernel"))?;
+        let n = self.out_steps(t)?;
+        if out.len() != self.outs * n {
+            return Err(format!(
+                "output of {} values for {} channels × {n}",
+                out.len(),
+                self.outs
+            ));
+        }
         if res.iter().any(|r| r.len() != self.outs * n) {
             return Err("residual of another shape than the output".into());
         }
@@ -331,22 +363,70 @@ impl Conv1d {
             (self.pads.0, row),
             &mut scratch.pairs,
         );
-        // The kernel writes every output.
-        out.resize(self.outs * n, 0.0);
-        let call = Call {
-            x: &pairs,
-            off: 0,
-            w: &self.w,
-            pairs: self.ins.div_ceil(2),
-            taps: self.taps,
-            dil: self.dil,
-            outs: self.outs,
-            bias: &self.bias,
-            res,
+        let np = self.ins.div_ceil(2);
+        let blocks = self.outs.div_ceil(OB);
+        let parts = parts.clamp(1, blocks);
+        // Part k: blocks [blocks·k/parts, blocks·(k+1)/parts), its rows of the output.
+        let call = |k: usize, out: &mut [f32]| {
+            let (b0, b1) = (blocks * k / parts, blocks * (k + 1) / parts);
+            let (o0, o1) = (b0 * OB, (b1 * OB).min(self.outs));
+            let call = Call {
+                x: &pairs,
+                off: 0,
+                w: &self.w[b0 * np * self.taps * OB..],
+                pairs: np,
+                taps: self.taps,
+                dil: self.dil,
+                outs: o1 - o0,
+                bias: &self.bias[o0..o1],
+                res: res.map(|r| r.map(|r| &r[o0 * n..o1 * n])),
+            };
+            kernel(engine, &call, &mut Dest { out, stride: n, n });
         };
-        kernel(engine, &call, &mut Dest { out, stride: n, n });
+        if parts == 1 {
+            call(0, out);
+            return Ok(n);
+        }
+        let mut rest = out;
+        let mut chunks = Vec::with_capacity(parts);
+        for k in 0..parts {
+            let o1 = ((blocks * (k + 1) / parts) * OB).min(self.outs);
+            let o0 = ((blocks * k / parts) * OB).min(self.outs);
+            let (mine, after) = rest.split_at_mut((o1 - o0) * n);
+            chunks.push(std::sync::Mutex::new(Some(mine)));
+            rest = after;
+        }
+        let done: Vec<AtomicBool> = (0..parts).map(|_| AtomicBool::new(false)).collect();
+        par(parts, &|k: usize| {
+            // Each part takes its own chunk, once, and says when it is written.
+            let chunk = chunks
+                .get(k)
+                .and_then(|c| c.lock().ok().and_then(|mut c| c.take()));
+            if let (Some(chunk), Some(d)) = (chunk, done.get(k)) {
+                call(k, chunk);
+                d.store(true, Ordering::Release);
+            }
+        })?;
+        if done.iter().any(|d| !d.load(Ordering::Acquire)) {
+            return Err("a part of the output was not computed".into());
+        }
         Ok(n)
     }
+}
+
+/// Runs `f(0)`, …, `f(n − 1)`, in parallel or not; an error if it could not run them all.
+pub type Parallel<'a> = dyn Fn(usize, &(dyn Fn(usize) + Sync)) -> Result<(), String> + 'a;
+
+/// [`Parallel`] on scoped threads of our own (part 0 on the caller's).
+pub fn scoped(n: usize, f: &(dyn Fn(usize) + Sync)) -> Result<(), String> {
+    std::thread::scope(|s| {
+        let others: Vec<_> = (1..n).map(|k| s.spawn(move || f(k))).collect();
+        f(0);
+        others.into_iter().try_for_each(|h| {
+            h.join()
+                .map_err(|_| "a convolution thread panicked".to_owned())
+        })
+    })
 }
 
 /// A weight of `dims` (none 0) holds their product of values; `step` (dilation or stride) is
@@ -923,6 +1003,44 @@ mod tests {
                 .unwrap();
                 let with: Vec<f32> = with.iter().zip(&res2).map(|(a, b)| a + b).collect();
                 close(&out, &with, &format!("{what} + two residuals"));
+                // Output channels in parts on several threads: the same values.
+                let input = Input {
+                    data: &x,
+                    steps: t,
+                    leaky,
+                };
+                for parts in [2, 3] {
+                    let mut split = vec![f32::NAN; out.len()];
+                    let mut scratch = Scratch::default();
+                    conv.run_into(
+                        engine,
+                        input,
+                        &[&res, &res2],
+                        &mut split,
+                        &mut scratch,
+                        (parts, &scoped),
+                    )
+                    .unwrap();
+                    assert_eq!(split, out, "{what} in {parts} parts");
+                }
+                // A runner that leaves a part out is an error, not a hole in the output.
+                let lazy = |n: usize, f: &(dyn Fn(usize) + Sync)| -> Result<(), String> {
+                    (0..n).filter(|&k| k != 1).for_each(f);
+                    Ok(())
+                };
+                if o > OB {
+                    let e = conv
+                        .run_into(
+                            engine,
+                            input,
+                            &[],
+                            &mut vec![0.0; out.len()],
+                            &mut Scratch::default(),
+                            (2, &lazy),
+                        )
+                        .unwrap_err();
+                    assert!(e.contains("not computed"), "{e}");
+                }
             }
             want.clear();
         }

@@ -3,8 +3,11 @@
 //! Runtime keeps everything around them. [`super::onnx_2d::convs_to_domain`] moves the nodes to
 //! [`DOMAIN`]; the operator reads the same attributes and inputs as ONNX's `Conv` (1-D, group 1,
 //! stride 1, constant weight and bias) and packs the weight once when the session is made. It
-//! runs on one thread (ONNX Runtime's intra-op threads would wait), so it is meant for sessions
-//! of one thread.
+//! shares its output channels among the session's threads, and writes into the output ONNX
+//! Runtime allocates; the converted input is kept in one buffer for all the session's nodes
+//! (ONNX Runtime runs them one at a time), which [`Shared`] gives back when idle.
+
+use std::sync::{Arc, Mutex};
 
 use ort::operator::{
     BoxedKernel, ComputeContext, KernelContext, Operator, OperatorDomain, OperatorInput,
@@ -17,13 +20,45 @@ use super::bf16::{Conv1d, Engine, Input, Scratch};
 /// The operator domain of the rewritten nodes.
 pub const DOMAIN: &str = "local-assistant.bf16";
 
-/// `Conv` in [`DOMAIN`], on one thread.
-#[derive(Debug, Clone, Copy)]
-pub struct Bf16Conv;
+/// `Conv` in [`DOMAIN`].
+#[derive(Debug, Clone)]
+pub struct Bf16Conv {
+    threads: usize,
+    scratch: Shared,
+}
 
-/// The domain with its one operator, for a session builder's `with_operators`.
-pub fn domain() -> ort::Result<OperatorDomain> {
-    OperatorDomain::new(DOMAIN)?.add(Bf16Conv)
+/// The buffers of all of a session's nodes of [`DOMAIN`].
+#[derive(Debug, Clone, Default)]
+pub struct Shared(Arc<Mutex<Scratch>>);
+
+impl Shared {
+    /// Give the buffers back (between answers).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Scratch> {
+        // A panic while it was held (caught, reported as an error) leaves only buffers behind.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The domain with its one operator, for a session builder's `with_operators`, running on
+/// `threads` threads; and its buffers.
+pub fn domain(threads: usize) -> ort::Result<(OperatorDomain, Shared)> {
+    let scratch = Shared::default();
+    let op = Bf16Conv {
+        threads: threads.max(1),
+        scratch: scratch.clone(),
+    };
+    Ok((OperatorDomain::new(DOMAIN)?.add(op)?, scratch))
 }
 
 fn err(reason: impl std::fmt::Display) -> ort::Error {
@@ -65,11 +100,10 @@ impl Operator for Bf16Conv {
         let conv = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(k)))
             .unwrap_or_else(|_| Err(err("packing the weight panicked")))?;
         let engine = Engine::best();
-        let mut scratch = Scratch::default();
-        let mut out = Vec::new();
+        let (threads, scratch) = (self.threads, self.scratch.clone());
         Ok(Box::new(move |ctx: &ComputeContext| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                compute(ctx, &conv, engine, &mut out, &mut scratch)
+                compute(ctx, &conv, engine, &mut scratch.lock(), threads)
             }))
             .unwrap_or_else(|_| Err(err("the convolution panicked")))
         }))
@@ -110,8 +144,8 @@ fn compute(
     ctx: &ComputeContext,
     conv: &Conv1d,
     engine: Engine,
-    out: &mut Vec<f32>,
     scratch: &mut Scratch,
+    threads: usize,
 ) -> ort::Result<()> {
     let x = ctx.input(0)?.ok_or_else(|| err("no input"))?;
     let (shape, data) = x.try_extract_tensor::<f32>()?;
@@ -133,11 +167,20 @@ fn compute(
         steps: t,
         leaky: None,
     };
-    let n = conv.run(engine, input, &[], out, scratch).map_err(err)?;
+    let n = conv.out_steps(t).map_err(err)?;
     let mut y = ctx
         .output(0, vec![1, conv.outs() as i64, n as i64])?
         .ok_or_else(|| err("no output"))?;
     let (_, ys) = y.try_extract_tensor_mut::<f32>()?;
-    ys.copy_from_slice(out);
+    // Parts on ONNX Runtime's own threads (its pool's threads would spin against ours).
+    let par = |parts: usize, f: &(dyn Fn(usize) + Sync)| -> Result<(), String> {
+        // ONNX Runtime calls the parts from C: no panic may unwind into it.
+        let call = |k: usize| {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(k)));
+        };
+        ctx.par_for(parts, parts, call).map_err(|e| e.to_string())
+    };
+    conv.run_into(engine, input, &[], ys, scratch, (threads, &par))
+        .map_err(err)?;
     Ok(())
 }

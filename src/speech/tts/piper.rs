@@ -215,8 +215,8 @@ pub struct PiperOptions {
     /// changes it from run to run). Off to compare, or for float32's exact samples.
     pub bf16_decoder: bool,
     /// With [`Self::bf16_decoder`] in effect: the flow's convolutions too, as a custom operator
-    /// inside ONNX Runtime ([`crate::speech::bf16_op`]; one thread, still faster than ONNX
-    /// Runtime's float32 kernels on two: 128–133 vs 134–135 ms here). Its audio is further from
+    /// inside ONNX Runtime ([`crate::speech::bf16_op`], its output channels shared among ONNX
+    /// Runtime's threads). Its audio is further from
     /// float32's sample by sample (about 24–28 dB with the noise off: the flow's output is
     /// inverted into the decoder), while its spectrum stays close (log-spectral distance 0.016,
     /// against 0.15 between two float32 runs that differ by the voice's own noise).
@@ -255,6 +255,8 @@ pub struct PiperVoice {
     flow_convs: usize,
     /// How many of the text encoder's convolutions run on our kernels.
     encoder_convs: usize,
+    /// The buffers of those convolutions (given back with ONNX Runtime's arena).
+    op_scratch: Option<bf16_op::Shared>,
     /// Run options that empty ONNX Runtime's arena ([`TextToSpeech::idle`]).
     shrink: RunOptions,
     /// Run options of a sentence.
@@ -382,9 +384,13 @@ impl PiperVoice {
             (None, None, Some(r)) => Some(r.bytes.as_slice()),
             (None, None, None) => None,
         };
-        let operators = match &flow {
-            Some(_) => Some(bf16_op::domain().map_err(|e| model_err(e.to_string()))?),
-            None => None,
+        let (operators, op_scratch) = match &flow {
+            Some(_) => {
+                let (domain, scratch) =
+                    bf16_op::domain(options.threads).map_err(|e| model_err(e.to_string()))?;
+                (Some(domain), Some(scratch))
+            }
+            None => (None, None),
         };
         let session = crate::speech::onnx::session_from(
             env,
@@ -408,6 +414,7 @@ impl PiperVoice {
             convs_2d: rewritten.map_or(0, |r| r.convs),
             flow_convs,
             encoder_convs,
+            op_scratch,
             shrink,
             plain,
             arena_used: false,
@@ -565,6 +572,9 @@ impl PiperVoice {
                 audio.to_vec()
             }
         };
+        if let (true, Some(s)) = (shrink, &self.op_scratch) {
+            s.clear();
+        }
         self.arena_used = !shrink;
         Ok(audio)
     }
