@@ -7,6 +7,7 @@
 //! Runtime allocates; the converted input is kept in one buffer for all the session's nodes
 //! (ONNX Runtime runs them one at a time), which [`Shared`] gives back when idle.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ort::operator::{
@@ -16,6 +17,7 @@ use ort::operator::{
 use ort::value::TensorElementType;
 
 use super::bf16::{Conv1d, Engine, Input, Scratch};
+use super::onnx_2d::{ConvWeights, WEIGHTS_ATTR};
 
 /// The operator domain of the rewritten nodes.
 pub const DOMAIN: &str = "local-assistant.bf16";
@@ -27,33 +29,46 @@ pub struct Bf16Conv {
     scratch: Shared,
 }
 
-/// The buffers of all of a session's nodes of [`DOMAIN`].
+/// What all of a session's nodes of [`DOMAIN`] share: the buffers, and the weights taken out
+/// of the model ([`super::onnx_2d::convs_to_domain`]) until the nodes have packed them.
 #[derive(Debug, Clone, Default)]
-pub struct Shared(Arc<Mutex<Scratch>>);
+pub struct Shared {
+    scratch: Arc<Mutex<Scratch>>,
+    weights: Arc<Mutex<HashMap<String, ConvWeights>>>,
+}
+
+/// A lock whose holder panicked (caught, reported as an error) left only buffers behind.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 impl Shared {
     /// Give the buffers back (between answers).
     pub fn clear(&self) {
-        self.lock().clear();
+        lock(&self.scratch).clear();
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.lock().bytes()
+        lock(&self.scratch).bytes()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Scratch> {
-        // A panic while it was held (caught, reported as an error) leaves only buffers behind.
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Drop the weights not packed yet (once the session has made its kernels).
+    pub fn forget_weights(&self) {
+        *lock(&self.weights) = HashMap::new();
     }
 }
 
 /// The domain with its one operator, for a session builder's `with_operators`, running on
-/// `threads` threads; and its buffers.
-pub fn domain(threads: usize) -> ort::Result<(OperatorDomain, Shared)> {
-    let scratch = Shared::default();
+/// `threads` threads, with the weights of the nodes that name theirs; and what it shares.
+pub fn domain(
+    threads: usize,
+    weights: HashMap<String, ConvWeights>,
+) -> ort::Result<(OperatorDomain, Shared)> {
+    let scratch = Shared {
+        weights: Arc::new(Mutex::new(weights)),
+        ..Shared::default()
+    };
     let op = Bf16Conv {
         threads: threads.max(1),
         scratch: scratch.clone(),
@@ -86,6 +101,7 @@ impl Operator for Bf16Conv {
     fn inputs(&self) -> impl IntoIterator<Item = OperatorInput> {
         [
             OperatorInput::required(TensorElementType::Float32),
+            // The weight, or an empty placeholder where the weights were taken out of the model.
             OperatorInput::required(TensorElementType::Float32),
             OperatorInput::optional(TensorElementType::Float32),
         ]
@@ -97,21 +113,40 @@ impl Operator for Bf16Conv {
 
     fn create_kernel<'attr>(&self, k: &KernelContext<'attr>) -> ort::Result<Self::Kernel<'attr>> {
         // ONNX Runtime calls this from C: no panic may unwind into it.
-        let conv = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(k)))
-            .unwrap_or_else(|_| Err(err("packing the weight panicked")))?;
+        let conv = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            prepare(k, &self.scratch.weights)
+        }))
+        .unwrap_or_else(|_| Err(err("packing the weight panicked")))?;
         let engine = Engine::best();
         let (threads, scratch) = (self.threads, self.scratch.clone());
         Ok(Box::new(move |ctx: &ComputeContext| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                compute(ctx, &conv, engine, &mut scratch.lock(), threads)
+                compute(ctx, &conv, engine, &mut lock(&scratch.scratch), threads)
             }))
             .unwrap_or_else(|_| Err(err("the convolution panicked")))
         }))
     }
 }
 
-/// The packed convolution of a node: its constant weight and bias, and its attributes.
-fn prepare(k: &KernelContext<'_>) -> ort::Result<Conv1d> {
+/// The packed convolution of a node: its weight and bias (constant inputs, or taken out of the
+/// model and named by its [`WEIGHTS_ATTR`] attribute), and its attributes.
+fn prepare(
+    k: &KernelContext<'_>,
+    weights: &Mutex<HashMap<String, ConvWeights>>,
+) -> ort::Result<Conv1d> {
+    let dil = match k.get::<Vec<i64>>("dilations").as_deref() {
+        None => 1,
+        Some(&[d]) => usize::try_from(d).map_err(err)?,
+        Some(v) => return Err(err(format!("dilations {v:?}"))),
+    };
+    let pads = one_pair(k.get::<Vec<i64>>("pads"), (0, 0))?;
+    if let Some(key) = k.get::<String>(WEIGHTS_ATTR) {
+        let weights = lock(weights);
+        let w = weights
+            .get(&key)
+            .ok_or_else(|| err(format!("no weights {key:?} given with the domain")))?;
+        return Conv1d::new(&w.weight, w.dims, w.bias.as_deref(), dil, pads).map_err(err);
+    }
     let w = k.constant_input::<ort::value::TensorValueType<f32>>(1)?;
     let (shape, weight) = w.try_extract_tensor::<f32>()?;
     let dims: Vec<usize> = shape
@@ -130,12 +165,6 @@ fn prepare(k: &KernelContext<'_>) -> ort::Result<Conv1d> {
         Some(b) => Some(b.try_extract_tensor::<f32>()?.1),
         None => None,
     };
-    let dil = match k.get::<Vec<i64>>("dilations").as_deref() {
-        None => 1,
-        Some(&[d]) => usize::try_from(d).map_err(err)?,
-        Some(v) => return Err(err(format!("dilations {v:?}"))),
-    };
-    let pads = one_pair(k.get::<Vec<i64>>("pads"), (0, 0))?;
     Conv1d::new(weight, [o, i, taps], bias, dil, pads).map_err(err)
 }
 

@@ -208,16 +208,44 @@ pub fn split_parsed(
     })
 }
 
+/// A convolution's weight and bias, taken out of the model by [`convs_to_domain`].
+#[derive(Debug, Clone)]
+pub struct ConvWeights {
+    /// `[O, I, k]`.
+    pub dims: [usize; 3],
+    /// The weight's values.
+    pub weight: Vec<f32>,
+    /// The bias, if the node had one.
+    pub bias: Option<Vec<f32>>,
+}
+
+/// A model whose convolutions moved to a custom domain ([`convs_to_domain`]).
+#[derive(Debug)]
+pub struct Moved {
+    /// The model's bytes.
+    pub bytes: Vec<u8>,
+    /// How many nodes moved, per prefix.
+    pub counts: Vec<usize>,
+    /// The moved nodes' weights, by the value of their [`WEIGHTS_ATTR`] attribute.
+    pub weights: std::collections::HashMap<String, ConvWeights>,
+}
+
+/// The attribute naming a moved node's weights in [`Moved::weights`].
+pub const WEIGHTS_ATTR: &str = "weights";
+
+/// The empty initializer a moved node reads in its weight's place (ONNX Runtime does not take a
+/// node with fewer inputs than its operator requires).
+pub const NO_WEIGHT: &str = "local-assistant.no-weight";
+
 /// Move the 1-D `Conv` nodes named with one of `prefixes` that our bfloat16 operator runs
 /// ([`super::bf16_op`]: group 1, stride 1, explicit pads, constant float weight `[O, I, k]` and
 /// bias) to the operator domain `domain` (version 1, imported by the model), copying everything
-/// else byte for byte. Returns the new bytes and how many nodes moved per prefix (none at all:
-/// an error).
-pub fn convs_to_domain(
-    bytes: &[u8],
-    prefixes: &[&str],
-    domain: &str,
-) -> Result<(Vec<u8>, Vec<usize>), String> {
+/// else byte for byte. Their weight and bias leave the model (the operator packs them; ONNX
+/// Runtime would keep a float32 copy of each for nothing): a moved node reads its data input
+/// and the empty [`NO_WEIGHT`], names its weights with the attribute [`WEIGHTS_ATTR`], and
+/// initializers nothing else reads go. Returns the new model, how many nodes moved per prefix (none at all: an error), and
+/// the weights.
+pub fn convs_to_domain(bytes: &[u8], prefixes: &[&str], domain: &str) -> Result<Moved, String> {
     let graph = onnx_graph::parse(bytes)?;
     let eligible = |n: &Node| -> bool {
         let constant = |name: Option<&String>, dims: usize| {
@@ -258,7 +286,59 @@ pub fn convs_to_domain(
             prefixes.join("… or ")
         ));
     }
-    let mut out = Vec::with_capacity(bytes.len() + 64);
+    let key = |i: usize| format!("conv{i}");
+    let mut weights = std::collections::HashMap::new();
+    for &i in &moved {
+        let n = &graph.nodes[i];
+        let values = |k: usize| {
+            n.inputs
+                .get(k)
+                .and_then(|x| graph.initializers.get(x))
+                .and_then(|t| Some((t.dims.clone(), t.f32s()?.to_vec())))
+        };
+        let (dims, weight) = values(1).ok_or_else(|| format!("{}: no weight", n.name))?;
+        let dims: Vec<usize> = dims
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| format!("{}: weight dims {dims:?}", n.name)))
+            .collect::<Result<_, _>>()?;
+        let &[o, c, k] = dims.as_slice() else {
+            return Err(format!("{}: weight of dimensions {dims:?}", n.name));
+        };
+        let bias = values(2).map(|(_, b)| b);
+        weights.insert(
+            key(i),
+            ConvWeights {
+                dims: [o, c, k],
+                weight,
+                bias,
+            },
+        );
+    }
+    // Initializers only moved nodes read go, unless a subgraph might read them unseen.
+    let subgraphs = graph
+        .nodes
+        .iter()
+        .any(|n| n.attrs.values().any(|a| matches!(a, Attr::Graph)));
+    let still_read: HashSet<&str> = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| {
+            let all = if moved.contains(&i) {
+                1
+            } else {
+                n.inputs.len()
+            };
+            n.inputs[..all].iter().map(String::as_str)
+        })
+        .chain(graph.outputs.iter().map(String::as_str))
+        .collect();
+    let dropped: HashSet<&str> = moved
+        .iter()
+        .flat_map(|&i| graph.nodes[i].inputs.iter().skip(1).map(String::as_str))
+        .filter(|x| !subgraphs && !still_read.contains(x))
+        .collect();
+    let mut out = Vec::with_capacity(bytes.len());
     let mut r = Reader::new(bytes);
     while let Some((field, value, raw)) = r.next_raw()? {
         if field != 7 {
@@ -266,29 +346,79 @@ pub fn convs_to_domain(
             continue;
         }
         let g = value.bytes("ModelProto.graph")?;
-        let mut ng = Vec::with_capacity(g.len() + 64 * moved.len());
+        let mut ng = Vec::with_capacity(g.len());
         let mut gr = Reader::new(g);
         let mut index = 0;
         while let Some((f, v, raw)) = gr.next_raw()? {
-            if f == 1 {
-                index += 1;
-                if moved.contains(&(index - 1)) {
-                    // The domain field after the others: the node had none.
-                    let mut node = v.bytes("GraphProto.node")?.to_vec();
-                    put_bytes(&mut node, 7, domain.as_bytes());
-                    put_bytes(&mut ng, 1, &node);
-                    continue;
+            let keep = match f {
+                1 => {
+                    index += 1;
+                    if moved.contains(&(index - 1)) {
+                        let node = v.bytes("GraphProto.node")?;
+                        put_bytes(&mut ng, 1, &moved_node(node, &key(index - 1), domain)?);
+                        continue;
+                    }
+                    true
                 }
+                5 => {
+                    let t = v.bytes("GraphProto.initializer")?;
+                    !dropped.contains(onnx_graph::string_field(t, 8, "TensorProto.name")?.as_str())
+                }
+                11 => {
+                    let x = v.bytes("GraphProto.input")?;
+                    !dropped.contains(onnx_graph::value_info_name(x)?.as_str())
+                }
+                _ => true,
+            };
+            if keep {
+                ng.extend_from_slice(raw);
             }
-            ng.extend_from_slice(raw);
         }
+        // TensorProto { dims: [0], data_type: FLOAT, name }.
+        let mut empty = Vec::new();
+        put_varint_field(&mut empty, 1, 0);
+        put_varint_field(&mut empty, 2, 1);
+        put_bytes(&mut empty, 8, NO_WEIGHT.as_bytes());
+        put_bytes(&mut ng, 5, &empty);
         put_bytes(&mut out, 7, &ng);
     }
     let mut opset = Vec::new();
     put_bytes(&mut opset, 1, domain.as_bytes());
     put_varint_field(&mut opset, 2, 1);
     put_bytes(&mut out, 8, &opset);
-    Ok((out, counts))
+    Ok(Moved {
+        bytes: out,
+        counts,
+        weights,
+    })
+}
+
+/// A `Conv` node's bytes moved to `domain`: its data input (the first) and [`NO_WEIGHT`], the
+/// attribute [`WEIGHTS_ATTR`] = `key`, everything else as it was.
+fn moved_node(node: &[u8], key: &str, domain: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(node.len() + 32);
+    let mut r = Reader::new(node);
+    let mut inputs = 0;
+    while let Some((f, _, raw)) = r.next_raw()? {
+        if f == 1 {
+            inputs += 1;
+            if inputs == 2 {
+                put_bytes(&mut out, 1, NO_WEIGHT.as_bytes());
+            }
+            if inputs > 1 {
+                continue;
+            }
+        }
+        out.extend_from_slice(raw);
+    }
+    let mut a = Vec::new();
+    put_bytes(&mut a, 1, WEIGHTS_ATTR.as_bytes());
+    put_bytes(&mut a, 4, key.as_bytes());
+    put_varint_field(&mut a, 20, 3);
+    put_bytes(&mut out, 5, &a);
+    // The domain field after the others: the node had none.
+    put_bytes(&mut out, 7, domain.as_bytes());
+    Ok(out)
 }
 
 /// What to change, worked out from the parsed graph.
@@ -796,7 +926,9 @@ mod tests {
     }
 
     /// Eligible convolutions move to the custom domain, which the model then imports; others
-    /// (another prefix, a stride, a weight that is not a constant) stay.
+    /// (another prefix, a stride, a weight that is not a constant) stay. A moved node's weights
+    /// leave the model: its weight and bias inputs go, an attribute names them among the
+    /// returned weights, and an initializer nothing else reads (the bias) goes.
     #[test]
     fn convolutions_move_to_a_custom_domain() {
         let mut nodes = decoder();
@@ -808,8 +940,9 @@ mod tests {
             &[("strides", ints(&[2]))],
         ));
         nodes.push(node("Conv", "/dec/computed", &["h", "x1"], &["r"], &[]));
-        let (bytes, moved) = convs_to_domain(&model(&nodes, 15), &["/dec/"], "my.domain").unwrap();
-        assert_eq!(moved, [1]);
+        let moved = convs_to_domain(&model(&nodes, 15), &["/dec/"], "my.domain").unwrap();
+        assert_eq!(moved.counts, [1]);
+        let bytes = moved.bytes;
         let g = onnx_graph::parse(&bytes).unwrap();
         let domains: Vec<(&str, &str)> = g
             .nodes
@@ -818,7 +951,19 @@ mod tests {
             .collect();
         assert_eq!(domains[1], ("/dec/conv", "my.domain"));
         assert!(domains.iter().filter(|d| d.1 == "my.domain").count() == 1);
-        assert_eq!(g.nodes[1].inputs, ["x1", "w1", "b1"]);
+        assert_eq!(g.nodes[1].inputs, ["x1", NO_WEIGHT]);
+        assert_eq!(g.initializers[NO_WEIGHT].dims, [0]);
+        assert_eq!(g.nodes[1].attrs[WEIGHTS_ATTR], Attr::Str(b"conv1".to_vec()));
+        assert_eq!(g.nodes[1].attrs["dilations"], ints(&[2]));
+        let w = &moved.weights["conv1"];
+        assert_eq!(w.dims, [4, 2, 3]);
+        assert_eq!(w.weight, [0.5; 24]);
+        assert_eq!(w.bias.as_deref(), Some(&[0.1; 4][..]));
+        assert!(
+            g.initializers.contains_key("w1"),
+            "the strided convolution reads it"
+        );
+        assert!(!g.initializers.contains_key("b1"));
         let mut r = Reader::new(&bytes);
         let mut imports = Vec::new();
         while let Some((field, value)) = r.next_field().unwrap() {
@@ -828,8 +973,8 @@ mod tests {
             }
         }
         assert_eq!(imports, ["", "my.domain"]);
-        let (_, moved) = convs_to_domain(&model(&nodes, 15), &["/enc/", "/dec/"], "d").unwrap();
-        assert_eq!(moved, [0, 1]);
+        let moved = convs_to_domain(&model(&nodes, 15), &["/enc/", "/dec/"], "d").unwrap();
+        assert_eq!(moved.counts, [0, 1]);
         let e = convs_to_domain(&model(&nodes, 15), &["/enc/"], "my.domain").unwrap_err();
         assert!(e.contains("no 1-D convolution named /enc/"), "{e}");
     }

@@ -359,7 +359,7 @@ impl PiperVoice {
             .into_iter()
             .filter_map(|(on, prefix)| on.then_some(prefix))
             .collect();
-        let flow = match &split {
+        let mut flow = match &split {
             Some((front, _, _)) if !prefixes.is_empty() => onnx_2d::convs_to_domain(front, &prefixes, bf16_op::DOMAIN)
                 .inspect_err(|reason| {
                     tracing::info!(model = %model.display(), %reason, "the flow and the encoder stay in ONNX Runtime's kernels");
@@ -369,28 +369,27 @@ impl PiperVoice {
         };
         let moved = |prefix: &str| {
             flow.as_ref()
-                .and_then(|(_, counts)| {
-                    prefixes
-                        .iter()
-                        .position(|p| *p == prefix)
-                        .map(|i| counts[i])
+                .and_then(|m| {
+                    let i = prefixes.iter().position(|p| *p == prefix)?;
+                    m.counts.get(i).copied()
                 })
                 .unwrap_or(0)
         };
         let (flow_convs, encoder_convs) = (moved(FLOW), moved(ENCODER));
-        let session_bytes = match (&flow, &split, &rewritten) {
-            (Some((bytes, _)), _, _) => Some(bytes.as_slice()),
-            (None, Some((front, _, _)), _) => Some(front.as_slice()),
-            (None, None, Some(r)) => Some(r.bytes.as_slice()),
-            (None, None, None) => None,
-        };
-        let (operators, op_scratch) = match &flow {
-            Some(_) => {
-                let (domain, scratch) =
-                    bf16_op::domain(options.threads).map_err(|e| model_err(e.to_string()))?;
+        let (operators, op_scratch) = match &mut flow {
+            Some(m) => {
+                let weights = std::mem::take(&mut m.weights);
+                let (domain, scratch) = bf16_op::domain(options.threads, weights)
+                    .map_err(|e| model_err(e.to_string()))?;
                 (Some(domain), Some(scratch))
             }
             None => (None, None),
+        };
+        let session_bytes = match (&flow, &split, &rewritten) {
+            (Some(m), _, _) => Some(m.bytes.as_slice()),
+            (None, Some((front, _, _)), _) => Some(front.as_slice()),
+            (None, None, Some(r)) => Some(r.bytes.as_slice()),
+            (None, None, None) => None,
         };
         let session = crate::speech::onnx::session_from(
             env,
@@ -400,6 +399,10 @@ impl PiperVoice {
             true,
             operators,
         )?;
+        // The session has packed the weights into its kernels.
+        if let Some(s) = &op_scratch {
+            s.forget_weights();
+        }
         let shrink = crate::speech::onnx::shrink_arena()?;
         let plain = RunOptions::new().map_err(|e| SpeechError::Runtime {
             library: "ONNX Runtime".into(),
@@ -421,6 +424,9 @@ impl PiperVoice {
             decoder: split.map(|(_, region, entries)| (region, entries)),
         };
         voice.set_speed(options.speed)?;
+        // Loading parsed and rewrote the model, and held the weights taken out of it: tens of
+        // MB freed now, which malloc would otherwise keep (27 MB more resident here).
+        crate::platform::heap::release();
         Ok(voice)
     }
 
