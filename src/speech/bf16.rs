@@ -958,57 +958,27 @@ mod tests {
             let mut want = conv_ref(&x, t, &w, [o, i, k], &b, dil, pads, leaky);
             for engine in engines() {
                 let what = format!("{engine:?} conv {o}x{i}x{k} d{dil} {pads:?} t{t}");
-                let mut out = Vec::new();
-                let mut scratch = Scratch::default();
-                let n = conv
-                    .run(
-                        engine,
-                        Input {
-                            data: &x,
-                            steps: t,
-                            leaky,
-                        },
-                        &[],
-                        &mut out,
-                        &mut scratch,
-                    )
-                    .unwrap();
-                assert_eq!(Some(n), conv.out_len(t));
-                close(&out, &want, &what);
-                conv.run(
-                    engine,
-                    Input {
-                        data: &x,
-                        steps: t,
-                        leaky,
-                    },
-                    &[&res],
-                    &mut out,
-                    &mut scratch,
-                )
-                .unwrap();
-                let with: Vec<f32> = want.iter().zip(&res).map(|(a, b)| a + b).collect();
-                close(&out, &with, &format!("{what} + residual"));
-                conv.run(
-                    engine,
-                    Input {
-                        data: &x,
-                        steps: t,
-                        leaky,
-                    },
-                    &[&res, &res2],
-                    &mut out,
-                    &mut scratch,
-                )
-                .unwrap();
-                let with: Vec<f32> = with.iter().zip(&res2).map(|(a, b)| a + b).collect();
-                close(&out, &with, &format!("{what} + two residuals"));
-                // Output channels in parts on several threads: the same values.
                 let input = Input {
                     data: &x,
                     steps: t,
                     leaky,
                 };
+                let mut scratch = Scratch::default();
+                let mut run = |res: &[&[f32]]| {
+                    let mut out = Vec::new();
+                    let n = conv
+                        .run(engine, input, res, &mut out, &mut scratch)
+                        .unwrap();
+                    assert_eq!(Some(n), conv.out_len(t));
+                    out
+                };
+                close(&run(&[]), &want, &what);
+                let with: Vec<f32> = want.iter().zip(&res).map(|(a, b)| a + b).collect();
+                close(&run(&[&res]), &with, &format!("{what} + residual"));
+                let out = run(&[&res, &res2]);
+                let with: Vec<f32> = with.iter().zip(&res2).map(|(a, b)| a + b).collect();
+                close(&out, &with, &format!("{what} + two residuals"));
+                // Output channels in parts on several threads: the same values.
                 for parts in [2, 3] {
                     let mut split = vec![f32::NAN; out.len()];
                     let mut scratch = Scratch::default();

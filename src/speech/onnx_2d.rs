@@ -156,14 +156,7 @@ pub fn split_parsed(
                     index += 1;
                     !cut.contains(&(index - 1))
                 }
-                5 => {
-                    let t = value.bytes("GraphProto.initializer")?;
-                    !dropped.contains(onnx_graph::string_field(t, 8, "TensorProto.name")?.as_str())
-                }
-                11 => {
-                    let v = value.bytes("GraphProto.input")?;
-                    !dropped.contains(onnx_graph::value_info_name(v)?.as_str())
-                }
+                5 | 11 => !names_dropped(field, &value, &dropped)?,
                 12 => false,
                 13 => {
                     let v = value.bytes("GraphProto.value_info")?;
@@ -360,14 +353,7 @@ pub fn convs_to_domain(bytes: &[u8], prefixes: &[&str], domain: &str) -> Result<
                     }
                     true
                 }
-                5 => {
-                    let t = v.bytes("GraphProto.initializer")?;
-                    !dropped.contains(onnx_graph::string_field(t, 8, "TensorProto.name")?.as_str())
-                }
-                11 => {
-                    let x = v.bytes("GraphProto.input")?;
-                    !dropped.contains(onnx_graph::value_info_name(x)?.as_str())
-                }
+                5 | 11 => !names_dropped(f, &v, &dropped)?,
                 _ => true,
             };
             if keep {
@@ -391,6 +377,21 @@ pub fn convs_to_domain(bytes: &[u8], prefixes: &[&str], domain: &str) -> Result<
         counts,
         weights,
     })
+}
+
+/// Whether a graph's initializer (`field` 5) or input (11) is one of `dropped`.
+fn names_dropped(
+    field: u32,
+    value: &onnx_graph::Value<'_>,
+    dropped: &HashSet<&str>,
+) -> Result<bool, String> {
+    let name = if field == 5 {
+        let t = value.bytes("GraphProto.initializer")?;
+        onnx_graph::string_field(t, 8, "TensorProto.name")?
+    } else {
+        onnx_graph::value_info_name(value.bytes("GraphProto.input")?)?
+    };
+    Ok(dropped.contains(name.as_str()))
 }
 
 /// A `Conv` node's bytes moved to `domain`: its data input (the first) and [`NO_WEIGHT`], the
