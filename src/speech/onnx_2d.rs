@@ -14,7 +14,9 @@
 
 use std::collections::HashSet;
 
-use super::onnx_graph::{self, put_bytes, put_key, put_varint_field, Attr, Node, Reader};
+use super::onnx_graph::{
+    self, put_bytes, put_key, put_varint_field, Attr, Data, Initializer, Node, Reader,
+};
 
 /// Operators the region may hold.
 const CONVS: [&str; 2] = ["Conv", "ConvTranspose"];
@@ -239,7 +241,7 @@ pub const NO_WEIGHT: &str = "local-assistant.no-weight";
 /// initializers nothing else reads go. Returns the new model, how many nodes moved per prefix (none at all: an error), and
 /// the weights.
 pub fn convs_to_domain(bytes: &[u8], prefixes: &[&str], domain: &str) -> Result<Moved, String> {
-    let graph = onnx_graph::parse(bytes)?;
+    let mut graph = onnx_graph::parse(bytes)?;
     let eligible = |n: &Node| -> bool {
         let constant = |name: Option<&String>, dims: usize| {
             name.and_then(|x| graph.initializers.get(x))
@@ -279,34 +281,6 @@ pub fn convs_to_domain(bytes: &[u8], prefixes: &[&str], domain: &str) -> Result<
             prefixes.join("… or ")
         ));
     }
-    let key = |i: usize| format!("conv{i}");
-    let mut weights = std::collections::HashMap::new();
-    for &i in &moved {
-        let n = &graph.nodes[i];
-        let values = |k: usize| {
-            n.inputs
-                .get(k)
-                .and_then(|x| graph.initializers.get(x))
-                .and_then(|t| Some((t.dims.clone(), t.f32s()?.to_vec())))
-        };
-        let (dims, weight) = values(1).ok_or_else(|| format!("{}: no weight", n.name))?;
-        let dims: Vec<usize> = dims
-            .iter()
-            .map(|&d| usize::try_from(d).map_err(|_| format!("{}: weight dims {dims:?}", n.name)))
-            .collect::<Result<_, _>>()?;
-        let &[o, c, k] = dims.as_slice() else {
-            return Err(format!("{}: weight of dimensions {dims:?}", n.name));
-        };
-        let bias = values(2).map(|(_, b)| b);
-        weights.insert(
-            key(i),
-            ConvWeights {
-                dims: [o, c, k],
-                weight,
-                bias,
-            },
-        );
-    }
     // Initializers only moved nodes read go, unless a subgraph might read them unseen.
     let subgraphs = graph
         .nodes
@@ -331,6 +305,54 @@ pub fn convs_to_domain(bytes: &[u8], prefixes: &[&str], domain: &str) -> Result<
         .flat_map(|&i| graph.nodes[i].inputs.iter().skip(1).map(String::as_str))
         .filter(|x| !subgraphs && !still_read.contains(x))
         .collect();
+    let key = |i: usize| format!("conv{i}");
+    // The weights move out of the parsed graph where no other node reads them (no copy).
+    let mut uses: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for &i in &moved {
+        for x in graph.nodes[i].inputs.iter().skip(1) {
+            *uses.entry(x.as_str()).or_default() += 1;
+        }
+    }
+    let initializers = &mut graph.initializers;
+    let mut take = |name: Option<&String>| -> Option<(Vec<i64>, Vec<f32>)> {
+        let name = name?.as_str();
+        let left = uses.get_mut(name)?;
+        *left -= 1;
+        if *left == 0 && dropped.contains(name) {
+            match initializers.remove(name)? {
+                Initializer {
+                    dims,
+                    data: Data::F32(v),
+                } => Some((dims, v)),
+                _ => None,
+            }
+        } else {
+            let t = initializers.get(name)?;
+            Some((t.dims.clone(), t.f32s()?.to_vec()))
+        }
+    };
+    let mut weights = std::collections::HashMap::new();
+    for &i in &moved {
+        let n = &graph.nodes[i];
+        let (dims, weight) =
+            take(n.inputs.get(1)).ok_or_else(|| format!("{}: no weight", n.name))?;
+        let dims: Vec<usize> = dims
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| format!("{}: weight dims {dims:?}", n.name)))
+            .collect::<Result<_, _>>()?;
+        let &[o, c, k] = dims.as_slice() else {
+            return Err(format!("{}: weight of dimensions {dims:?}", n.name));
+        };
+        let bias = take(n.inputs.get(2)).map(|(_, b)| b);
+        weights.insert(
+            key(i),
+            ConvWeights {
+                dims: [o, c, k],
+                weight,
+                bias,
+            },
+        );
+    }
     let mut out = Vec::with_capacity(bytes.len());
     let mut r = Reader::new(bytes);
     while let Some((field, value, raw)) = r.next_raw()? {
