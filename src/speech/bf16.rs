@@ -309,10 +309,8 @@ impl Conv1d {
         out: &mut Vec<f32>,
         scratch: &mut Scratch,
     ) -> Result<usize, String> {
-        input.check(self.ins)?;
-        let n = self.out_steps(input.steps)?;
-        // The kernel writes every output.
-        out.resize(self.outs * n, 0.0);
+        // The kernel writes every output; `run_into` refuses what has none.
+        out.resize(self.outs * self.out_len(input.steps).unwrap_or(0), 0.0);
         self.run_into(engine, input, res, out, scratch, (1, &scoped))
     }
 
@@ -366,10 +364,13 @@ impl Conv1d {
         let np = self.ins.div_ceil(2);
         let blocks = self.outs.div_ceil(OB);
         let parts = parts.clamp(1, blocks);
-        // Part k: blocks [blocks·k/parts, blocks·(k+1)/parts), its rows of the output.
-        let call = |k: usize, out: &mut [f32]| {
+        // Part k: blocks [blocks·k/parts, blocks·(k+1)/parts); its first block and output rows.
+        let part = |k: usize| {
             let (b0, b1) = (blocks * k / parts, blocks * (k + 1) / parts);
-            let (o0, o1) = (b0 * OB, (b1 * OB).min(self.outs));
+            (b0, b0 * OB, (b1 * OB).min(self.outs))
+        };
+        let call = |k: usize, out: &mut [f32]| {
+            let (b0, o0, o1) = part(k);
             let call = Call {
                 x: &pairs,
                 off: 0,
@@ -390,8 +391,7 @@ impl Conv1d {
         let mut rest = out;
         let mut chunks = Vec::with_capacity(parts);
         for k in 0..parts {
-            let o1 = ((blocks * (k + 1) / parts) * OB).min(self.outs);
-            let o0 = ((blocks * k / parts) * OB).min(self.outs);
+            let (_, o0, o1) = part(k);
             let (mine, after) = rest.split_at_mut((o1 - o0) * n);
             chunks.push(std::sync::Mutex::new(Some(mine)));
             rest = after;

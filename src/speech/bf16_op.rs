@@ -1,8 +1,9 @@
 //! Our bfloat16 convolution ([`super::bf16::Conv1d`]) as an ONNX Runtime custom operator, so
-//! that single `Conv` nodes of a model ONNX Runtime runs (Piper's flow) use it while ONNX
-//! Runtime keeps everything around them. [`super::onnx_2d::convs_to_domain`] moves the nodes to
-//! [`DOMAIN`]; the operator reads the same attributes and inputs as ONNX's `Conv` (1-D, group 1,
-//! stride 1, constant weight and bias) and packs the weight once when the session is made. It
+//! that single `Conv` nodes of a model ONNX Runtime runs (Piper's flow and text encoder) use it
+//! while ONNX Runtime keeps everything around them. [`super::onnx_2d::convs_to_domain`] moves
+//! the nodes to [`DOMAIN`] and takes their weights out of the model; the operator reads the same
+//! attributes as ONNX's `Conv` (1-D, group 1, stride 1), gets its weights from the domain
+//! ([`domain`]) and packs them once when the session is made. It
 //! shares its output channels among the session's threads, and writes into the output ONNX
 //! Runtime allocates; the converted input is kept in one buffer for all the session's nodes
 //! (ONNX Runtime runs them one at a time), which [`Shared`] gives back when idle.
@@ -101,9 +102,8 @@ impl Operator for Bf16Conv {
     fn inputs(&self) -> impl IntoIterator<Item = OperatorInput> {
         [
             OperatorInput::required(TensorElementType::Float32),
-            // The weight, or an empty placeholder where the weights were taken out of the model.
+            // An empty placeholder: the weights were taken out of the model.
             OperatorInput::required(TensorElementType::Float32),
-            OperatorInput::optional(TensorElementType::Float32),
         ]
     }
 
@@ -128,8 +128,8 @@ impl Operator for Bf16Conv {
     }
 }
 
-/// The packed convolution of a node: its weight and bias (constant inputs, or taken out of the
-/// model and named by its [`WEIGHTS_ATTR`] attribute), and its attributes.
+/// The packed convolution of a node: its weight and bias (taken out of the model and named by
+/// its [`WEIGHTS_ATTR`] attribute), and its attributes.
 fn prepare(
     k: &KernelContext<'_>,
     weights: &Mutex<HashMap<String, ConvWeights>>,
@@ -140,32 +140,14 @@ fn prepare(
         Some(v) => return Err(err(format!("dilations {v:?}"))),
     };
     let pads = one_pair(k.get::<Vec<i64>>("pads"), (0, 0))?;
-    if let Some(key) = k.get::<String>(WEIGHTS_ATTR) {
-        let weights = lock(weights);
-        let w = weights
-            .get(&key)
-            .ok_or_else(|| err(format!("no weights {key:?} given with the domain")))?;
-        return Conv1d::new(&w.weight, w.dims, w.bias.as_deref(), dil, pads).map_err(err);
-    }
-    let w = k.constant_input::<ort::value::TensorValueType<f32>>(1)?;
-    let (shape, weight) = w.try_extract_tensor::<f32>()?;
-    let dims: Vec<usize> = shape
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(err))
-        .collect::<ort::Result<_>>()?;
-    let &[o, i, taps] = dims.as_slice() else {
-        return Err(err(format!("weight of dimensions {dims:?}")));
-    };
-    let bias_value = if k.inputs()?.len() > 2 {
-        Some(k.constant_input::<ort::value::TensorValueType<f32>>(2)?)
-    } else {
-        None
-    };
-    let bias = match &bias_value {
-        Some(b) => Some(b.try_extract_tensor::<f32>()?.1),
-        None => None,
-    };
-    Conv1d::new(weight, [o, i, taps], bias, dil, pads).map_err(err)
+    let key = k
+        .get::<String>(WEIGHTS_ATTR)
+        .ok_or_else(|| err(format!("no {WEIGHTS_ATTR} attribute")))?;
+    let weights = lock(weights);
+    let w = weights
+        .get(&key)
+        .ok_or_else(|| err(format!("no weights {key:?} given with the domain")))?;
+    Conv1d::new(&w.weight, w.dims, w.bias.as_deref(), dil, pads).map_err(err)
 }
 
 /// One run: the input convolved into the output ONNX Runtime allocates.

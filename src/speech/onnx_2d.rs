@@ -12,7 +12,7 @@
 //! old names, so the rest of the graph is copied byte for byte. Anything else is refused with the
 //! reason, and the caller runs the model as it is.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::onnx_graph::{
     self, put_bytes, put_key, put_varint_field, Attr, Data, Initializer, Node, Reader,
@@ -222,7 +222,7 @@ pub struct Moved {
     /// How many nodes moved, per prefix.
     pub counts: Vec<usize>,
     /// The moved nodes' weights, by the value of their [`WEIGHTS_ATTR`] attribute.
-    pub weights: std::collections::HashMap<String, ConvWeights>,
+    pub weights: HashMap<String, ConvWeights>,
 }
 
 /// The attribute naming a moved node's weights in [`Moved::weights`].
@@ -238,8 +238,8 @@ pub const NO_WEIGHT: &str = "local-assistant.no-weight";
 /// else byte for byte. Their weight and bias leave the model (the operator packs them; ONNX
 /// Runtime would keep a float32 copy of each for nothing): a moved node reads its data input
 /// and the empty [`NO_WEIGHT`], names its weights with the attribute [`WEIGHTS_ATTR`], and
-/// initializers nothing else reads go. Returns the new model, how many nodes moved per prefix (none at all: an error), and
-/// the weights.
+/// initializers nothing else reads go. Returns the new model, how many nodes moved per prefix
+/// (none at all: an error), and the weights.
 pub fn convs_to_domain(bytes: &[u8], prefixes: &[&str], domain: &str) -> Result<Moved, String> {
     let mut graph = onnx_graph::parse(bytes)?;
     let eligible = |n: &Node| -> bool {
@@ -307,7 +307,7 @@ pub fn convs_to_domain(bytes: &[u8], prefixes: &[&str], domain: &str) -> Result<
         .collect();
     let key = |i: usize| format!("conv{i}");
     // The weights move out of the parsed graph where no other node reads them (no copy).
-    let mut uses: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut uses: HashMap<&str, usize> = HashMap::new();
     for &i in &moved {
         for x in graph.nodes[i].inputs.iter().skip(1) {
             *uses.entry(x.as_str()).or_default() += 1;
@@ -331,7 +331,7 @@ pub fn convs_to_domain(bytes: &[u8], prefixes: &[&str], domain: &str) -> Result<
             Some((t.dims.clone(), t.f32s()?.to_vec()))
         }
     };
-    let mut weights = std::collections::HashMap::new();
+    let mut weights = HashMap::new();
     for &i in &moved {
         let n = &graph.nodes[i];
         let (dims, weight) =

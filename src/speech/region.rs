@@ -201,6 +201,38 @@ fn conv_op(
     }
 }
 
+/// The `Add` nodes (not in `skip`) of which one input is `foldable`, read only there and not
+/// `exit`, and the other not a scalar: add output → (that input, the other); and those inputs.
+fn fold_adds<'a>(
+    nodes: &[&'a Node],
+    readers: &HashMap<&str, Vec<&Node>>,
+    exit: &str,
+    skip: &HashMap<&str, (&str, &str)>,
+    is_scalar: impl Fn(&str) -> bool,
+    foldable: impl Fn(&str) -> bool,
+) -> (HashMap<&'a str, (&'a str, &'a str)>, HashSet<&'a str>) {
+    let mut adds = HashMap::new();
+    let mut taken = HashSet::new();
+    for n in nodes {
+        let Some(out) = n.outputs.first() else {
+            continue;
+        };
+        if n.op != "Add" || n.inputs.len() != 2 || skip.contains_key(out.as_str()) {
+            continue;
+        }
+        for (a, b) in [(0, 1), (1, 0)] {
+            let (x, other) = (n.inputs[a].as_str(), n.inputs[b].as_str());
+            let read_once = readers.get(x).is_some_and(|r| r.len() == 1);
+            if foldable(x) && read_once && x != exit && !is_scalar(other) && !taken.contains(x) {
+                adds.insert(out.as_str(), (x, other));
+                taken.insert(x);
+                break;
+            }
+        }
+    }
+    (adds, taken)
+}
+
 fn usize_of(v: i64, what: &str) -> Result<usize, String> {
     usize::try_from(v).map_err(|_| format!("{what} {v} is negative"))
 }
@@ -276,53 +308,16 @@ impl Region {
             }
         }
         // Adds that take a convolution's output as a residual: add output → (conv output, other).
-        let mut fused: HashMap<&str, (&str, &str)> = HashMap::new();
-        let mut fused_convs: HashSet<&str> = HashSet::new();
-        for n in &nodes {
-            if n.op != "Add" || n.inputs.len() != 2 {
-                continue;
-            }
-            for (a, b) in [(0, 1), (1, 0)] {
-                let conv_out = n.inputs[a].as_str();
-                let is_conv = producer.get(conv_out).is_some_and(|m| m.op == "Conv");
-                let read_once = readers.get(conv_out).is_some_and(|r| r.len() == 1);
-                let other = n.inputs[b].as_str();
-                if is_conv
-                    && read_once
-                    && conv_out != exit
-                    && scalar(other).is_none()
-                    && !fused_convs.contains(conv_out)
-                {
-                    fused.insert(n.outputs[0].as_str(), (conv_out, other));
-                    fused_convs.insert(conv_out);
-                    break;
-                }
-            }
-        }
-        // Adds of such a sum (read only there) and another tensor: the convolution adds that
-        // too (HiFi-GAN sums its resblocks' outputs). Add output → (fused Add output, other).
-        let mut fused2: HashMap<&str, (&str, &str)> = HashMap::new();
-        let mut fused_sums: HashSet<&str> = HashSet::new();
-        for n in &nodes {
-            if n.op != "Add" || n.inputs.len() != 2 || fused.contains_key(n.outputs[0].as_str()) {
-                continue;
-            }
-            for (a, b) in [(0, 1), (1, 0)] {
-                let sum = n.inputs[a].as_str();
-                let other = n.inputs[b].as_str();
-                let read_once = readers.get(sum).is_some_and(|r| r.len() == 1);
-                if fused.contains_key(sum)
-                    && read_once
-                    && sum != exit
-                    && scalar(other).is_none()
-                    && !fused_sums.contains(sum)
-                {
-                    fused2.insert(n.outputs[0].as_str(), (sum, other));
-                    fused_sums.insert(sum);
-                    break;
-                }
-            }
-        }
+        let is_scalar = |x: &str| scalar(x).is_some();
+        let (fused, fused_convs) =
+            fold_adds(&nodes, &readers, exit, &HashMap::new(), is_scalar, |x| {
+                producer.get(x).is_some_and(|m| m.op == "Conv")
+            });
+        // Adds of such a sum and another tensor: the convolution adds that too (HiFi-GAN sums
+        // its resblocks' outputs). Add output → (fused Add output, other).
+        let (fused2, fused_sums) = fold_adds(&nodes, &readers, exit, &fused, is_scalar, |x| {
+            fused.contains_key(x)
+        });
         let mut steps = Vec::new();
         for n in &nodes {
             let what = |e: String| format!("{} ({}): {e}", n.name, n.op);
@@ -717,10 +712,7 @@ impl Plan<'_> {
         for ((_, slot), &(c, t, data)) in self.entries.iter().zip(shaped) {
             let (from, len) = if t == 1 { (0, 1) } else { (lo, hi - lo) };
             let mut buf = work.take(c * len);
-            for ch in 0..c {
-                buf[ch * len..(ch + 1) * len]
-                    .copy_from_slice(&data[ch * t + from..ch * t + from + len]);
-            }
+            copy_columns(data, t, (from, from + len), &mut buf);
             slots[*slot] = Some(Tensor {
                 c,
                 t: len,
